@@ -1,0 +1,280 @@
+"""The Actor base: declared subscriptions, typed messages, an explicit lifecycle.
+
+An actor is a small object that reacts to messages and publishes messages.
+It never calls another actor directly, so actors can move to other hosts
+without changes. What the base does for every actor, once:
+
+* Subscriptions are declared with the message type they decode
+  (`Sub(subject, Tick, self.on_tick)`); the base decodes with a cached typed
+  decoder and hands the handler a typed, immutable message.
+* An undecodable message is counted (`bad_messages`), logged with its subject
+  and a preview, and dropped. It never reaches the handler and never kills the
+  actor: bad input from one producer must not take down a consumer.
+* A handler that raises is a bug in this actor: the actor *crashes* (its
+  subscriptions are torn down) and its `Supervisor` decides about a restart.
+  The exception stops at the supervisor; no other actor sees it.
+* Time comes from ``self.clock`` only; heartbeats use it too.
+
+Lifecycle (Nautilus Trader's habit of an explicit state machine)::
+
+    NEW -> STARTING -> RUNNING -> STOPPING -> STOPPED
+               \\          \\          \\
+                +----------+----------+--> CRASHED -> STARTING (restart)
+                                                  \\-> FAILED  (supervisor gave up)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from messages import Heartbeat, Message, Subjects, encode
+from messages.codec import decoder_for
+from messages.errors import DecodeError
+from messages.subjects import token
+
+from .bus import Bus, Envelope
+from .clock import Clock
+from .logs import StructLogger, get_logger
+
+
+class ActorState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+    FAILED = "failed"
+
+
+_ALLOWED: dict[ActorState, frozenset[ActorState]] = {
+    ActorState.NEW: frozenset({ActorState.STARTING}),
+    ActorState.STARTING: frozenset({ActorState.RUNNING, ActorState.CRASHED, ActorState.STOPPING}),
+    ActorState.RUNNING: frozenset({ActorState.STOPPING, ActorState.CRASHED}),
+    ActorState.STOPPING: frozenset({ActorState.STOPPED, ActorState.CRASHED}),
+    ActorState.CRASHED: frozenset({ActorState.STARTING, ActorState.FAILED, ActorState.STOPPED}),
+    ActorState.STOPPED: frozenset({ActorState.STARTING}),
+    ActorState.FAILED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """An actor was asked to move between states the lifecycle does not connect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    """A declared subscription: subject, the message type (or union) it decodes, the handler.
+
+    The handler takes ``(msg)`` or ``(msg, envelope)``; the envelope carries
+    the subject and the reply subject for request/reply.
+    """
+
+    subject: str
+    type: Any
+    handler: Callable[..., Awaitable[None]]
+    queue: str | None = None
+
+
+@dataclass(slots=True)
+class Context:
+    """What a process gives its actors: the bus, the clock, the subject builder."""
+
+    bus: Bus
+    clock: Clock
+    subjects: Subjects = field(default_factory=Subjects)
+    host: str = field(default_factory=socket.gethostname)
+
+
+class Actor:
+    """Base class for every actor; subclass and override the hooks below."""
+
+    #: Default name (subclasses set it; instances may override in __init__).
+    name: str = "actor"
+    #: Seconds between heartbeats; None disables them.
+    heartbeat_interval: float | None = 5.0
+
+    def __init__(self, *, name: str | None = None) -> None:
+        self.name = token(name or type(self).name, "actor name")
+        self.state = ActorState.NEW
+        self.handled = 0
+        self.bad_messages = 0
+        self.restarts = 0
+        self.log: StructLogger = get_logger(f"actor.{self.name}")
+        self._ctx: Context | None = None
+        self._crash: asyncio.Future[None] | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._started_at = 0.0
+        self.ready = asyncio.Event()
+
+    # -- hooks for subclasses ------------------------------------------------
+    def subscriptions(self) -> Iterable[Sub]:
+        """The subscriptions this actor needs; read once per start."""
+        return ()
+
+    async def on_start(self) -> None:
+        """Called after subscribing, before `run`; (re)build transient state here."""
+
+    async def run(self) -> None:
+        """The actor's own loop (timers, polling). Returning is fine: handlers keep serving."""
+
+    async def on_stop(self) -> None:
+        """Called on a clean stop, after the subscriptions are gone."""
+
+    # -- what actors use -------------------------------------------------------
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            raise RuntimeError(f"actor {self.name!r} is not started")
+        return self._ctx
+
+    @property
+    def bus(self) -> Bus:
+        return self.ctx.bus
+
+    @property
+    def clock(self) -> Clock:
+        return self.ctx.clock
+
+    @property
+    def subjects(self) -> Subjects:
+        return self.ctx.subjects
+
+    async def publish(self, subject: str, msg: Message) -> None:
+        await self.ctx.bus.publish(subject, encode(msg))
+
+    async def request(self, subject: str, msg: Message, reply_type: Any, *, timeout: float = 2.0) -> Any:
+        """Request/reply with typed decoding of the answer (DecodeError on a bad one)."""
+        env = await self.ctx.bus.request(subject, encode(msg), timeout=timeout)
+        return decoder_for(reply_type).decode(env.data, subject=env.subject)
+
+    async def reply(self, envelope: Envelope, msg: Message) -> None:
+        await self.ctx.bus.respond(envelope, encode(msg))
+
+    # -- lifecycle -------------------------------------------------------------
+    def _transition(self, new: ActorState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise InvalidTransition(f"actor {self.name!r}: {self.state.value} -> {new.value}")
+        self.state = new
+
+    def mark_failed(self) -> None:
+        """The supervisor gave up on this actor; it stays down."""
+        self._transition(ActorState.FAILED)
+        self.ready.set()
+
+    async def stop(self) -> None:
+        """Ask a running actor to stop cleanly; `serve` returns once it has."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def serve(self, ctx: Context) -> None:
+        """Run until `stop()` (returns) or a crash (raises the crash's exception)."""
+        self._ctx = ctx
+        self._transition(ActorState.STARTING)
+        loop = asyncio.get_running_loop()
+        self._crash = loop.create_future()
+        self._stop_requested = asyncio.Event()
+        subs = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for spec in self.subscriptions():
+                subs.append(await ctx.bus.subscribe(spec.subject, self._deliverer(spec), queue=spec.queue))
+            await self.on_start()
+            self._started_at = ctx.clock.monotonic()
+            self._transition(ActorState.RUNNING)
+            self.ready.set()
+            tasks.append(loop.create_task(self._guard(self.run()), name=f"{self.name}.run"))
+            if self.heartbeat_interval:
+                tasks.append(loop.create_task(self._guard(self._heartbeats()), name=f"{self.name}.heartbeat"))
+            stopper = loop.create_task(self._stop_requested.wait())
+            try:
+                await asyncio.wait({self._crash, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+        except Exception as exc:  # failed to subscribe or to start
+            self._crash_with(exc)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                try:
+                    await task
+                except BaseException:
+                    pass
+            for sub in subs:
+                await sub.unsubscribe()
+        crash = self._crash.exception() if self._crash.done() else None
+        if crash is not None:
+            self._transition(ActorState.CRASHED)
+            raise crash
+        self._transition(ActorState.STOPPING)
+        try:
+            await self.on_stop()
+        finally:
+            self._transition(ActorState.STOPPED)
+
+    # -- internals ---------------------------------------------------------------
+    def _crash_with(self, exc: BaseException) -> None:
+        if self._crash is not None and not self._crash.done():
+            self.log.error("actor_crashed", error=repr(exc))
+            self._crash.set_exception(exc)
+
+    async def _guard(self, aw: Awaitable[None]) -> None:
+        try:
+            await aw
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._crash_with(exc)
+
+    def _deliverer(self, spec: Sub) -> Callable[[Envelope], Awaitable[None]]:
+        decoder = decoder_for(spec.type)
+        handler = spec.handler
+        wants_envelope = len(inspect.signature(handler).parameters) >= 2
+
+        async def deliver(env: Envelope) -> None:
+            try:
+                msg = decoder.decode(env.data, subject=env.subject)
+            except DecodeError as err:
+                self.bad_messages += 1
+                self.log.warning(
+                    "bad_message", subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
+                )
+                return
+            try:
+                if wants_envelope:
+                    await handler(msg, env)
+                else:
+                    await handler(msg)
+                self.handled += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._crash_with(exc)
+
+        return deliver
+
+    async def _heartbeats(self) -> None:
+        assert self.heartbeat_interval
+        subject = self.subjects.heartbeat(self.name)
+        while True:
+            await self.publish(
+                subject,
+                Heartbeat(
+                    actor=self.name,
+                    ts=self.clock.now(),
+                    state=self.state.value,
+                    host=self.ctx.host,
+                    uptime=self.clock.monotonic() - self._started_at,
+                    handled=self.handled,
+                    bad_messages=self.bad_messages,
+                    restarts=self.restarts,
+                ),
+            )
+            await self.clock.sleep(self.heartbeat_interval)

@@ -1,0 +1,147 @@
+"""An in-process bus for fast unit tests, with nats-py's delivery semantics.
+
+Request timeouts go through the injected clock, so a test in virtual time can
+exercise "nobody answered within 2 s" without waiting 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import defaultdict
+
+from messages.errors import BusClosedError, RequestTimeoutError
+
+from .bus import Bus, BusStats, Envelope, Handler, Subscription, subject_matches
+from .clock import Clock, SystemClock
+
+log = logging.getLogger("sniper.bus.memory")
+
+DEFAULT_PENDING_LIMIT = 65_536
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, bus: "MemoryBus", subject: str, handler: Handler, queue: str | None, limit: int) -> None:
+        self.subject = subject
+        self.queue = queue
+        self._bus = bus
+        self._handler = handler
+        self._inbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._limit = limit
+        self._task = asyncio.get_running_loop().create_task(self._drain(), name=f"memsub:{subject}")
+        self.active = True
+
+    def offer(self, env: Envelope) -> None:
+        if self._inbox.qsize() >= self._limit:
+            self._bus.stats.slow_consumer_drops += 1
+            return
+        self._inbox.put_nowait(env)
+
+    async def _drain(self) -> None:
+        while True:
+            env = await self._inbox.get()
+            self._bus.stats.delivered += 1
+            try:
+                await self._handler(env)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the contract: a handler error never ends the subscription
+                self._bus.stats.handler_errors += 1
+                self._bus.stats.note_error(f"handler on {self.subject}: {exc!r}")
+                log.exception("handler failed on %s", env.subject)
+
+    async def unsubscribe(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        self._bus._remove(self)
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+class MemoryBus(Bus):
+    """A bus that lives in one event loop. Not for production; see `NatsBus`."""
+
+    def __init__(self, *, clock: Clock | None = None, pending_limit: int = DEFAULT_PENDING_LIMIT) -> None:
+        self.clock = clock or SystemClock()
+        self.stats = BusStats()
+        self._subs: list[_MemorySubscription] = []
+        self._pending_limit = pending_limit
+        self._inbox_ids = itertools.count()
+        self._rr: dict[tuple[str, str], int] = defaultdict(int)
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusClosedError("the memory bus is closed")
+
+    async def publish(
+        self, subject: str, data: bytes, *, reply: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self._check_open()
+        self.stats.published += 1
+        env = Envelope(subject, bytes(data), reply, dict(headers) if headers else None)
+        groups: dict[tuple[str, str], list[_MemorySubscription]] = {}
+        for sub in self._subs:
+            if not subject_matches(sub.subject, subject):
+                continue
+            if sub.queue is None:
+                sub.offer(env)
+            else:
+                groups.setdefault((sub.subject, sub.queue), []).append(sub)
+        for key, members in groups.items():
+            idx = self._rr[key] % len(members)
+            self._rr[key] += 1
+            members[idx].offer(env)
+
+    async def subscribe(self, subject: str, handler: Handler, *, queue: str | None = None) -> Subscription:
+        self._check_open()
+        sub = _MemorySubscription(self, subject, handler, queue, self._pending_limit)
+        self._subs.append(sub)
+        return sub
+
+    def _remove(self, sub: _MemorySubscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:
+        self._check_open()
+        inbox = f"_INBOX.mem.{next(self._inbox_ids)}"
+        answer: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(env: Envelope) -> None:
+            if not answer.done():
+                answer.set_result(env)
+
+        sub = await self.subscribe(inbox, on_reply)
+        try:
+            if not any(subject_matches(s.subject, subject) for s in self._subs):
+                raise RequestTimeoutError(f"no responders on {subject!r}")
+            await self.publish(subject, data, reply=inbox)
+            try:
+                return await self.clock.timeout(timeout, answer)
+            except TimeoutError:
+                raise RequestTimeoutError(f"no reply on {subject!r} within {timeout:g}s") from None
+        finally:
+            await sub.unsubscribe()
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        self._check_open()
+        # Let subscriber tasks take what is queued: the in-memory analogue of a flush.
+        for _ in range(4):
+            await asyncio.sleep(0)  # clock-ok: yield to subscriber tasks
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subs):
+            await sub.unsubscribe()

@@ -1,0 +1,176 @@
+"""The Supervisor: runs actors in one process and restarts the ones that crash.
+
+OTP's rules, in asyncio:
+
+* one-for-one: a crashed actor is restarted alone; the others keep running;
+* jittered exponential backoff between restarts, so a crash loop does not
+  spin the CPU or hammer an upstream, and many hosts do not restart in step;
+* restart intensity: more than `max_restarts` restarts within `period`
+  seconds means the fault is not transient; the supervisor gives up on that
+  actor, marks it FAILED and publishes `ActorGaveUp` (escalation is a message,
+  not an exception: the rest of the pipeline degrades instead of dying);
+* every restart is published as `ActorRestarted` on ``actor.<name>``.
+
+All waiting goes through the context's clock, so a test can check a whole
+backoff schedule and the intensity limit in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from messages import ActorGaveUp, ActorRestarted, Message, encode
+from messages.errors import ConfigError
+
+from .actor import Actor, ActorState, Context
+from .logs import get_logger
+
+log = get_logger("supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How hard to try: backoff shape and the OTP restart intensity."""
+
+    max_restarts: int = 5
+    period: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_factor: float = 2.0
+    backoff_max: float = 30.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.max_restarts < 0 or self.period <= 0:
+            raise ConfigError("restart policy needs max_restarts >= 0 and period > 0")
+        if self.backoff_initial < 0 or self.backoff_factor < 1 or self.backoff_max < self.backoff_initial:
+            raise ConfigError("restart backoff needs 0 <= initial <= max and factor >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ConfigError("restart jitter must be in [0, 1)")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Delay before restart number `attempt` (1-based) within the current period."""
+        base = min(self.backoff_max, self.backoff_initial * self.backoff_factor ** (attempt - 1))
+        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+
+class Supervisor:
+    """Runs a set of actors; use ``async with Supervisor(ctx, actors):`` or start/stop."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        actors: Iterable[Actor] = (),
+        *,
+        policy: RestartPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.policy = policy or RestartPolicy()
+        self.actors: dict[str, Actor] = {}
+        self.failed: dict[str, BaseException] = {}
+        self._rng = rng or random.Random()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._wake: dict[str, asyncio.Event] = {}
+        for actor in actors:
+            self.add(actor)
+
+    def add(self, actor: Actor) -> None:
+        if actor.name in self.actors:
+            raise ConfigError(f"two actors named {actor.name!r} in one supervisor")
+        self.actors[actor.name] = actor
+        if self._tasks:  # already running: start it now
+            self._spawn(actor)
+
+    async def start(self, *, ready_timeout: float = 10.0) -> None:
+        """Start every actor and wait until each is RUNNING (subscribed) or FAILED."""
+        for actor in self.actors.values():
+            if actor.name not in self._tasks:
+                self._spawn(actor)
+        await self.ctx.clock.timeout(
+            ready_timeout, asyncio.gather(*(a.ready.wait() for a in self.actors.values()))
+        )
+
+    def _spawn(self, actor: Actor) -> None:
+        self._wake[actor.name] = asyncio.Event()
+        self._tasks[actor.name] = asyncio.get_running_loop().create_task(
+            self._supervise(actor), name=f"supervise:{actor.name}"
+        )
+
+    async def stop(self) -> None:
+        """Stop every actor cleanly and wait for them."""
+        self._stopping = True
+        for name, actor in self.actors.items():
+            await actor.stop()
+            self._wake[name].set()  # cut a restart backoff short
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def wait(self) -> None:
+        """Wait until every supervised actor has stopped or failed."""
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def __aenter__(self) -> "Supervisor":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the one-for-one loop ------------------------------------------------
+    async def _supervise(self, actor: Actor) -> None:
+        clock = self.ctx.clock
+        recent: deque[float] = deque()
+        while not self._stopping:
+            try:
+                await actor.serve(self.ctx)
+                return  # clean stop
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            now = clock.monotonic()
+            recent.append(now)
+            while recent and recent[0] < now - self.policy.period:
+                recent.popleft()
+            if len(recent) > self.policy.max_restarts:
+                actor.mark_failed()
+                self.failed[actor.name] = RuntimeError(error)
+                log.error("actor_gave_up", actor=actor.name, restarts=len(recent) - 1, error=error)
+                await self._announce(
+                    actor,
+                    ActorGaveUp(
+                        actor=actor.name,
+                        ts=clock.now(),
+                        restarts=len(recent) - 1,
+                        period=self.policy.period,
+                        error=error,
+                    ),
+                )
+                return
+            attempt = len(recent)
+            delay = self.policy.delay(attempt, self._rng)
+            actor.restarts += 1
+            log.warning("actor_restarting", actor=actor.name, attempt=attempt, delay=round(delay, 3), error=error)
+            await self._announce(
+                actor,
+                ActorRestarted(actor=actor.name, ts=clock.now(), attempt=attempt, delay=delay, error=error),
+            )
+            wake = self._wake[actor.name]
+            try:
+                await clock.timeout(delay, wake.wait())
+            except TimeoutError:
+                pass
+        if actor.state is ActorState.CRASHED:
+            actor._transition(ActorState.STOPPED)
+
+    async def _announce(self, actor: Actor, msg: Message) -> None:
+        """Publish a supervision event; a broken bus must not break supervision."""
+        try:
+            await self.ctx.bus.publish(self.ctx.subjects.actor_event(actor.name), encode(msg))
+        except Exception as exc:
+            log.warning("supervision_event_lost", actor=actor.name, error=repr(exc))

@@ -1,0 +1,99 @@
+"""sniper's wire contract: the one place messages and subjects are defined.
+
+Every message is a frozen, tagged msgspec Struct encoded as JSON. Subjects are
+built by `Subjects`; no other module spells a subject. Decode with
+`decode(data, Type)` or a cached `Decoder`; bad input raises `DecodeError`.
+"""
+
+from __future__ import annotations
+
+from ._base import SCHEMA_VERSION, Message
+from .codec import MAX_MESSAGE_BYTES, Decoder, decode, decoder_for, encode
+from .cycle import Direction, Health, HealthState, ModuleStatus, Signal, Tick
+from .errors import (
+    BusClosedError,
+    BusConnectError,
+    BusError,
+    ConfigError,
+    ContractError,
+    DecodeError,
+    EmbeddedServerError,
+    RequestTimeoutError,
+    SniperError,
+    SubjectError,
+    SymbolError,
+)
+from .modules import (
+    PAYLOAD_TYPES,
+    REASONS,
+    Degraded,
+    EtfFlows,
+    EtfIssuerFlow,
+    InstitutionalBias,
+    LiquidationHeatmap,
+    LiquidationLevel,
+    ModuleData,
+    ModulePayload,
+    OrderBook,
+    Payload,
+    Reason,
+    WhaleAlert,
+    WhaleAlerts,
+)
+from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
+from .subjects import DEFAULT_PREFIX, Subjects
+
+#: Every message type that travels on the bus (for record/replay and schema).
+AnyMessage = (
+    Tick | ModuleData | Degraded | Signal | Health | Heartbeat | ActorRestarted | ActorGaveUp
+)
+ALL_MESSAGE_TYPES = AnyMessage
+
+__all__ = [
+    "ALL_MESSAGE_TYPES",
+    "AnyMessage",
+    "DEFAULT_PREFIX",
+    "MAX_MESSAGE_BYTES",
+    "PAYLOAD_TYPES",
+    "REASONS",
+    "SCHEMA_VERSION",
+    "ActorGaveUp",
+    "ActorRestarted",
+    "BusClosedError",
+    "BusConnectError",
+    "BusError",
+    "ConfigError",
+    "ContractError",
+    "DecodeError",
+    "Decoder",
+    "Degraded",
+    "Direction",
+    "EmbeddedServerError",
+    "EtfFlows",
+    "EtfIssuerFlow",
+    "Health",
+    "HealthState",
+    "Heartbeat",
+    "InstitutionalBias",
+    "LiquidationHeatmap",
+    "LiquidationLevel",
+    "Message",
+    "ModuleData",
+    "ModulePayload",
+    "ModuleStatus",
+    "OrderBook",
+    "Payload",
+    "Reason",
+    "RequestTimeoutError",
+    "Signal",
+    "SniperError",
+    "SubjectError",
+    "Subjects",
+    "SymbolError",
+    "Tick",
+    "WhaleAlert",
+    "WhaleAlerts",
+    "decode",
+    "decoder_for",
+    "encode",
+]

@@ -1,0 +1,35 @@
+"""JSON Schema for every wire message, generated from the Structs themselves.
+
+`sniper schema` prints this, so bots written in other languages can validate
+or generate code from the exact contract this build speaks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._base import SCHEMA_VERSION
+
+
+def message_schema() -> dict[str, Any]:
+    """One JSON Schema document: ``oneOf`` over every message, tagged by ``type``."""
+    from . import ALL_MESSAGE_TYPES
+
+    (refs,), components = msgspec.json.schema_components(
+        [ALL_MESSAGE_TYPES], ref_template="#/$defs/{name}"
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "sniper wire messages",
+        "description": f"Every message sniper publishes, schema version {SCHEMA_VERSION}. "
+        "Dispatch on the 'type' field.",
+        **refs,
+        "$defs": components,
+    }
+
+
+def payload_schema(type: Any) -> dict[str, Any]:
+    """JSON Schema of one upstream payload type (the README's upstream contract)."""
+    return msgspec.json.schema(type)

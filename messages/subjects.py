@@ -1,0 +1,135 @@
+"""Every NATS subject sniper uses is built here, and only here.
+
+Subjects are part of the public contract: other bots subscribe to
+``sniper.signal.SOL`` and operators publish ``sniper.cmd.flags``. Building them
+in one place keeps the names consistent, lets a deployment choose its own
+prefix (several pipelines on one NATS account), and rejects values that would
+silently change a subject's meaning (an asset called ``SOL.>`` would otherwise
+subscribe to far more than intended).
+
+Layout (with the default prefix ``sniper``)::
+
+    sniper.tick.<ASSET>                 Tick          scheduler -> fetchers
+    sniper.data.<module>.<ASSET>        ModuleData    fetcher -> assembler
+    sniper.degraded.<module>.<ASSET>    Degraded      fetcher -> assembler
+    sniper.signal.<ASSET>               Signal        assembler -> bots, alerter
+    sniper.health.<ASSET>               Health        scheduler -> operators
+    sniper.heartbeat.<actor>            Heartbeat     every actor
+    sniper.actor.<actor>                ActorRestarted / ActorGaveUp
+    sniper.circuit.<module>             CircuitChanged
+    sniper.flags.changed                FlagChanged
+    sniper.cmd.<command>                request/reply commands (flags, circuit)
+    sniper.routes                       RouteMap from discovery
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import SubjectError
+
+DEFAULT_PREFIX = "sniper"
+
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
+_PREFIX = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
+
+
+def token(value: str, what: str = "token") -> str:
+    """Return `value` if it is safe as one subject token, else raise SubjectError."""
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise SubjectError(
+            f"{what} {value!r} cannot be a subject token: use letters, digits, '_' or '-'"
+        )
+    return value
+
+
+class Subjects:
+    """Builds subjects under one prefix; wildcards come from the ``*_all`` methods."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix) or prefix.startswith("$"):
+            raise SubjectError(f"subject prefix {prefix!r} must be dot-separated tokens")
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"Subjects({self.prefix!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Subjects) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)
+
+    def _join(self, *tokens: str) -> str:
+        return ".".join((self.prefix, *tokens))
+
+    # -- everything -------------------------------------------------------
+    def everything(self) -> str:
+        """Wildcard for every message of this pipeline (what `sniper record` takes)."""
+        return self._join(">")
+
+    # -- the cycle ----------------------------------------------------------
+    def tick(self, asset: str) -> str:
+        return self._join("tick", token(asset, "asset"))
+
+    def tick_all(self) -> str:
+        return self._join("tick", "*")
+
+    def data(self, module: str, asset: str) -> str:
+        return self._join("data", token(module, "module"), token(asset, "asset"))
+
+    def degraded(self, module: str, asset: str) -> str:
+        return self._join("degraded", token(module, "module"), token(asset, "asset"))
+
+    def data_all(self) -> str:
+        return self._join("data", "*", "*")
+
+    def degraded_all(self) -> str:
+        return self._join("degraded", "*", "*")
+
+    def signal(self, asset: str) -> str:
+        return self._join("signal", token(asset, "asset"))
+
+    def signal_all(self) -> str:
+        return self._join("signal", "*")
+
+    def health(self, asset: str) -> str:
+        return self._join("health", token(asset, "asset"))
+
+    def health_all(self) -> str:
+        return self._join("health", "*")
+
+    # -- runtime ------------------------------------------------------------
+    def heartbeat(self, actor: str) -> str:
+        return self._join("heartbeat", token(actor, "actor"))
+
+    def heartbeat_all(self) -> str:
+        return self._join("heartbeat", "*")
+
+    def actor_event(self, actor: str) -> str:
+        return self._join("actor", token(actor, "actor"))
+
+    def actor_event_all(self) -> str:
+        return self._join("actor", "*")
+
+    # -- control plane (resilience, discovery) ------------------------------
+    def circuit(self, module: str) -> str:
+        return self._join("circuit", token(module, "module"))
+
+    def circuit_all(self) -> str:
+        return self._join("circuit", "*")
+
+    def flags_changed(self) -> str:
+        return self._join("flags", "changed")
+
+    def command(self, name: str) -> str:
+        return self._join("cmd", token(name, "command"))
+
+    def routes(self) -> str:
+        return self._join("routes")
+
+    def kv_bucket(self, name: str) -> str:
+        """Name of a JetStream key-value bucket owned by this pipeline (prefix-scoped)."""
+        return f"{self.prefix.replace('.', '_')}_{token(name, 'bucket')}"
