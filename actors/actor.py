@@ -111,6 +111,7 @@ class Actor:
         self._crash: asyncio.Future[None] | None = None
         self._stop_requested: asyncio.Event | None = None
         self._started_at = 0.0
+        self._children: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
 
     # -- hooks for subclasses ------------------------------------------------
@@ -147,7 +148,10 @@ class Actor:
         return self.ctx.subjects
 
     async def publish(self, subject: str, msg: Message) -> None:
-        await self.ctx.bus.publish(subject, encode(msg))
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(f"actor {self.name!r} is not started")
+        await ctx.bus.publish(subject, encode(msg))
 
     async def request(self, subject: str, msg: Message, reply_type: Any, *, timeout: float = 2.0) -> Any:
         """Request/reply with typed decoding of the answer (DecodeError on a bad one)."""
@@ -156,6 +160,22 @@ class Actor:
 
     async def reply(self, envelope: Envelope, msg: Message) -> None:
         await self.ctx.bus.respond(envelope, encode(msg))
+
+    def spawn(self, aw: Awaitable[Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run `aw` as a child task: an exception in it crashes this actor; a stop cancels it.
+
+        For work a handler must not wait for (a subscription handles one
+        message at a time): one HTTP call per tick, one timer per window.
+        """
+        task = asyncio.get_running_loop().create_task(aw, name=name or f"{self.name}.child")  # type: ignore[arg-type]
+        self._children.add(task)
+        task.add_done_callback(self._child_done)
+        return task
+
+    def _child_done(self, task: asyncio.Task[Any]) -> None:
+        self._children.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._crash_with(task.exception())  # type: ignore[arg-type]
 
     # -- lifecycle -------------------------------------------------------------
     def _transition(self, new: ActorState) -> None:
@@ -200,6 +220,8 @@ class Actor:
         except Exception as exc:  # failed to subscribe or to start
             self._crash_with(exc)
         finally:
+            tasks.extend(self._children)
+            self._children.clear()
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -20,11 +20,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A message as it came off the bus: subject, raw bytes, reply subject, headers."""
+class Envelope(NamedTuple):
+    """A message as it came off the bus: subject, raw bytes, reply subject, headers.
+
+    A NamedTuple: immutable like a frozen dataclass, but built ~3x faster,
+    which matters because one is built per delivered message.
+    """
 
     subject: str
     data: bytes

@@ -26,7 +26,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError, SlowConsumerError
+from nats.errors import ConnectionClosedError, NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from messages.errors import BusClosedError, BusConnectError, RequestTimeoutError
@@ -171,9 +171,13 @@ class NatsBus(Bus):
     async def publish(
         self, subject: str, data: bytes, *, reply: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
-        self._check_open()
+        if self._closed:
+            raise BusClosedError(f"the NATS bus to {self.url} is closed")
         self.stats.published += 1
-        await self._nc.publish(subject, data, reply=reply or "", headers=headers)
+        try:
+            await self._nc.publish(subject, data, reply=reply or "", headers=headers)
+        except ConnectionClosedError:
+            raise BusClosedError(f"the NATS connection to {self.url} is closed") from None
 
     async def subscribe(self, subject: str, handler: Handler, *, queue: str | None = None) -> Subscription:
         self._check_open()
@@ -181,7 +185,7 @@ class NatsBus(Bus):
 
         async def on_msg(msg: Msg) -> None:
             stats.delivered += 1
-            await handler(Envelope(msg.subject, msg.data, msg.reply or None, msg.headers))
+            await handler(Envelope(msg.subject, msg.data, msg.reply or None, msg.headers or None))
 
         sub = await self._nc.subscribe(
             subject, queue=queue or "", cb=on_msg, pending_msgs_limit=DEFAULT_PENDING_MSGS

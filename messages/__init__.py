@@ -40,12 +40,13 @@ from .modules import (
     WhaleAlert,
     WhaleAlerts,
 )
+from .routes import DEFAULT_ROUTES, ParamBinding, Route, RouteMap
 from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
 from .subjects import DEFAULT_PREFIX, Subjects
 
 #: Every message type that travels on the bus (for record/replay and schema).
 AnyMessage = (
-    Tick | ModuleData | Degraded | Signal | Health | Heartbeat | ActorRestarted | ActorGaveUp
+    Tick | ModuleData | Degraded | Signal | Health | Heartbeat | ActorRestarted | ActorGaveUp | RouteMap
 )
 ALL_MESSAGE_TYPES = AnyMessage
 
@@ -53,6 +54,7 @@ __all__ = [
     "ALL_MESSAGE_TYPES",
     "AnyMessage",
     "DEFAULT_PREFIX",
+    "DEFAULT_ROUTES",
     "MAX_MESSAGE_BYTES",
     "PAYLOAD_TYPES",
     "REASONS",
@@ -82,9 +84,12 @@ __all__ = [
     "ModulePayload",
     "ModuleStatus",
     "OrderBook",
+    "ParamBinding",
     "Payload",
     "Reason",
     "RequestTimeoutError",
+    "Route",
+    "RouteMap",
     "Signal",
     "SniperError",
     "SubjectError",

@@ -54,7 +54,7 @@ class Decoder(Generic[T]):
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise DecodeError(str(exc), subject=subject, data=data) from None
         version = getattr(msg, "v", SCHEMA_VERSION)
-        if version > SCHEMA_VERSION or version < 1:
+        if version != SCHEMA_VERSION and (version > SCHEMA_VERSION or version < 1):
             raise DecodeError(
                 f"schema version {version} is not supported (this build speaks 1..{SCHEMA_VERSION})",
                 subject=subject,

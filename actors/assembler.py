@@ -1,0 +1,180 @@
+"""SignalAssembler: one signal per (asset, cycle) from whatever arrived in time.
+
+The assembler never waits for a module that is not coming. For each
+(asset, cycle) it opens a window when the tick (or the first report) arrives
+and closes it at the deadline, or earlier once every expected module has
+answered. Each module's status in the signal is ``ok`` (data arrived),
+``degraded`` (the fetcher said why not), ``disabled`` (a flag), or
+``missing`` (nothing arrived: a dead fetcher host looks like this).
+
+Windows are keyed by cycle, so a late report is counted and dropped: it can
+never leak into the next cycle's signal. A tick for an already-closed cycle
+that is *newer* than every tick seen for the asset means the scheduler
+restarted and its count began again (it may run on another host): the
+assembler starts a new epoch for that asset instead of calling it late.
+
+Deadlines: the tick carries the scheduler's deadline in wall time. If that
+deadline is wildly off this process's clock (a replay of an old recording, or
+skew between hosts), the window is measured from arrival instead, with the
+same length, so replays and skewed hosts still produce full windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
+
+from .actor import Actor, Sub
+from .scoring import ScoringConfig, combine, sub_score
+
+Report = ModuleData | Degraded
+
+
+@dataclass(slots=True)
+class _Window:
+    asset: str
+    cycle: int
+    started: float
+    closes_at: float  # monotonic
+    expected: frozenset[str]
+    reports: dict[str, Report] = field(default_factory=dict)
+    ticked: bool = False
+
+
+class SignalAssembler(Actor):
+    """Builds `Signal`s on ``signal.<ASSET>`` from module reports inside a time window."""
+
+    name = "assembler"
+
+    def __init__(
+        self,
+        *,
+        modules: Iterable[str],
+        window: float = 3.0,
+        scoring: ScoringConfig | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.modules = frozenset(modules)
+        self.window = window
+        self.scoring = scoring or ScoringConfig()
+        self.late = 0
+        self.signals = 0
+        self._open: dict[tuple[str, int], _Window] = {}
+        self._closed_upto: dict[str, int] = {}
+        self._last_tick: dict[str, float] = {}
+
+    def subscriptions(self) -> Iterable[Sub]:
+        return [
+            Sub(self.subjects.tick_all(), Tick, self.on_tick),
+            Sub(self.subjects.data_all(), ModuleData, self.on_report),
+            Sub(self.subjects.degraded_all(), Degraded, self.on_report),
+        ]
+
+    async def on_start(self) -> None:
+        # A restart forgets open windows: their reports are gone with the old
+        # subscriptions, and a half-filled signal would be worse than none.
+        self._open.clear()
+
+    # -- arrivals ---------------------------------------------------------------
+    async def on_tick(self, tick: Tick) -> None:
+        newest = tick.ts > self._last_tick.get(tick.asset, float("-inf"))
+        self._last_tick[tick.asset] = max(tick.ts, self._last_tick.get(tick.asset, tick.ts))
+        if self._is_closed(tick.asset, tick.cycle):
+            if not newest:
+                self.late += 1
+                return
+            self.log.info("scheduler_epoch", asset=tick.asset, cycle=tick.cycle)
+            self._closed_upto[tick.asset] = tick.cycle - 1
+        length = max(0.0, tick.deadline - tick.ts)
+        remaining = tick.deadline - self.clock.now()
+        if remaining < -length or remaining > 2 * length + 1:
+            remaining = length  # replay or clock skew: measure from arrival
+        expected = frozenset(tick.modules) if tick.modules else self.modules
+        win = self._open.get((tick.asset, tick.cycle))
+        if win is None:
+            win = self._open_window(tick.asset, tick.cycle, tick.ts, remaining, expected)
+        else:  # reports came first; the tick fixes the window
+            win.expected, win.started = expected, tick.ts
+            win.closes_at = self.clock.monotonic() + max(0.0, remaining)
+        win.ticked = True
+        await self._maybe_complete(win)
+
+    async def on_report(self, report: Report) -> None:
+        key = (report.asset, report.cycle)
+        if self._is_closed(*key) and key not in self._open:
+            self.late += 1
+            self.log.debug("late_report", asset=report.asset, cycle=report.cycle, module=report.module)
+            return
+        win = self._open.get(key)
+        if win is None:
+            win = self._open_window(report.asset, report.cycle, report.ts, self.window, self.modules)
+        win.reports.setdefault(report.module, report)  # first answer wins; duplicates ignored
+        await self._maybe_complete(win)
+
+    # -- windows ------------------------------------------------------------------
+    def _is_closed(self, asset: str, cycle: int) -> bool:
+        return cycle <= self._closed_upto.get(asset, -1)
+
+    def _open_window(self, asset: str, cycle: int, started: float, length: float, expected: frozenset[str]) -> _Window:
+        win = _Window(asset, cycle, started, self.clock.monotonic() + max(0.0, length), expected)
+        self._open[(asset, cycle)] = win
+        self.spawn(self._close_at_deadline(win), name=f"window:{asset}:{cycle}")
+        return win
+
+    async def _close_at_deadline(self, win: _Window) -> None:
+        while (asset_cycle := (win.asset, win.cycle)) in self._open:
+            now = self.clock.monotonic()
+            if now >= win.closes_at:
+                await self._emit(win)
+                return
+            await self.clock.sleep(win.closes_at - now)
+            if self._open.get(asset_cycle) is not win:
+                return
+
+    async def _maybe_complete(self, win: _Window) -> None:
+        if win.ticked and win.expected <= win.reports.keys():
+            await self._emit(win)
+
+    async def _emit(self, win: _Window) -> None:
+        if self._open.pop((win.asset, win.cycle), None) is None:
+            return  # already emitted
+        self._closed_upto[win.asset] = max(self._closed_upto.get(win.asset, -1), win.cycle)
+        await self.publish(self.subjects.signal(win.asset), self.build(win))
+        self.signals += 1
+
+    def build(self, win: _Window) -> Signal:
+        """The signal for a closed window (pure apart from the clock read)."""
+        statuses: dict[str, ModuleStatus] = {}
+        components: dict[str, float] = {}
+        for module in sorted(win.expected | win.reports.keys()):
+            report = win.reports.get(module)
+            if report is None:
+                statuses[module] = ModuleStatus(status="missing", reason="no report inside the window")
+            elif isinstance(report, Degraded):
+                status = "disabled" if report.reason == "disabled" else "degraded"
+                statuses[module] = ModuleStatus(status=status, reason=report.reason)
+            else:
+                try:
+                    components[module] = round(sub_score(report.payload, self.scoring), 6)
+                    statuses[module] = ModuleStatus(status="ok")
+                except (ValueError, IndexError, ZeroDivisionError, TypeError, OverflowError) as exc:
+                    self.log.warning("unscorable_payload", module=module, asset=win.asset, error=repr(exc))
+                    statuses[module] = ModuleStatus(status="degraded", reason="bad_payload")
+        expected = frozenset(m for m, st in statuses.items() if st.status != "disabled")
+        verdict = combine(components, expected, self.scoring)
+        return Signal(
+            asset=win.asset,
+            cycle=win.cycle,
+            ts=self.clock.now(),
+            started=win.started,
+            direction=verdict.direction,  # type: ignore[arg-type]
+            score=verdict.score,
+            confidence=verdict.confidence,
+            modules=statuses,
+            etf_available=statuses.get("etf", ModuleStatus(status="missing")).status == "ok",
+            components=components,
+            complete=all(st.status != "missing" for st in statuses.values()),
+        )

@@ -1,0 +1,217 @@
+"""What every module fetcher does, written once.
+
+A fetcher is an actor for one module (whale, etf, heatmap, spot_ob, bias).
+On each `Tick` it answers for (asset, cycle) before the tick's deadline with
+exactly one message: `ModuleData` on success, or `Degraded` with a reason.
+The per-module files only say what differs: the payload type, how the asset
+maps to a request key (ETF flows are keyed by BTC/ETH), a cache lifetime, and
+an optional sanity check of the payload.
+
+Why the pieces:
+
+* Each tick is handled in its own task (bounded by a semaphore), because a
+  subscription's handler runs one message at a time and 100 assets must not
+  queue behind one slow request.
+* The HTTP budget is the time left until the tick's deadline minus a margin,
+  enforced with the injected clock, so a slow backend yields ``timeout`` in
+  time for the assembler instead of a late answer nobody uses.
+* Requests for one key are single-flight and may be cached for `cache_ttl`
+  (ETF flows are daily data shared by every asset), so N assets cost one call.
+* A `Gate` is consulted first: a disabled module or an open circuit answers
+  ``disabled`` / ``circuit_open`` without an upstream call.
+* A payload that does not decode into the module's Struct is ``bad_payload``.
+  Nothing an upstream does can raise out of here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from messages import Degraded, ModuleData, Payload, RouteMap, Tick
+from messages.routes import DEFAULT_ROUTES, Route
+
+from .actor import Actor, Sub
+from .routing import RequestSettings, RouteError, build_request
+from .upstream import Outcome, UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Why a gate held a call back."""
+
+    reason: str  # "disabled" | "circuit_open"
+    detail: str = ""
+    retry_after: float | None = None
+
+
+class Gate:
+    """Decides whether a module may call upstream now. The default admits everything."""
+
+    def admit(self, module: str, key: str) -> Denial | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    payload: Payload | None
+    outcome: Outcome
+
+
+class ModuleFetcher(Actor):
+    """Base for the per-module fetchers; subclasses set `module` and `payload_type`."""
+
+    module: str = ""
+    payload_type: type[Payload] = Payload
+    #: Seconds a successful answer for one key is reused (0: every tick asks).
+    cache_ttl: float = 0.0
+    heartbeat_interval = 10.0
+
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        *,
+        settings: RequestSettings | None = None,
+        gate: Gate | None = None,
+        route: Route | None = None,
+        margin: float = 0.05,
+        max_concurrency: int = 64,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name or f"fetch-{self.module.replace('_', '-')}")
+        self.upstream = upstream
+        self.settings = settings or RequestSettings()
+        self.gate = gate or Gate()
+        self.route: Route | None = route or DEFAULT_ROUTES.get(self.module)
+        self.margin = margin
+        self.max_concurrency = max_concurrency
+        self._decoder = msgspec.json.Decoder(self.payload_type)
+        self._inflight: dict[str, asyncio.Future[_Result]] = {}
+        self._cache: dict[str, tuple[float, _Result]] = {}
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    # -- per-module hooks ------------------------------------------------------
+    def key_for(self, asset: str) -> str:
+        """The upstream key for a traded asset (the asset itself by default)."""
+        return asset
+
+    def check(self, payload: Payload) -> str | None:
+        """A reason the payload is unusable despite decoding, or None."""
+        return None
+
+    # -- actor wiring -------------------------------------------------------------
+    def subscriptions(self) -> Iterable[Sub]:
+        return [
+            Sub(self.subjects.tick_all(), Tick, self.on_tick),
+            Sub(self.subjects.routes(), RouteMap, self.on_routes),
+        ]
+
+    async def on_start(self) -> None:
+        self._inflight.clear()
+
+    async def on_routes(self, routes: RouteMap) -> None:
+        """Discovery found (or lost) our route; later ticks use the new one."""
+        new = routes.routes.get(self.module)
+        if new != self.route:
+            self.log.info("route_changed", module=self.module, path=new.path if new else None, source=routes.source)
+            self.route = new
+            self._cache.clear()
+
+    async def on_tick(self, tick: Tick) -> None:
+        if tick.modules and self.module not in tick.modules:
+            return
+        self.spawn(self._answer(tick), name=f"{self.name}:{tick.asset}:{tick.cycle}")
+
+    # -- one answer per (asset, cycle) -------------------------------------------
+    async def _answer(self, tick: Tick) -> None:
+        async with self._slots:
+            msg = await self._fetch_for(tick)
+        subject = (
+            self.subjects.data(self.module, tick.asset)
+            if isinstance(msg, ModuleData)
+            else self.subjects.degraded(self.module, tick.asset)
+        )
+        await self.publish(subject, msg)
+
+    async def _fetch_for(self, tick: Tick) -> ModuleData | Degraded:
+        key = self.key_for(tick.asset)
+        denial = self.gate.admit(self.module, key)
+        if denial is not None:
+            return self._degraded(tick, denial.reason, denial.detail, retry_after=denial.retry_after)
+        budget = tick.deadline - self.clock.now() - self.margin
+        if budget <= 0:
+            return self._degraded(tick, "timeout", "tick arrived after its deadline")
+        result = await self._single_flight(key, budget)
+        if result.payload is None:
+            o = result.outcome
+            return self._degraded(tick, o.reason, o.detail, status=o.status, retry_after=o.retry_after)
+        return ModuleData(
+            module=self.module,
+            asset=tick.asset,
+            cycle=tick.cycle,
+            ts=self.clock.now(),
+            latency_ms=result.outcome.latency_ms,
+            payload=result.payload,
+        )
+
+    async def _single_flight(self, key: str, budget: float) -> _Result:
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > self.clock.monotonic():
+            return cached[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._call(key, budget)
+            future.set_result(result)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved; the waiting callers re-raise it
+            raise
+        finally:
+            del self._inflight[key]
+        if result.payload is not None and self.cache_ttl > 0:
+            self._cache[key] = (self.clock.monotonic() + self.cache_ttl, result)
+        return result
+
+    async def _call(self, key: str, budget: float) -> _Result:
+        if self.route is None:
+            return _Result(None, Outcome("endpoint_missing", "not_found", detail="no route known for this module"))
+        try:
+            path, query = build_request(self.route, key, self.settings)
+        except RouteError as exc:
+            return _Result(None, Outcome("endpoint_missing", "not_found", detail=str(exc)))
+        outcome = await self.upstream.get(self.module, path, query, budget=budget)
+        if not outcome.ok:
+            return _Result(None, outcome)
+        try:
+            payload = self._decoder.decode(outcome.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _Result(None, _bad(outcome, f"payload does not match {self.payload_type.__name__}: {exc}"))
+        problem = self.check(payload)
+        if problem:
+            return _Result(None, _bad(outcome, problem))
+        return _Result(payload, outcome)
+
+    def _degraded(
+        self, tick: Tick, reason: str, detail: str = "", *, status: int | None = None, retry_after: float | None = None
+    ) -> Degraded:
+        return Degraded(
+            module=self.module,
+            asset=tick.asset,
+            cycle=tick.cycle,
+            ts=self.clock.now(),
+            reason=reason,  # type: ignore[arg-type]
+            detail=detail[:300],
+            status=status,
+            retry_after=retry_after,
+        )
+
+
+def _bad(outcome: Outcome, detail: str) -> Outcome:
+    return Outcome("bad_payload", "bad_payload", outcome.status, detail[:300], latency_ms=outcome.latency_ms)

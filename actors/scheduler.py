@@ -1,0 +1,205 @@
+"""Scheduler: starts a cycle per asset on an interval and judges its health.
+
+Per asset, a loop publishes `Tick` (cycle number, deadline = now + window),
+waits for that cycle's `Signal`, publishes a `Health` verdict, and sleeps
+until the next cycle. The verdict follows the seed analysis:
+
+* ``healthy``: every module answered.
+* ``soft_fail``: something failed, but not every core module. Does not count:
+  an ETF 402 must never mark the scheduler unhealthy.
+* ``hard_fail``: every enabled core module (whale, heatmap, spot_ob by
+  default) failed or was missing. Consecutive hard failures grow the delay to
+  the next cycle (exponential with jitter, capped); the first cycle in which
+  any module succeeds again resets it to the normal interval.
+
+The interval may differ outside the trading-hours window, which is evaluated
+in Asia/Jakarta (UTC+7, no DST); entering and leaving the window is logged as
+``Active trading hours - Jakarta: ...``. All timing goes through the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, time, timezone
+from zoneinfo import ZoneInfo
+
+from messages import ConfigError, Health, Signal, Tick
+
+from .actor import Actor, Sub
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+DEFAULT_CORE = frozenset({"whale", "heatmap", "spot_ob"})
+_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class TradingHours:
+    """A daily window in Jakarta time; ``start > end`` wraps past midnight."""
+
+    start: time
+    end: time | None  # None = 24:00
+
+    @classmethod
+    def parse(cls, text: str) -> "TradingHours":
+        m = _HOURS.match(text)
+        if not m:
+            raise ConfigError(f"trading hours {text!r}: expected HH:MM-HH:MM, e.g. 08:00-22:00")
+        h1, m1, h2, m2 = map(int, m.groups())
+        if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2 != 0):
+            raise ConfigError(f"trading hours {text!r}: not a time of day")
+        return cls(time(h1, m1), None if h2 == 24 else time(h2, m2))
+
+    def __str__(self) -> str:
+        end = "24:00" if self.end is None else self.end.strftime("%H:%M")
+        return f"{self.start.strftime('%H:%M')}-{end}"
+
+    def contains(self, wall: float) -> bool:
+        now = datetime.fromtimestamp(wall, timezone.utc).astimezone(JAKARTA).time()
+        if self.end is None:
+            return now >= self.start
+        if self.start <= self.end:
+            return self.start <= now < self.end
+        return now >= self.start or now < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Which modules are core, and how hard failures back off."""
+
+    core: frozenset[str] = DEFAULT_CORE
+    backoff_factor: float = 2.0
+    backoff_max: float = 300.0
+    jitter: float = 0.2
+
+    def delay(self, interval: float, failures: int, rng: random.Random) -> float:
+        if failures <= 0:
+            return interval
+        base = min(self.backoff_max, interval * self.backoff_factor**failures)
+        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(slots=True)
+class _AssetHealth:
+    consecutive_failures: int = 0
+    waiting: tuple[int, asyncio.Future[Signal]] | None = None
+
+
+class Scheduler(Actor):
+    """Ticks every asset; publishes `Health` per cycle on ``health.<ASSET>``."""
+
+    name = "scheduler"
+
+    def __init__(
+        self,
+        assets: Iterable[str],
+        *,
+        modules: Iterable[str],
+        interval: float = 5.0,
+        window: float = 3.0,
+        off_hours_interval: float | None = None,
+        trading_hours: TradingHours | None = None,
+        policy: HealthPolicy | None = None,
+        grace: float = 0.5,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.assets = tuple(dict.fromkeys(assets))
+        if not self.assets:
+            raise ConfigError("the scheduler needs at least one asset")
+        if interval <= 0 or window <= 0:
+            raise ConfigError("interval and window must be positive")
+        self.modules = tuple(modules)
+        self.interval = interval
+        self.window = window
+        self.off_hours_interval = off_hours_interval or interval
+        self.trading_hours = trading_hours or TradingHours(time(0, 0), None)
+        self.policy = policy or HealthPolicy()
+        self.grace = grace
+        self.rng = rng or random.Random()
+        self.health: dict[str, _AssetHealth] = {a: _AssetHealth() for a in self.assets}
+        self._cycles: dict[str, int] = {a: 0 for a in self.assets}
+        self._inside: bool | None = None
+
+    def subscriptions(self) -> Iterable[Sub]:
+        return [Sub(self.subjects.signal_all(), Signal, self.on_signal)]
+
+    async def run(self) -> None:
+        self.current_interval()  # logs "Active trading hours - Jakarta: ..." once at start
+        for asset in self.assets:
+            self.spawn(self._cycle_loop(asset), name=f"schedule:{asset}")
+
+    async def on_signal(self, signal: Signal) -> None:
+        state = self.health.get(signal.asset)
+        if state and state.waiting and state.waiting[0] == signal.cycle and not state.waiting[1].done():
+            state.waiting[1].set_result(signal)
+
+    def current_interval(self) -> float:
+        inside = self.trading_hours.contains(self.clock.now())
+        if inside != self._inside:
+            self._inside = inside
+            local = datetime.fromtimestamp(self.clock.now(), timezone.utc).astimezone(JAKARTA)
+            self.log.info(
+                f"{'Active' if inside else 'Outside'} trading hours - Jakarta: {self.trading_hours}",
+                now=local.strftime("%Y-%m-%d %H:%M %Z"),
+                interval=self.interval if inside else self.off_hours_interval,
+            )
+        return self.interval if inside else self.off_hours_interval
+
+    async def _cycle_loop(self, asset: str) -> None:
+        state = self.health[asset]
+        while True:
+            started = self.clock.monotonic()
+            cycle = self._cycles[asset]
+            now = self.clock.now()
+            future: asyncio.Future[Signal] = asyncio.get_running_loop().create_future()
+            state.waiting = (cycle, future)
+            await self.publish(
+                self.subjects.tick(asset),
+                Tick(asset=asset, cycle=cycle, ts=now, deadline=now + self.window, modules=self.modules),
+            )
+            try:
+                signal: Signal | None = await self.clock.timeout(self.window + self.grace, future)
+            except TimeoutError:
+                signal = None
+            state.waiting = None
+            health = self.assess(asset, cycle, signal)
+            await self.publish(self.subjects.health(asset), health)
+            self._cycles[asset] = cycle + 1
+            await self.clock.sleep_until(started + health.next_delay)
+
+    def assess(self, asset: str, cycle: int, signal: Signal | None) -> Health:
+        """Judge one finished cycle and update the asset's failure count."""
+        state = self.health[asset]
+        statuses = {m: st.status for m, st in (signal.modules.items() if signal else ())}
+        for module in self.modules:
+            statuses.setdefault(module, "missing")
+        failed = tuple(sorted(m for m, s in statuses.items() if s in ("degraded", "missing")))
+        ok = tuple(sorted(m for m, s in statuses.items() if s == "ok"))
+        core = [m for m in self.policy.core if statuses.get(m, "disabled") != "disabled"]
+        hard = bool(core) and all(m in failed for m in core)
+        if hard:
+            state.consecutive_failures += 1
+            verdict = "hard_fail"
+            self.log.warning(
+                "scheduler_unhealthy", asset=asset, cycle=cycle, failures=state.consecutive_failures, failed=",".join(failed)
+            )
+        else:
+            if ok:
+                state.consecutive_failures = 0
+            verdict = "soft_fail" if failed else "healthy"
+        delay = self.policy.delay(self.current_interval(), state.consecutive_failures, self.rng)
+        return Health(
+            asset=asset,
+            cycle=cycle,
+            ts=self.clock.now(),
+            state=verdict,  # type: ignore[arg-type]
+            consecutive_failures=state.consecutive_failures,
+            next_delay=round(delay, 6),
+            failed=failed,
+            ok=ok,
+        )

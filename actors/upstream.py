@@ -1,0 +1,257 @@
+"""Talking to the market-data backend: one client, swappable transports, typed outcomes.
+
+The transport is the seam (httpx's habit): `AiohttpTransport` does real HTTP
+on one pooled session per process; `MockTransport` answers from a function,
+optionally with virtual latency, so fetcher tests run in virtual time with no
+sockets. `UpstreamClient` adds what every fetcher needs once: the base URL,
+a time budget enforced with the injected clock, and turning every way a call
+can end into an `Outcome` (see `classify`). Nothing here raises for an
+upstream failure: failures are data.
+
+Error classes (from shared/NOTES.md, "Upstream error semantics")::
+
+    transient         5xx, connection reset, timeout          retry later
+    throttled         429, 418 (Binance ban), Retry-After     wait exactly that long
+    entitlement       402; 401/403 caused by the plan         retrying never heals it
+    endpoint_missing  404 for the route                       rediscover the route
+    bad_payload       body that does not match the contract   fix the producer
+    ok                2xx with a usable body (possibly empty: "no data" is not an error)
+
+An HTTP 200 can still be an error: CoinGlass answers ``{"code": "0"}`` on
+success and another *string* code on failure; OKX uses string codes too
+(``"50011"`` = too many requests). `classify` looks inside such envelopes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+
+from .clock import Clock
+
+ErrorClass = Literal["ok", "transient", "throttled", "entitlement", "endpoint_missing", "bad_payload"]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a transport returns: status, headers (lower-cased keys), body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The classified result of one upstream call."""
+
+    error_class: ErrorClass
+    reason: str  # a messages.Reason value, or "ok"
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    body: bytes = b""
+    latency_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error_class == "ok"
+
+
+class Transport:
+    """Sends one GET; raises asyncio.TimeoutError / aiohttp.ClientError / OSError on failure."""
+
+    async def get(self, url: str, headers: Mapping[str, str]) -> Response:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class AiohttpTransport(Transport):
+    """Real HTTP on one pooled ClientSession (one per process, per NOTES.md)."""
+
+    def __init__(self, *, limit: int = 200, safety_timeout: float = 30.0) -> None:
+        # The per-call budget is enforced by UpstreamClient through the clock;
+        # this timeout only guards against a call nobody is waiting for.
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=safety_timeout),
+            connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300),
+            raise_for_status=False,
+        )
+
+    async def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        async with self._session.get(url, headers=dict(headers), allow_redirects=False) as resp:
+            body = await resp.read()
+            return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+Handler = Callable[[str], Awaitable[Response] | Response]
+
+
+class MockTransport(Transport):
+    """Answers from `handler(url)`; for tests, with no sockets (httpx's MockTransport)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.calls: list[str] = []
+
+    async def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        self.calls.append(url)
+        result = self.handler(url)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class UpstreamStats:
+    """Per-module request counts, for the upstream-economy measurements."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    by_class: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, module: str, outcome: Outcome) -> None:
+        self.requests[module] = self.requests.get(module, 0) + 1
+        per = self.by_class.setdefault(module, {})
+        per[outcome.error_class] = per.get(outcome.error_class, 0) + 1
+
+
+class UpstreamClient:
+    """GET against one backend base URL, within a clock-enforced budget, classified."""
+
+    def __init__(self, base_url: str, transport: Transport, *, clock: Clock, user_agent: str = "sniper") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.transport = transport
+        self.clock = clock
+        self.headers = {"accept": "application/json", "user-agent": user_agent}
+        self.stats = UpstreamStats()
+
+    def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        url = self.base_url + (path if path.startswith("/") else "/" + path)
+        return f"{url}?{urlencode(query)}" if query else url
+
+    async def get(self, module: str, path: str, query: Mapping[str, str] | None, *, budget: float) -> Outcome:
+        """One classified GET; never raises for anything the network or backend does."""
+        url = self.url(path, query)
+        started = self.clock.monotonic()
+        try:
+            resp = await self.clock.timeout(budget, self.transport.get(url, self.headers))
+        except (TimeoutError, asyncio.TimeoutError):
+            outcome = Outcome("transient", "timeout", detail=f"no answer within {budget:.2f}s")
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            outcome = Outcome("transient", "unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
+        except aiohttp.ClientError as exc:
+            outcome = Outcome("transient", "upstream_error", detail=f"{type(exc).__name__}: {exc}"[:200])
+        else:
+            outcome = classify(resp, now=self.clock.now())
+        latency = (self.clock.monotonic() - started) * 1000
+        outcome = Outcome(
+            outcome.error_class, outcome.reason, outcome.status, outcome.detail, outcome.retry_after, outcome.body, latency
+        )
+        self.stats.count(module, outcome)
+        return outcome
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+# -- classification -----------------------------------------------------------
+
+_envelope = msgspec.json.Decoder(dict[str, Any])
+_OK_CODES = frozenset({"0", "00000", "200", "success", "ok"})
+_THROTTLE_CODES = frozenset({"50011", "50061", "429", "10006", "-1003"})
+_ENTITLEMENT_CODES = frozenset({"402", "40301", "50111", "401", "403"})
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def classify(resp: Response, *, now: float) -> Outcome:
+    """Map one HTTP response to an error class and a Degraded reason (`now`: wall time, for HTTP-date Retry-After)."""
+    status = resp.status
+    detail = _detail(resp.body)
+    if status in (429, 418):
+        retry = parse_retry_after(resp.headers.get("retry-after"), now=now)
+        return Outcome("throttled", "rate_limited", status, detail, retry_after=retry)
+    if status == 402 or (status in (401, 403) and _mentions_plan(detail)):
+        return Outcome("entitlement", "payment_required", status, detail)
+    if status in (401, 403):
+        return Outcome("entitlement", "payment_required", status, detail or "forbidden")
+    if status == 404:
+        return Outcome("endpoint_missing", "not_found", status, detail)
+    if status >= 500:
+        return Outcome("transient", "upstream_error", status, detail)
+    if not 200 <= status < 300:
+        # Other 4xx (400, 422): our request does not fit this route; rediscovery may help.
+        return Outcome("endpoint_missing", "not_found", status, detail)
+    envelope = _envelope_error(resp.body)
+    if envelope is not None:
+        code, msg = envelope
+        if code in _THROTTLE_CODES:
+            return Outcome("throttled", "rate_limited", status, f"code {code}: {msg}")
+        if code in _ENTITLEMENT_CODES:
+            return Outcome("entitlement", "payment_required", status, f"code {code}: {msg}")
+        return Outcome("transient", "upstream_error", status, f"code {code}: {msg}")
+    return Outcome("ok", "ok", status, body=resp.body)
+
+
+def _detail(body: bytes) -> str:
+    if not body:
+        return ""
+    try:
+        doc = _envelope.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return body[:200].decode("utf-8", "replace")
+    for key in ("detail", "msg", "message", "error"):
+        if isinstance(doc.get(key), str):
+            return doc[key][:200]
+    return ""
+
+
+def _mentions_plan(detail: str) -> bool:
+    text = detail.lower()
+    return any(word in text for word in ("plan", "subscription", "upgrade", "payment", "quota", "license"))
+
+
+def _envelope_error(body: bytes) -> tuple[str, str] | None:
+    """(code, message) when a 200 body is an error envelope, else None."""
+    if not body or body[:1] != b"{":
+        return None
+    try:
+        doc = _envelope.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # not JSON: the payload decoder will call it bad_payload
+    if "code" not in doc:
+        return None
+    code = doc["code"]
+    code_text = str(code).strip().lower()
+    if code_text in _OK_CODES:
+        return None
+    msg = doc.get("msg") or doc.get("message") or ""
+    return str(code), str(msg)[:200]

@@ -1,0 +1,7 @@
+"""``python -m marketsim``: see ``marketsim._cli`` for the options."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

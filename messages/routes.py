@@ -1,0 +1,92 @@
+"""How to ask the backend for a module: a route and how each parameter is bound.
+
+A `Route` is data, not code, so the DiscoveryActor can build routes from a
+backend's OpenAPI document and publish them (`RouteMap` on ``routes``), and a
+fetcher on any host can use them. Each parameter is bound by *role*: the
+fetcher knows what a symbol, a timeframe or a depth is; the route says where
+it goes (path or query), under which name, and in which symbol form.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from ._base import Message, Timestamp
+
+ParamRole = Literal["symbol", "asset", "timeframe", "depth", "exchange", "const"]
+
+
+class ParamBinding(msgspec.Struct, frozen=True, kw_only=True):
+    """One request parameter: its name, where it goes, what fills it."""
+
+    name: str
+    location: Literal["path", "query"] = "query"
+    role: ParamRole
+    #: Symbol form for role=symbol (see messages.symbols.detect_form), e.g. "okx_swap".
+    form: str | None = None
+    #: Fixed value for role=const, or the default when the role has no value.
+    value: str | None = None
+    required: bool = True
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    """A GET route for one module; `path` is a template like ``/book/{venue}/{pair}``."""
+
+    module: str
+    path: str
+    method: Literal["GET"] = "GET"
+    params: tuple[ParamBinding, ...] = ()
+
+
+RouteSource = Literal["default", "openapi", "alias", "learned"]
+
+
+class RouteMap(Message, kw_only=True):
+    """The routes fetchers should use, and why a module has none."""
+
+    ts: Timestamp
+    source: RouteSource
+    routes: dict[str, Route] = {}
+    unusable: dict[str, str] = {}
+    spec_version: str | None = None
+    revision: int = 0
+
+
+#: The routes the seed analysis recommended, which the reference backend serves
+#: by default. Used until discovery says otherwise.
+DEFAULT_ROUTES: dict[str, Route] = {
+    "whale": Route(
+        module="whale",
+        path="/whales/alerts",
+        params=(ParamBinding(name="symbol", role="symbol", form="base"),),
+    ),
+    "etf": Route(
+        module="etf",
+        path="/advanced/etf/flows",
+        params=(ParamBinding(name="asset", role="asset"),),
+    ),
+    "heatmap": Route(
+        module="heatmap",
+        path="/liquidations/heatmap",
+        params=(
+            ParamBinding(name="symbol", role="symbol", form="okx_swap"),
+            ParamBinding(name="timeframe", role="timeframe"),
+        ),
+    ),
+    "spot_ob": Route(
+        module="spot_ob",
+        path="/spot/orderbook",
+        params=(
+            ParamBinding(name="symbol", role="symbol", form="concat"),
+            ParamBinding(name="exchange", role="exchange"),
+            ParamBinding(name="depth", role="depth"),
+        ),
+    ),
+    "bias": Route(
+        module="bias",
+        path="/institutional/bias",
+        params=(ParamBinding(name="symbol", role="symbol", form="okx_swap"),),
+    ),
+}

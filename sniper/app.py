@@ -1,0 +1,150 @@
+"""Wiring: which actors a process runs, on which bus, against which backend.
+
+`run_pipeline` is the one code path for `sniper run` and `sniper demo` (and
+the end-to-end tests): open the bus (an embedded nats-server when no URL is
+given), build the actors the settings ask for, supervise them until told to
+stop, then shut everything down in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from actors import Actor, Clock, Context, NatsBus, Supervisor, SystemClock
+from actors.assembler import SignalAssembler
+from actors.fetchers import FETCHERS
+from actors.logs import get_logger
+from actors.scheduler import HealthPolicy, Scheduler
+from actors.upstream import AiohttpTransport, UpstreamClient
+from messages import ConfigError, ModuleStatus, Signal
+
+from .config import MODULES, Settings
+from .embedded import EmbeddedNats
+
+log = get_logger("app")
+
+
+def actor_names() -> tuple[str, ...]:
+    """Names accepted by ``--actors``: scheduler, assembler and one fetcher per module."""
+    return ("scheduler", "assembler", *MODULES)
+
+
+def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
+    """The actors this process runs, per ``settings.actors`` (all when empty)."""
+    wanted = set(settings.actors) or set(actor_names())
+    unknown = wanted - set(actor_names())
+    if unknown:
+        raise ConfigError(f"--actors: unknown {sorted(unknown)}; choose from {list(actor_names())}")
+    actors: list[Actor] = []
+    if "scheduler" in wanted:
+        actors.append(
+            Scheduler(
+                settings.assets,
+                modules=MODULES,
+                interval=settings.interval,
+                window=settings.window,
+                off_hours_interval=settings.off_hours_interval,
+                trading_hours=settings.trading_hours,
+                policy=HealthPolicy(core=settings.core),
+            )
+        )
+    if "assembler" in wanted:
+        actors.append(SignalAssembler(modules=MODULES, window=settings.window))
+    for module, cls in FETCHERS.items():
+        if module in wanted:
+            kwargs = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
+            actors.append(cls(upstream, settings=settings.request, **kwargs))
+    return actors
+
+
+@dataclass
+class Running:
+    """A started pipeline: its bus, supervisor and upstream client."""
+
+    bus: NatsBus
+    supervisor: Supervisor
+    upstream: UpstreamClient
+    nats_url: str
+    ctx: Context
+
+
+@contextlib.asynccontextmanager
+async def open_bus(nats_url: str | None, *, name: str) -> AsyncIterator[tuple[NatsBus, str]]:
+    """Connect to `nats_url`, or start an embedded nats-server when it is None."""
+    async with contextlib.AsyncExitStack() as stack:
+        if nats_url is None:
+            server = await stack.enter_async_context(EmbeddedNats())
+            nats_url = server.url
+        bus = await NatsBus.connect(nats_url, name=name)
+        stack.push_async_callback(bus.close)
+        yield bus, nats_url
+
+
+@contextlib.asynccontextmanager
+async def run_pipeline(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Running]:
+    """Start the pipeline described by `settings`; stop it on exit."""
+    if settings.backend is None:
+        raise ConfigError("--backend / SNIPER_BACKEND: the market-data backend URL is required")
+    clock = clock or SystemClock()
+    async with contextlib.AsyncExitStack() as stack:
+        bus, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper"))
+        upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock)
+        stack.push_async_callback(upstream.close)
+        ctx = Context(bus=bus, clock=clock, subjects=settings.subjects)
+        supervisor = Supervisor(ctx, build_actors(settings, upstream))
+        await supervisor.start()
+        stack.push_async_callback(supervisor.stop)
+        log.info("pipeline_started", nats=url, backend=settings.backend, assets=",".join(settings.assets))
+        yield Running(bus, supervisor, upstream, url, ctx)
+
+
+async def wait_for_stop(seconds: float | None) -> None:
+    """Return after `seconds` (forever if None), or at SIGINT/SIGTERM, whichever is first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        if seconds is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _status(st: ModuleStatus) -> str:
+    return st.status if st.status == "ok" else f"{st.status}({st.reason})" if st.reason else st.status
+
+
+def format_signal(sig: Signal) -> str:
+    """One human line per signal: asset, cycle, direction, score, confidence, module statuses."""
+    modules = " ".join(f"{m}={_status(sig.modules[m])}" for m in sorted(sig.modules))
+    return (
+        f"{sig.asset:<5} cycle={sig.cycle:<4} {sig.direction.upper():<5} score={sig.score:+.3f} "
+        f"confidence={sig.confidence:.2f} etf_available={str(sig.etf_available).lower()} {modules}"
+    )
+
+
+async def print_signals(bus: NatsBus, settings: Settings, out: Callable[[str], None]) -> Callable[[], int]:
+    """Subscribe to every signal over NATS and print it; returns a counter."""
+    from messages import decode
+
+    count = 0
+
+    async def on_signal(env) -> None:
+        nonlocal count
+        count += 1
+        out(format_signal(decode(env.data, Signal, subject=env.subject)))
+
+    await bus.subscribe(settings.subjects.signal_all(), on_signal)
+    return lambda: count

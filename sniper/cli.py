@@ -1,0 +1,111 @@
+"""The ``sniper`` command line.
+
+    sniper demo [--for SECONDS]      embedded NATS + reference backend + every actor; prints signals
+    sniper run --nats URL --backend URL --assets SOL --interval 5 [--window 3]
+    sniper sim [--port 8000] ...     the reference backend alone (``sniper sim --help``)
+    sniper schema                    JSON Schema of every wire message
+    sniper record --out FILE         store every message with its receive time (JSON lines)
+    sniper replay FILE [--speed X]   publish a recording back
+
+Exit codes: 0 success, 1 runtime failure (e.g. NATS unreachable), 2 usage or
+configuration error. Errors are one clear line on stderr, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from actors import logs
+from messages import ConfigError, SniperError
+
+from . import __version__
+from .config import add_pipeline_arguments, settings_from
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _fault(text: str) -> tuple[str, object]:
+    from marketsim import MODULE_KEYS, parse_fault_spec
+
+    module, sep, spec = text.partition("=")
+    if not sep or module not in MODULE_KEYS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODULE=SPEC with MODULE in {', '.join(MODULE_KEYS)}")
+    try:
+        return module, parse_fault_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sniper", description="Resilient crypto-signal pipeline over NATS.")
+    parser.add_argument("--version", action="version", version=f"sniper {__version__}")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="console", choices=("console", "json"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run everything in one process and print signals")
+    demo.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument("--nats", help="use this NATS instead of an embedded server")
+    demo.add_argument("--backend", help="use this backend instead of the embedded reference backend")
+    demo.add_argument("--fault", action="append", type=_fault, default=[], metavar="MODULE=SPEC",
+                      help="extra fault on the embedded backend, e.g. heatmap=status:500 (repeatable)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the embedded backend's market data")
+    add_pipeline_arguments(demo)
+
+    run = sub.add_parser("run", help="run the actors against an existing NATS and backend")
+    run.add_argument("--nats", help="NATS URL(s), comma-separated (SNIPER_NATS); default: embedded server")
+    run.add_argument("--backend", help="market-data backend base URL (SNIPER_BACKEND), required")
+    run.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds")
+    add_pipeline_arguments(run)
+
+    sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
+    sub.add_parser("schema", help="print the JSON Schema of every wire message")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from marketsim._cli import main as sim_main
+
+        return sim_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    try:
+        match args.command:
+            case "schema":
+                from messages.schema import message_schema
+
+                print(json.dumps(message_schema(), indent=2))
+                return 0
+            case "demo":
+                from .demo import demo
+
+                return asyncio.run(demo(args))
+            case "run":
+                from .demo import run
+
+                settings = settings_from(args)
+                return asyncio.run(run(settings, args.duration))
+    except ConfigError as exc:
+        print(f"sniper: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SniperError as exc:
+        print(f"sniper: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2  # pragma: no cover - argparse enforces a command
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Pipeline settings: one validated object, from flags with environment fallbacks.
+
+Every flag of ``sniper run`` has an environment variable (``--assets`` is
+``SNIPER_ASSETS``), so containers configure sniper without a command line.
+Precedence: flag, then environment, then default. A value that makes no sense
+raises `ConfigError` naming the flag or variable; nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from actors.routing import RequestSettings
+from actors.scheduler import DEFAULT_CORE, TradingHours
+from messages import ConfigError, Subjects
+
+T = TypeVar("T")
+
+MODULES: tuple[str, ...] = ("whale", "etf", "heatmap", "spot_ob", "bias")
+_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a sniper process needs to know to run the pipeline."""
+
+    nats: str | None = None
+    backend: str | None = None
+    assets: tuple[str, ...] = ("SOL",)
+    interval: float = 5.0
+    window: float = 3.0
+    off_hours_interval: float | None = None
+    trading_hours: TradingHours = field(default_factory=lambda: TradingHours.parse("00:00-24:00"))
+    prefix: str = "sniper"
+    core: frozenset[str] = DEFAULT_CORE
+    actors: tuple[str, ...] = ()  # empty: all
+    request: RequestSettings = field(default_factory=RequestSettings)
+    etf_proxy: str = "BTC"
+
+    def __post_init__(self) -> None:
+        if not self.assets:
+            raise ConfigError("--assets / SNIPER_ASSETS: at least one asset is needed")
+        for asset in self.assets:
+            if not _ASSET.match(asset):
+                raise ConfigError(f"--assets / SNIPER_ASSETS: {asset!r} is not an asset like SOL or BTC")
+        if self.interval <= 0:
+            raise ConfigError("--interval / SNIPER_INTERVAL must be positive")
+        if not 0 < self.window <= self.interval:
+            raise ConfigError(
+                f"--window / SNIPER_WINDOW must be positive and at most the interval ({self.interval:g}s), "
+                f"got {self.window:g}"
+            )
+        unknown = self.core - set(MODULES)
+        if unknown:
+            raise ConfigError(f"--core / SNIPER_CORE: unknown modules {sorted(unknown)}; known: {list(MODULES)}")
+        Subjects(self.prefix)  # raises SubjectError (a ValueError) for a bad prefix
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.prefix)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _assets(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.strip().upper() for a in text.split(",") if a.strip()))
+
+
+def _modules(text: str) -> frozenset[str]:
+    return frozenset(m.strip() for m in text.split(",") if m.strip())
+
+
+def _env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by `sniper run` and `sniper demo` (defaults come from the environment)."""
+    g = parser.add_argument_group("pipeline")
+    g.add_argument("--assets", type=_assets, help="comma-separated assets (SNIPER_ASSETS, default SOL)")
+    g.add_argument("--interval", type=_positive, help="seconds between cycles (SNIPER_INTERVAL, default 5)")
+    g.add_argument("--window", type=_positive, help="assembly window in seconds (SNIPER_WINDOW, default 0.6 x interval, max 3)")
+    g.add_argument("--off-hours-interval", type=_positive, help="interval outside trading hours (SNIPER_OFF_HOURS_INTERVAL)")
+    g.add_argument("--trading-hours", type=TradingHours.parse, help="HH:MM-HH:MM in Asia/Jakarta (SNIPER_TRADING_HOURS)")
+    g.add_argument("--prefix", help="subject prefix (SNIPER_PREFIX, default sniper)")
+    g.add_argument("--core", type=_modules, help="core modules for health (SNIPER_CORE, default whale,heatmap,spot_ob)")
+    g.add_argument("--actors", type=lambda t: tuple(_modules(t)), help="run only these actors (SNIPER_ACTORS), e.g. scheduler,assembler")
+    g.add_argument("--exchange", help="spot order book exchange (SNIPER_EXCHANGE, default binance)")
+    g.add_argument("--depth", type=int, help="order book depth (SNIPER_DEPTH, default 50)")
+    g.add_argument("--timeframe", help="heatmap timeframe (SNIPER_TIMEFRAME, default 1h)")
+    g.add_argument("--etf-proxy", choices=("BTC", "ETH"), help="ETF flows used for other assets (SNIPER_ETF_PROXY)")
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None, **fixed: Any) -> Settings:
+    """Build Settings from parsed flags, falling back to the environment, then defaults."""
+    env = os.environ if environ is None else environ
+
+    def pick(flag: str, var: str, parse: Callable[[str], T], default: T) -> T:
+        value = getattr(args, flag, None)
+        return value if value is not None else _env(env, var, parse, default)
+
+    interval = pick("interval", "SNIPER_INTERVAL", _positive, 5.0)
+    request = RequestSettings(
+        exchange=pick("exchange", "SNIPER_EXCHANGE", str, "binance"),
+        depth=pick("depth", "SNIPER_DEPTH", int, 50),
+        timeframe=pick("timeframe", "SNIPER_TIMEFRAME", str, "1h"),
+    )
+    values: dict[str, Any] = dict(
+        nats=pick("nats", "SNIPER_NATS", str, None),
+        backend=pick("backend", "SNIPER_BACKEND", str, None),
+        assets=pick("assets", "SNIPER_ASSETS", _assets, ("SOL",)),
+        interval=interval,
+        window=pick("window", "SNIPER_WINDOW", _positive, min(3.0, round(0.6 * interval, 3))),
+        off_hours_interval=pick("off_hours_interval", "SNIPER_OFF_HOURS_INTERVAL", _positive, None),
+        trading_hours=pick("trading_hours", "SNIPER_TRADING_HOURS", TradingHours.parse, TradingHours.parse("00:00-24:00")),
+        prefix=pick("prefix", "SNIPER_PREFIX", str, "sniper"),
+        core=pick("core", "SNIPER_CORE", _modules, DEFAULT_CORE),
+        actors=pick("actors", "SNIPER_ACTORS", lambda t: tuple(_modules(t)), ()),
+        request=request,
+        etf_proxy=pick("etf_proxy", "SNIPER_ETF_PROXY", str, "BTC"),
+    )
+    values.update(fixed)
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
