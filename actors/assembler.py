@@ -159,7 +159,7 @@ class SignalAssembler(Actor):
             else:
                 try:
                     components[module] = round(sub_score(report.payload, self.scoring), 6)
-                    statuses[module] = ModuleStatus(status="ok")
+                    statuses[module] = ModuleStatus(status="ok", latency_ms=round(report.latency_ms, 3))
                 except (ValueError, IndexError, ZeroDivisionError, TypeError, OverflowError) as exc:
                     self.log.warning("unscorable_payload", module=module, asset=win.asset, error=repr(exc))
                     statuses[module] = ModuleStatus(status="degraded", reason="bad_payload")

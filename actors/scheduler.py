@@ -12,6 +12,10 @@ until the next cycle. The verdict follows the seed analysis:
   the next cycle (exponential with jitter, capped); the first cycle in which
   any module succeeds again resets it to the normal interval.
 
+With several assets, cycle starts are staggered evenly over the interval
+(asset i starts i * interval / n late) so the backend and this process see a
+steady trickle instead of a burst of n x 5 requests at one instant.
+
 The interval may differ outside the trading-hours window, which is evaluated
 in Asia/Jakarta (UTC+7, no DST); entering and leaving the window is logged as
 ``Active trading hours - Jakarta: ...``. All timing goes through the clock.
@@ -76,10 +80,17 @@ class HealthPolicy:
     jitter: float = 0.2
 
     def delay(self, interval: float, failures: int, rng: random.Random) -> float:
+        """Seconds to the next cycle: the interval, or a jittered exponential backoff.
+
+        The base is capped at `backoff_max` (or at the interval when that is
+        longer, off hours), then spread by +/- `jitter` so hosts that failed
+        together do not retry in step, even at the cap. A failure never makes
+        the next cycle come sooner than the interval.
+        """
         if failures <= 0:
             return interval
-        base = min(self.backoff_max, interval * self.backoff_factor**failures)
-        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+        base = min(max(self.backoff_max, interval), interval * self.backoff_factor**failures)
+        return max(interval, base * (1 + rng.uniform(-self.jitter, self.jitter)))
 
 
 @dataclass(slots=True)
@@ -104,6 +115,7 @@ class Scheduler(Actor):
         trading_hours: TradingHours | None = None,
         policy: HealthPolicy | None = None,
         grace: float = 0.5,
+        stagger: bool = True,
         rng: random.Random | None = None,
         name: str | None = None,
     ) -> None:
@@ -120,6 +132,7 @@ class Scheduler(Actor):
         self.trading_hours = trading_hours or TradingHours(time(0, 0), None)
         self.policy = policy or HealthPolicy()
         self.grace = grace
+        self.stagger = stagger
         self.rng = rng or random.Random()
         self.health: dict[str, _AssetHealth] = {a: _AssetHealth() for a in self.assets}
         self._cycles: dict[str, int] = {a: 0 for a in self.assets}
@@ -130,8 +143,11 @@ class Scheduler(Actor):
 
     async def run(self) -> None:
         self.current_interval()  # logs "Active trading hours - Jakarta: ..." once at start
-        for asset in self.assets:
-            self.spawn(self._cycle_loop(asset), name=f"schedule:{asset}")
+        for i, asset in enumerate(self.assets):
+            # Staggered starts spread N assets' requests over the interval instead
+            # of bursting them at one instant (kinder to the backend, flatter latency).
+            offset = i * self.interval / len(self.assets) if self.stagger else 0.0
+            self.spawn(self._cycle_loop(asset, offset), name=f"schedule:{asset}")
 
     async def on_signal(self, signal: Signal) -> None:
         state = self.health.get(signal.asset)
@@ -150,8 +166,10 @@ class Scheduler(Actor):
             )
         return self.interval if inside else self.off_hours_interval
 
-    async def _cycle_loop(self, asset: str) -> None:
+    async def _cycle_loop(self, asset: str, offset: float) -> None:
         state = self.health[asset]
+        if offset:
+            await self.clock.sleep(offset)
         while True:
             started = self.clock.monotonic()
             cycle = self._cycles[asset]

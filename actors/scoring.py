@@ -114,8 +114,9 @@ def combine(components: Mapping[str, float], expected: set[str] | frozenset[str]
     w_expected = sum(weights.get(m, 0) for m in expected | set(present))
     if w_present <= 0 or w_expected <= 0:
         return Verdict(0.0, 0.0, "flat")
-    score = _clip(sum(weights[m] * s for m, s in present.items()) / w_present)
-    confidence = min(1.0, w_present / w_expected)
+    # Round first, so the reported numbers and the direction derived from them agree.
+    score = round(_clip(sum(weights[m] * s for m, s in present.items()) / w_present), 6)
+    confidence = round(min(1.0, w_present / w_expected), 6)
     if confidence < cfg.min_confidence:
         direction = "flat"
     elif score >= cfg.threshold:
@@ -124,4 +125,4 @@ def combine(components: Mapping[str, float], expected: set[str] | frozenset[str]
         direction = "short"
     else:
         direction = "flat"
-    return Verdict(round(score, 6), round(confidence, 6), direction)
+    return Verdict(score, confidence, direction)

@@ -34,6 +34,8 @@ class ModuleStatus(msgspec.Struct, frozen=True, kw_only=True):
 
     status: ModuleStatusName
     reason: str | None = None
+    #: How long the fetcher's upstream call took (ok and degraded answers), for freshness and latency budgets.
+    latency_ms: float | None = None
 
 
 Direction = Literal["long", "short", "flat"]

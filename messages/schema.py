@@ -30,6 +30,15 @@ def message_schema() -> dict[str, Any]:
     }
 
 
-def payload_schema(type: Any) -> dict[str, Any]:
-    """JSON Schema of one upstream payload type (the README's upstream contract)."""
-    return msgspec.json.schema(type)
+def upstream_schema() -> dict[str, Any]:
+    """JSON Schema of the body each module's backend route must return (the upstream contract)."""
+    from .modules import PAYLOAD_TYPES
+
+    (*refs,), components = msgspec.json.schema_components(list(PAYLOAD_TYPES.values()), ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "sniper upstream payloads",
+        "description": "The JSON body each module's backend route must return; the 'module' tag is optional.",
+        "properties": dict(zip(PAYLOAD_TYPES, refs)),
+        "$defs": components,
+    }

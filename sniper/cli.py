@@ -67,9 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds")
     add_pipeline_arguments(run)
 
+    record = sub.add_parser("record", help="store every message with its receive time (JSON lines)")
+    record.add_argument("--nats", help="NATS URL to record from (SNIPER_NATS)")
+    record.add_argument("--out", required=True, help="output file ('-' for stdout)")
+    record.add_argument("--subjects", help="subject pattern (default: '<prefix>.>')")
+    record.add_argument("--prefix", default="sniper", help="subject prefix for the default pattern")
+    record.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds")
+
+    replay = sub.add_parser("replay", help="publish a recording back onto NATS")
+    replay.add_argument("file", help="a recording made by 'sniper record'")
+    replay.add_argument("--nats", help="NATS URL to publish to (SNIPER_NATS)")
+    replay.add_argument("--speed", type=_seconds, default=1.0, help="time factor: 2 plays twice as fast (default 1)")
+    replay.add_argument("--subjects", help="only replay messages matching this pattern")
+
     sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
-    sub.add_parser("schema", help="print the JSON Schema of every wire message")
+    schema = sub.add_parser("schema", help="print the JSON Schema of every wire message")
+    schema.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
     return parser
+
+
+def _nats_url(args: argparse.Namespace) -> str:
+    import os
+
+    url = args.nats or os.environ.get("SNIPER_NATS")
+    if not url:
+        raise ConfigError("--nats / SNIPER_NATS is required (recording an embedded, empty server is pointless)")
+    return url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,10 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         match args.command:
             case "schema":
-                from messages.schema import message_schema
+                from messages.schema import message_schema, upstream_schema
 
-                print(json.dumps(message_schema(), indent=2))
+                print(json.dumps(upstream_schema() if args.upstream else message_schema(), indent=2))
                 return 0
+            case "record":
+                from .demo import record
+
+                return asyncio.run(record(_nats_url(args), args.out, args.subjects or f"{args.prefix}.>", args.duration))
+            case "replay":
+                from .demo import replay_file
+
+                return asyncio.run(replay_file(_nats_url(args), args.file, args.speed, args.subjects))
             case "demo":
                 from .demo import demo
 

@@ -58,7 +58,12 @@ class Settings:
         unknown = self.core - set(MODULES)
         if unknown:
             raise ConfigError(f"--core / SNIPER_CORE: unknown modules {sorted(unknown)}; known: {list(MODULES)}")
-        Subjects(self.prefix)  # raises SubjectError (a ValueError) for a bad prefix
+        try:
+            Subjects(self.prefix)
+        except ValueError as exc:
+            raise ConfigError(f"--prefix / SNIPER_PREFIX: {exc}") from None
+        if self.etf_proxy not in ("BTC", "ETH"):
+            raise ConfigError(f"--etf-proxy / SNIPER_ETF_PROXY must be BTC or ETH, got {self.etf_proxy!r}")
 
     @property
     def subjects(self) -> Subjects:

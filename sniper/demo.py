@@ -55,4 +55,40 @@ async def run(settings: Settings, duration: float | None) -> int:
     return 0
 
 
+async def record(nats_url: str, out: str, subjects: str, duration: float | None) -> int:
+    from actors import NatsBus, SystemClock
+
+    from .recording import StreamRecorder
+
+    bus = await NatsBus.connect(nats_url, name="sniper-record")
+    fh = sys.stdout.buffer if out == "-" else open(out, "ab")
+    try:
+        recorder = await StreamRecorder(bus, SystemClock(), fh, subjects=subjects).start()
+        log.info("recording", subjects=subjects, out=out)
+        await wait_for_stop(duration)
+        await recorder.stop()
+        log.info("recorded", messages=recorder.count, out=out)
+    finally:
+        if fh is not sys.stdout.buffer:
+            fh.close()
+        await bus.close()
+    return 0
+
+
+async def replay_file(nats_url: str, path: str, speed: float, subjects: str | None) -> int:
+    from actors import NatsBus, SystemClock
+
+    from .recording import read_recording, replay
+
+    lines = list(read_recording(path, subjects=subjects))  # read fully first: a bad file fails before publishing
+    bus = await NatsBus.connect(nats_url, name="sniper-replay")
+    try:
+        count = await replay(lines, bus, SystemClock(), speed=speed)
+        await bus.flush()
+        log.info("replayed", messages=count, file=path, speed=speed)
+    finally:
+        await bus.close()
+    return 0
+
+
 __all__ = ["demo", "format_signal", "run"]
