@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench docs venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bus_throughput.py
 	$(BIN)/python bench/cycle_latency.py
+
+docs: $(STAMP)
+	$(BIN)/sniper schema > docs/message-schema.json
+	$(BIN)/sniper schema --upstream > docs/upstream-schema.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

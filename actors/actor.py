@@ -38,9 +38,10 @@ from messages.codec import decoder_for
 from messages.errors import DecodeError
 from messages.subjects import token
 
-from .bus import Bus, Envelope
+from .bus import Bus, Envelope, Subscription
 from .clock import Clock
 from .logs import StructLogger, get_logger
+from .metrics import Metrics
 
 
 class ActorState(enum.Enum):
@@ -80,6 +81,9 @@ class Sub:
     type: Any
     handler: Callable[..., Awaitable[None]]
     queue: str | None = None
+    #: Called with (DecodeError, envelope) for undecodable input, after counting
+    #: it: lets a command handler answer "bad command" instead of staying silent.
+    on_bad: Callable[[DecodeError, Envelope], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +94,7 @@ class Context:
     clock: Clock
     subjects: Subjects = field(default_factory=Subjects)
     host: str = field(default_factory=socket.gethostname)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class Actor:
@@ -112,6 +117,8 @@ class Actor:
         self._stop_requested: asyncio.Event | None = None
         self._started_at = 0.0
         self._children: set[asyncio.Task[Any]] = set()
+        self._owned: list[Subscription] = []
+        self._started = asyncio.Event()
         self.ready = asyncio.Event()
 
     # -- hooks for subclasses ------------------------------------------------
@@ -161,6 +168,11 @@ class Actor:
     async def reply(self, envelope: Envelope, msg: Message) -> None:
         await self.ctx.bus.respond(envelope, encode(msg))
 
+    def own(self, subscription: Subscription) -> Subscription:
+        """Tie a subscription made in `on_start` (a KV watch, say) to this run: it ends with it."""
+        self._owned.append(subscription)
+        return subscription
+
     def spawn(self, aw: Awaitable[Any], *, name: str | None = None) -> asyncio.Task[Any]:
         """Run `aw` as a child task: an exception in it crashes this actor; a stop cancels it.
 
@@ -178,14 +190,14 @@ class Actor:
             self._crash_with(task.exception())  # type: ignore[arg-type]
 
     # -- lifecycle -------------------------------------------------------------
-    def _transition(self, new: ActorState) -> None:
+    def _set_lifecycle(self, new: ActorState) -> None:
         if new not in _ALLOWED[self.state]:
             raise InvalidTransition(f"actor {self.name!r}: {self.state.value} -> {new.value}")
         self.state = new
 
     def mark_failed(self) -> None:
         """The supervisor gave up on this actor; it stays down."""
-        self._transition(ActorState.FAILED)
+        self._set_lifecycle(ActorState.FAILED)
         self.ready.set()
 
     async def stop(self) -> None:
@@ -196,10 +208,11 @@ class Actor:
     async def serve(self, ctx: Context) -> None:
         """Run until `stop()` (returns) or a crash (raises the crash's exception)."""
         self._ctx = ctx
-        self._transition(ActorState.STARTING)
+        self._set_lifecycle(ActorState.STARTING)
         loop = asyncio.get_running_loop()
         self._crash = loop.create_future()
         self._stop_requested = asyncio.Event()
+        self._started = asyncio.Event()
         subs = []
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -207,7 +220,8 @@ class Actor:
                 subs.append(await ctx.bus.subscribe(spec.subject, self._deliverer(spec), queue=spec.queue))
             await self.on_start()
             self._started_at = ctx.clock.monotonic()
-            self._transition(ActorState.RUNNING)
+            self._set_lifecycle(ActorState.RUNNING)
+            self._started.set()
             self.ready.set()
             tasks.append(loop.create_task(self._guard(self.run()), name=f"{self.name}.run"))
             if self.heartbeat_interval:
@@ -229,17 +243,19 @@ class Actor:
                     await task
                 except BaseException:
                     pass
+            subs.extend(self._owned)
+            self._owned.clear()
             for sub in subs:
                 await sub.unsubscribe()
         crash = self._crash.exception() if self._crash.done() else None
         if crash is not None:
-            self._transition(ActorState.CRASHED)
+            self._set_lifecycle(ActorState.CRASHED)
             raise crash
-        self._transition(ActorState.STOPPING)
+        self._set_lifecycle(ActorState.STOPPING)
         try:
             await self.on_stop()
         finally:
-            self._transition(ActorState.STOPPED)
+            self._set_lifecycle(ActorState.STOPPED)
 
     # -- internals ---------------------------------------------------------------
     def _crash_with(self, exc: BaseException) -> None:
@@ -258,16 +274,27 @@ class Actor:
     def _deliverer(self, spec: Sub) -> Callable[[Envelope], Awaitable[None]]:
         decoder = decoder_for(spec.type)
         handler = spec.handler
+        started = self._started
         wants_envelope = len(inspect.signature(handler).parameters) >= 2
 
         async def deliver(env: Envelope) -> None:
+            if not started.is_set():
+                # Subscribed before on_start so nothing is lost, but handled only
+                # after it, so handlers always see a fully started actor.
+                await started.wait()
             try:
                 msg = decoder.decode(env.data, subject=env.subject)
             except DecodeError as err:
                 self.bad_messages += 1
+                self.ctx.metrics.bad_messages.labels(self.name).inc()
                 self.log.warning(
                     "bad_message", subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
                 )
+                if spec.on_bad is not None:
+                    try:
+                        await spec.on_bad(err, env)
+                    except Exception as exc:
+                        self._crash_with(exc)
                 return
             try:
                 if wants_envelope:

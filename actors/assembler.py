@@ -106,6 +106,7 @@ class SignalAssembler(Actor):
         key = (report.asset, report.cycle)
         if self._is_closed(*key) and key not in self._open:
             self.late += 1
+            self.ctx.metrics.late_reports.inc()
             self.log.debug("late_report", asset=report.asset, cycle=report.cycle, module=report.module)
             return
         win = self._open.get(key)
@@ -142,8 +143,10 @@ class SignalAssembler(Actor):
         if self._open.pop((win.asset, win.cycle), None) is None:
             return  # already emitted
         self._closed_upto[win.asset] = max(self._closed_upto.get(win.asset, -1), win.cycle)
-        await self.publish(self.subjects.signal(win.asset), self.build(win))
+        signal = self.build(win)
+        await self.publish(self.subjects.signal(win.asset), signal)
         self.signals += 1
+        self.ctx.metrics.signals.labels(win.asset, signal.direction).inc()
 
     def build(self, win: _Window) -> Signal:
         """The signal for a closed window (pure apart from the clock read)."""

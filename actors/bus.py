@@ -20,7 +20,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .kv import KeyValue
 
 
 class Envelope(NamedTuple):
@@ -100,6 +103,10 @@ class Bus(ABC):
     @property
     @abstractmethod
     def is_closed(self) -> bool: ...
+
+    @abstractmethod
+    async def key_value(self, bucket: str) -> "KeyValue":
+        """The named key-value bucket, created on first use (see actors.kv)."""
 
     async def __aenter__(self) -> "Bus":
         return self

@@ -17,8 +17,11 @@ Why the pieces:
   time for the assembler instead of a late answer nobody uses.
 * Requests for one key are single-flight and may be cached for `cache_ttl`
   (ETF flows are daily data shared by every asset), so N assets cost one call.
-* A `Gate` is consulted first: a disabled module or an open circuit answers
-  ``disabled`` / ``circuit_open`` without an upstream call.
+* The module's feature flag and circuit breakers are consulted first: a
+  disabled module answers ``disabled`` and an open breaker ``circuit_open``,
+  without an upstream call. The flag is watched in the ``flags`` bucket and
+  the breakers come from the ``circuits`` bucket at start and from
+  ``circuit.<module>`` events after (the CircuitSupervisor owns them).
 * A payload that does not decode into the module's Struct is ``bad_payload``.
   Nothing an upstream does can raise out of here.
 """
@@ -31,28 +34,25 @@ from dataclasses import dataclass
 
 import msgspec
 
-from messages import Degraded, ModuleData, Payload, RouteMap, Tick
+from messages import CircuitState, Degraded, FlagChanged, ModuleData, Payload, RouteMap, Tick, decode
+from messages.errors import DecodeError
 from messages.routes import DEFAULT_ROUTES, Route
 
 from .actor import Actor, Sub
+from .circuit import CircuitView
+from .flags import flag_name
+from .kv import KVEntry
 from .routing import RequestSettings, RouteError, build_request
 from .upstream import Outcome, UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)
 class Denial:
-    """Why a gate held a call back."""
+    """Why a call is held back before it is made."""
 
     reason: str  # "disabled" | "circuit_open"
     detail: str = ""
     retry_after: float | None = None
-
-
-class Gate:
-    """Decides whether a module may call upstream now. The default admits everything."""
-
-    def admit(self, module: str, key: str) -> Denial | None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class ModuleFetcher(Actor):
         upstream: UpstreamClient,
         *,
         settings: RequestSettings | None = None,
-        gate: Gate | None = None,
+        enabled: bool = True,
         route: Route | None = None,
         margin: float = 0.05,
         max_concurrency: int = 64,
@@ -84,7 +84,10 @@ class ModuleFetcher(Actor):
         super().__init__(name=name or f"fetch-{self.module.replace('_', '-')}")
         self.upstream = upstream
         self.settings = settings or RequestSettings()
-        self.gate = gate or Gate()
+        self.flag = flag_name(self.module)
+        self.enabled_default = enabled
+        self.enabled = enabled
+        self.circuit = CircuitView(self.module)
         self.route: Route | None = route or DEFAULT_ROUTES.get(self.module)
         self.margin = margin
         self.max_concurrency = max_concurrency
@@ -107,10 +110,47 @@ class ModuleFetcher(Actor):
         return [
             Sub(self.subjects.tick_all(), Tick, self.on_tick),
             Sub(self.subjects.routes(), RouteMap, self.on_routes),
+            Sub(self.subjects.circuit(self.module), CircuitState, self.on_circuit),
         ]
 
     async def on_start(self) -> None:
         self._inflight.clear()
+        circuits = await self.bus.key_value(self.subjects.kv_bucket("circuits"))
+        for key, entry in (await circuits.entries()).items():
+            if key.startswith(self.module + "."):
+                try:
+                    self.circuit.update(decode(entry.value or b"", CircuitState))
+                except DecodeError as err:
+                    self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
+        flags = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+        self.own(await flags.watch(self.on_flag_entry))
+
+    async def on_circuit(self, state: CircuitState) -> None:
+        self.circuit.update(state)
+
+    async def on_flag_entry(self, entry: KVEntry) -> None:
+        if entry.key != self.flag:
+            return
+        if entry.value is None:
+            self.enabled = self.enabled_default
+            return
+        try:
+            change = decode(entry.value, FlagChanged)
+        except DecodeError as err:
+            self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
+            return
+        if change.enabled != self.enabled:
+            self.log.info("flag_applied", flag=self.flag, enabled=change.enabled, who=change.who, why=change.why)
+        self.enabled = change.enabled
+
+    def admit(self, asset: str) -> Denial | None:
+        """Whether this module may call upstream for `asset` now."""
+        if not self.enabled:
+            return Denial("disabled", f"FEATURE_{self.flag}=off")
+        held = self.circuit.deny(asset, self.clock.now())
+        if held is not None:
+            return Denial("circuit_open", held[0], retry_after=held[1])
+        return None
 
     async def on_routes(self, routes: RouteMap) -> None:
         """Discovery found (or lost) our route; later ticks use the new one."""
@@ -129,16 +169,16 @@ class ModuleFetcher(Actor):
     async def _answer(self, tick: Tick) -> None:
         async with self._slots:
             msg = await self._fetch_for(tick)
-        subject = (
-            self.subjects.data(self.module, tick.asset)
-            if isinstance(msg, ModuleData)
-            else self.subjects.degraded(self.module, tick.asset)
-        )
+        if isinstance(msg, ModuleData):
+            subject = self.subjects.data(self.module, tick.asset)
+        else:
+            subject = self.subjects.degraded(self.module, tick.asset)
+            self.ctx.metrics.degraded.labels(self.module, msg.reason).inc()
         await self.publish(subject, msg)
 
     async def _fetch_for(self, tick: Tick) -> ModuleData | Degraded:
         key = self.key_for(tick.asset)
-        denial = self.gate.admit(self.module, key)
+        denial = self.admit(tick.asset)
         if denial is not None:
             return self._degraded(tick, denial.reason, denial.detail, retry_after=denial.retry_after)
         budget = tick.deadline - self.clock.now() - self.margin
@@ -187,6 +227,7 @@ class ModuleFetcher(Actor):
         except RouteError as exc:
             return _Result(None, Outcome("endpoint_missing", "not_found", detail=str(exc)))
         outcome = await self.upstream.get(self.module, path, query, budget=budget)
+        self.ctx.metrics.upstream_requests.labels(self.module, outcome.error_class).inc()
         if not outcome.ok:
             return _Result(None, outcome)
         try:

@@ -15,6 +15,7 @@ from messages.errors import BusClosedError, RequestTimeoutError
 
 from .bus import Bus, BusStats, Envelope, Handler, Subscription, subject_matches
 from .clock import Clock, SystemClock
+from .kv import KeyValue, MemoryKeyValue
 
 log = logging.getLogger("sniper.bus.memory")
 
@@ -74,6 +75,13 @@ class MemoryBus(Bus):
         self._inbox_ids = itertools.count()
         self._rr: dict[tuple[str, str], int] = defaultdict(int)
         self._closed = False
+        self._buckets: dict[str, MemoryKeyValue] = {}
+
+    async def key_value(self, bucket: str) -> KeyValue:
+        self._check_open()
+        if bucket not in self._buckets:
+            self._buckets[bucket] = MemoryKeyValue(bucket)
+        return self._buckets[bucket]
 
     @property
     def is_closed(self) -> bool:

@@ -64,6 +64,7 @@ class NatsBus(Bus):
         self.stats = BusStats()
         self._closed = False
         self._connecting = True
+        self._buckets: dict[str, Any] = {}
 
     # -- connecting ---------------------------------------------------------
     @classmethod
@@ -163,6 +164,23 @@ class NatsBus(Bus):
     def client(self) -> Client:
         """The underlying nats-py client (JetStream, KV and micro services use it)."""
         return self._nc
+
+    async def key_value(self, bucket: str) -> "KeyValue":
+        """A JetStream KV bucket (created if missing, history of 5 per key)."""
+        from nats.js.api import KeyValueConfig
+
+        from .kv import KeyValue  # noqa: F401
+        from .nats_kv import NatsKeyValue
+
+        self._check_open()
+        if bucket not in self._buckets:
+            js = self._nc.jetstream()
+            try:
+                kv = await js.key_value(bucket)
+            except Exception:
+                kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=5))
+            self._buckets[bucket] = NatsKeyValue(bucket, kv)
+        return self._buckets[bucket]
 
     def _check_open(self) -> None:
         if self.is_closed:

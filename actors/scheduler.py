@@ -200,9 +200,11 @@ class Scheduler(Actor):
         ok = tuple(sorted(m for m, s in statuses.items() if s == "ok"))
         core = [m for m in self.policy.core if statuses.get(m, "disabled") != "disabled"]
         hard = bool(core) and all(m in failed for m in core)
+        metrics = self.ctx.metrics
         if hard:
             state.consecutive_failures += 1
             verdict = "hard_fail"
+            metrics.hard_fail.labels(asset).inc()
             self.log.warning(
                 "scheduler_unhealthy", asset=asset, cycle=cycle, failures=state.consecutive_failures, failed=",".join(failed)
             )
@@ -210,6 +212,9 @@ class Scheduler(Actor):
             if ok:
                 state.consecutive_failures = 0
             verdict = "soft_fail" if failed else "healthy"
+            for module in failed:  # the seed's sniper_soft_fail{module}
+                metrics.soft_fail.labels(module).inc()
+        metrics.consecutive_failures.labels(asset).set(state.consecutive_failures)
         delay = self.policy.delay(self.current_interval(), state.consecutive_failures, self.rng)
         return Health(
             asset=asset,

@@ -155,6 +155,7 @@ class Supervisor:
             attempt = len(recent)
             delay = self.policy.delay(attempt, self._rng)
             actor.restarts += 1
+            self.ctx.metrics.actor_restarts.labels(actor.name).inc()
             log.warning("actor_restarting", actor=actor.name, attempt=attempt, delay=round(delay, 3), error=error)
             await self._announce(
                 actor,
@@ -166,7 +167,7 @@ class Supervisor:
             except TimeoutError:
                 pass
         if actor.state is ActorState.CRASHED:
-            actor._transition(ActorState.STOPPED)
+            actor._set_lifecycle(ActorState.STOPPED)
 
     async def _announce(self, actor: Actor, msg: Message) -> None:
         """Publish a supervision event; a broken bus must not break supervision."""

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from ._base import SCHEMA_VERSION, Message
 from .codec import MAX_MESSAGE_BYTES, Decoder, decode, decoder_for, encode
+from .control import (
+    CircuitCommand,
+    CircuitReply,
+    CircuitState,
+    FlagChanged,
+    FlagCommand,
+    FlagReply,
+)
 from .cycle import Direction, Health, HealthState, ModuleStatus, Signal, Tick
 from .errors import (
     BusClosedError,
@@ -46,7 +54,21 @@ from .subjects import DEFAULT_PREFIX, Subjects
 
 #: Every message type that travels on the bus (for record/replay and schema).
 AnyMessage = (
-    Tick | ModuleData | Degraded | Signal | Health | Heartbeat | ActorRestarted | ActorGaveUp | RouteMap
+    Tick
+    | ModuleData
+    | Degraded
+    | Signal
+    | Health
+    | Heartbeat
+    | ActorRestarted
+    | ActorGaveUp
+    | RouteMap
+    | CircuitState
+    | FlagChanged
+    | FlagCommand
+    | FlagReply
+    | CircuitCommand
+    | CircuitReply
 )
 ALL_MESSAGE_TYPES = AnyMessage
 
@@ -63,6 +85,9 @@ __all__ = [
     "ActorRestarted",
     "BusClosedError",
     "BusConnectError",
+    "CircuitCommand",
+    "CircuitReply",
+    "CircuitState",
     "BusError",
     "ConfigError",
     "ContractError",
@@ -73,6 +98,9 @@ __all__ = [
     "EmbeddedServerError",
     "EtfFlows",
     "EtfIssuerFlow",
+    "FlagChanged",
+    "FlagCommand",
+    "FlagReply",
     "Health",
     "HealthState",
     "Heartbeat",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from actors import Actor, Clock, Context, NatsBus, Supervisor, SystemClock
 from actors.assembler import SignalAssembler
+from actors.circuit import CircuitPolicy, CircuitSupervisor
+from actors.flags import FlagKeeper
 from actors.fetchers import FETCHERS
 from actors.logs import get_logger
 from actors.scheduler import HealthPolicy, Scheduler
@@ -29,8 +31,8 @@ log = get_logger("app")
 
 
 def actor_names() -> tuple[str, ...]:
-    """Names accepted by ``--actors``: scheduler, assembler and one fetcher per module."""
-    return ("scheduler", "assembler", *MODULES)
+    """Names accepted by ``--actors``: scheduler, assembler, circuits, flags and one fetcher per module."""
+    return ("scheduler", "assembler", "circuits", "flags", *MODULES)
 
 
 def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
@@ -54,10 +56,14 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
         )
     if "assembler" in wanted:
         actors.append(SignalAssembler(modules=MODULES, window=settings.window))
+    if "circuits" in wanted:
+        actors.append(CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine)))
+    if "flags" in wanted:
+        actors.append(FlagKeeper(settings.flags))
     for module, cls in FETCHERS.items():
         if module in wanted:
             kwargs = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
-            actors.append(cls(upstream, settings=settings.request, **kwargs))
+            actors.append(cls(upstream, settings=settings.request, enabled=settings.flags[module], **kwargs))
     return actors
 
 
@@ -70,6 +76,7 @@ class Running:
     upstream: UpstreamClient
     nats_url: str
     ctx: Context
+    metrics_url: str | None = None
 
 
 @contextlib.asynccontextmanager
@@ -85,8 +92,17 @@ async def open_bus(nats_url: str | None, *, name: str) -> AsyncIterator[tuple[Na
 
 
 @contextlib.asynccontextmanager
-async def run_pipeline(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Running]:
-    """Start the pipeline described by `settings`; stop it on exit."""
+async def run_pipeline(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    before_start: Callable[[NatsBus], Awaitable[object]] | None = None,
+) -> AsyncIterator[Running]:
+    """Start the pipeline described by `settings`; stop it on exit.
+
+    `before_start(bus)` runs once the bus is open and before any actor starts
+    (the demo subscribes its printer there, so it sees cycle 0 too).
+    """
     if settings.backend is None:
         raise ConfigError("--backend / SNIPER_BACKEND: the market-data backend URL is required")
     clock = clock or SystemClock()
@@ -95,11 +111,18 @@ async def run_pipeline(settings: Settings, *, clock: Clock | None = None) -> Asy
         upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock)
         stack.push_async_callback(upstream.close)
         ctx = Context(bus=bus, clock=clock, subjects=settings.subjects)
+        metrics_url = None
+        if settings.metrics_port is not None:
+            from .metrics_server import serve_metrics
+
+            metrics_url = await stack.enter_async_context(serve_metrics(ctx.metrics, settings.metrics_port))
+        if before_start is not None:
+            await before_start(bus)
         supervisor = Supervisor(ctx, build_actors(settings, upstream))
         await supervisor.start()
         stack.push_async_callback(supervisor.stop)
-        log.info("pipeline_started", nats=url, backend=settings.backend, assets=",".join(settings.assets))
-        yield Running(bus, supervisor, upstream, url, ctx)
+        log.info("pipeline_started", nats=url, backend=settings.backend, assets=",".join(settings.assets), metrics=metrics_url)
+        yield Running(bus, supervisor, upstream, url, ctx, metrics_url)
 
 
 async def wait_for_stop(seconds: float | None) -> None:

@@ -41,6 +41,10 @@ class Settings:
     actors: tuple[str, ...] = ()  # empty: all
     request: RequestSettings = field(default_factory=RequestSettings)
     etf_proxy: str = "BTC"
+    #: FEATURE_<NAME> defaults per module (all on unless the environment says off).
+    flags: Mapping[str, bool] = field(default_factory=lambda: {m: True for m in MODULES})
+    metrics_port: int | None = None
+    quarantine: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.assets:
@@ -62,6 +66,12 @@ class Settings:
             Subjects(self.prefix)
         except ValueError as exc:
             raise ConfigError(f"--prefix / SNIPER_PREFIX: {exc}") from None
+        if set(self.flags) != set(MODULES):
+            raise ConfigError(f"feature flags must cover exactly {list(MODULES)}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("--metrics-port / SNIPER_METRICS_PORT must be a TCP port (0 = any free port)")
+        if self.quarantine <= 0:
+            raise ConfigError("--quarantine / SNIPER_QUARANTINE must be positive")
         if self.etf_proxy not in ("BTC", "ETH"):
             raise ConfigError(f"--etf-proxy / SNIPER_ETF_PROXY must be BTC or ETH, got {self.etf_proxy!r}")
 
@@ -83,6 +93,22 @@ def _assets(text: str) -> tuple[str, ...]:
 
 def _modules(text: str) -> frozenset[str]:
     return frozenset(m.strip() for m in text.split(",") if m.strip())
+
+
+_ON = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
+
+
+def parse_switch(text: str) -> bool:
+    """``on``/``off`` (also true/false, 1/0, yes/no), case-insensitive."""
+    try:
+        return _ON[text.strip().lower()]
+    except KeyError:
+        raise ValueError("expected on or off") from None
+
+
+def feature_defaults(environ: Mapping[str, str]) -> dict[str, bool]:
+    """FEATURE_ETF, FEATURE_HEATMAP, FEATURE_SPOT_OB, FEATURE_WHALE, FEATURE_BIAS (default on)."""
+    return {m: _env(environ, f"FEATURE_{m.upper()}", parse_switch, True) for m in MODULES}
 
 
 def _env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
@@ -110,6 +136,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--depth", type=int, help="order book depth (SNIPER_DEPTH, default 50)")
     g.add_argument("--timeframe", help="heatmap timeframe (SNIPER_TIMEFRAME, default 1h)")
     g.add_argument("--etf-proxy", choices=("BTC", "ETH"), help="ETF flows used for other assets (SNIPER_ETF_PROXY)")
+    g.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port, 0 = any (SNIPER_METRICS_PORT)")
+    g.add_argument("--quarantine", type=_positive, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)")
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None, **fixed: Any) -> Settings:
@@ -139,6 +167,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
         actors=pick("actors", "SNIPER_ACTORS", lambda t: tuple(_modules(t)), ()),
         request=request,
         etf_proxy=pick("etf_proxy", "SNIPER_ETF_PROXY", str, "BTC"),
+        flags=feature_defaults(env),
+        metrics_port=pick("metrics_port", "SNIPER_METRICS_PORT", int, None),
+        quarantine=pick("quarantine", "SNIPER_QUARANTINE", _positive, 3600.0),
     )
     values.update(fixed)
     try:

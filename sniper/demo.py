@@ -36,8 +36,13 @@ async def demo(args: argparse.Namespace) -> int:
             backend = srv.url
             log.info("reference_backend_started", url=backend, flavor=srv.sim.flavor)
         settings = settings_from(args, backend=backend, nats=args.nats)
-        running = await stack.enter_async_context(run_pipeline(settings))
-        count = await print_signals(running.bus, settings, _out)
+        counter: list = []
+
+        async def subscribe_printer(bus) -> None:
+            counter.append(await print_signals(bus, settings, _out))
+
+        running = await stack.enter_async_context(run_pipeline(settings, before_start=subscribe_printer))
+        count = counter[0]
         print(
             f"sniper demo: NATS {running.nats_url}, backend {backend}, assets {','.join(settings.assets)}, "
             f"interval {settings.interval:g}s, window {settings.window:g}s. Ctrl-C to stop.",

@@ -67,12 +67,15 @@ def statuses(sig: Signal) -> dict[str, str]:
 
 class TestPipelineEndToEnd:
     async def test_etf_402_keeps_signals_flowing(self, stack: Stack) -> None:
-        """With the backend's default ETF 402, every cycle completes with only etf degraded."""
+        """With the backend's default ETF 402, every cycle completes with only etf degraded, then quarantined."""
         async with run_pipeline(settings(stack)):
-            await stack.signals.wait_count(3)
-        for sig in stack.signals.messages[:3]:
-            assert statuses(sig) == {"whale": "ok", "etf": "payment_required", "heatmap": "ok", "spot_ob": "ok", "bias": "ok"}
+            await stack.signals.wait_count(4)
+        reasons = [statuses(sig).pop("etf") for sig in stack.signals.messages[:4]]
+        assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
+        for sig in stack.signals.messages[:4]:
+            assert {m: r for m, r in statuses(sig).items() if m != "etf"} == {m: "ok" for m in ("whale", "heatmap", "spot_ob", "bias")}
             assert sig.etf_available is False and sig.complete
+        assert stack.backend.sim.counters()["etf"]["requests"] == 1
         assert {h.state for h in stack.health.messages} <= {"soft_fail"}
 
     async def test_heatmap_500_gives_signals_without_heatmap(self, stack: Stack) -> None:
@@ -130,7 +133,8 @@ class TestCommandLine:
         assert result.returncode == 0, result.stderr
         lines = [ln for ln in result.stdout.splitlines() if "cycle=" in ln]
         assert len(lines) >= 4 and {ln.split()[0] for ln in lines} == {"SOL", "BTC"}
-        assert all("etf=degraded(payment_required)" in ln and "whale=ok" in ln for ln in lines)
+        assert all(("etf=degraded(payment_required)" in ln or "etf=degraded(circuit_open)" in ln) and "whale=ok" in ln for ln in lines)
+        assert sum("etf=degraded(payment_required)" in ln for ln in lines) == 1, "one 402, then the quarantine"
         assert set(glob.glob(pattern)) <= before
 
     def test_demo_stops_cleanly_on_sigint(self) -> None:

@@ -127,7 +127,7 @@ class TestActorLifecycle:
     def test_illegal_transition_is_refused(self) -> None:
         """Jumping from NEW straight to RUNNING is a bug and raises."""
         with pytest.raises(InvalidTransition):
-            Counter()._transition(ActorState.RUNNING)
+            Counter()._set_lifecycle(ActorState.RUNNING)
 
     async def test_heartbeats_are_published_on_the_clock(self, vctx: Context, vclock: VirtualClock) -> None:
         """An actor publishes a heartbeat every interval of clock time."""

@@ -1,0 +1,248 @@
+"""CircuitSupervisor: the one owner of circuit-breaker state, shared by every host.
+
+Common breaker libraries know one kind of failure and keep probing a paid
+endpoint forever. Here the error class decides (see actors.upstream):
+
+* transient (5xx, timeouts, resets, bad payloads), per (module, asset): when
+  the failure rate over a sliding window crosses a threshold, open for a
+  jittered, exponentially growing time, then let `probes` calls through
+  (half-open): success closes, failure reopens for longer;
+* throttled (429/418), per module: open for exactly Retry-After (capped),
+  then probe;
+* entitlement (402, plan-caused 401/403), per module: quarantine, an hour by
+  default, with no probe inside it; only a probe after it, a flag change or
+  ``sniper circuit reset MODULE`` lifts it.
+
+The supervisor learns outcomes from the same ``data``/``degraded`` stream the
+assembler reads, so fetchers report nothing extra. Every transition is
+published as `CircuitState` on ``circuit.<module>`` and stored in the
+``circuits`` key-value bucket, so a restarted process, or a fetcher on another
+host, starts from the same state. Fetchers hold a `CircuitView` built from
+both and make no upstream call while a breaker is open.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagChanged, ModuleData, decode, encode
+from messages.errors import DecodeError
+
+from .actor import Actor, Sub
+from .bus import Envelope
+
+TRANSIENT = frozenset({"upstream_error", "timeout", "unreachable", "bad_payload"})
+ALL = "all"  # scope of a module-wide breaker
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitPolicy:
+    """Thresholds and durations; the defaults follow the seed (one-hour quarantine)."""
+
+    window: float = 60.0  # seconds of outcomes considered for the failure rate
+    min_calls: int = 5
+    failure_rate: float = 0.5
+    open_base: float = 30.0
+    open_factor: float = 2.0
+    open_max: float = 600.0
+    jitter: float = 0.2
+    probes: int = 1
+    throttle_default: float = 30.0  # when a 429 has no Retry-After
+    throttle_max: float = 600.0
+    quarantine: float = 3600.0
+
+    def open_time(self, opens: int, rng: random.Random) -> float:
+        base = min(self.open_max, self.open_base * self.open_factor ** max(0, opens - 1))
+        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(slots=True)
+class _Breaker:
+    state: CircuitState
+    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+
+
+def kv_key(module: str, scope: str) -> str:
+    return f"{module}.{scope}"
+
+
+class CircuitView:
+    """A fetcher's local, read-mostly copy of its module's breakers."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.states: dict[str, CircuitState] = {}
+        self._probes: dict[str, tuple[float, int]] = {}
+
+    def update(self, state: CircuitState) -> None:
+        current = self.states.get(state.scope)
+        if current is None or state.ts >= current.ts:
+            self.states[state.scope] = state
+
+    def deny(self, asset: str, now: float) -> tuple[str, float | None] | None:
+        """(detail, retry_after) if a breaker holds this call back, else None (and count a probe)."""
+        for scope in (ALL, asset):
+            st = self.states.get(scope)
+            if st is None or st.state == "closed":
+                continue
+            if st.state in ("open", "quarantined") and st.until is not None and now < st.until:
+                return f"{st.state} ({st.cause}) until {st.until:.0f}: {st.detail}", st.until - now
+            # half-open, or open past its end (the supervisor may be away): probes only
+            used_at, used = self._probes.get(scope, (st.ts, 0))
+            if used_at != st.ts:
+                used = 0
+            if used >= st.probes:
+                return f"{st.state}: probe in flight", None
+            self._probes[scope] = (st.ts, used + 1)
+        return None
+
+
+class CircuitSupervisor(Actor):
+    """Watches module outcomes, owns breaker state, answers ``cmd.circuit``."""
+
+    name = "circuits"
+
+    def __init__(self, *, policy: CircuitPolicy | None = None, rng: random.Random | None = None, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.policy = policy or CircuitPolicy()
+        self.rng = rng or random.Random()
+        self.breakers: dict[tuple[str, str], _Breaker] = {}
+        self._kv = None
+
+    def subscriptions(self) -> Iterable[Sub]:
+        return [
+            Sub(self.subjects.data_all(), ModuleData, self.on_outcome),
+            Sub(self.subjects.degraded_all(), Degraded, self.on_outcome),
+            Sub(self.subjects.flags_changed(), FlagChanged, self.on_flag_changed),
+            Sub(self.subjects.command("circuit"), CircuitCommand, self.on_command, queue="circuits", on_bad=self.on_bad_command),
+        ]
+
+    async def on_start(self) -> None:
+        self._kv = await self.bus.key_value(self.subjects.kv_bucket("circuits"))
+        self.breakers.clear()
+        for entry in (await self._kv.entries()).values():
+            try:
+                state = decode(entry.value or b"", CircuitState)
+            except DecodeError as err:
+                self.log.warning("bad_stored_circuit", key=entry.key, reason=err.reason)
+                continue
+            self.breakers[(state.module, state.scope)] = _Breaker(state)
+            if state.state in ("open", "quarantined") and state.until is not None:
+                self._arm(state)
+            self._gauge(state)
+        self.log.info("circuits_restored", count=len(self.breakers))
+
+    # -- outcomes ---------------------------------------------------------------
+    def _breaker(self, module: str, scope: str) -> _Breaker:
+        key = (module, scope)
+        if key not in self.breakers:
+            self.breakers[key] = _Breaker(CircuitState(module=module, scope=scope, state="closed", ts=self.clock.now()))
+        return self.breakers[key]
+
+    async def on_outcome(self, msg: ModuleData | Degraded) -> None:
+        now = self.clock.now()
+        module = self._breaker(msg.module, ALL)
+        asset = self._breaker(msg.module, msg.asset)
+        if isinstance(msg, ModuleData):
+            for b in (module, asset):
+                if b.state.state != "closed":
+                    await self._move(b, "closed", cause="recovered", detail="a call succeeded")
+            self._record(asset, now, ok=True)
+            return
+        reason = msg.reason
+        if reason == "payment_required":
+            if module.state.state != "quarantined":
+                await self._move(
+                    module, "quarantined", until=now + self.policy.quarantine, cause="entitlement",
+                    detail=msg.detail or "payment required",
+                )
+        elif reason == "rate_limited":
+            wait = min(self.policy.throttle_max, msg.retry_after if msg.retry_after is not None else self.policy.throttle_default)
+            await self._move(module, "open", until=now + wait, cause="throttled", detail=msg.detail or "rate limited")
+        elif reason in TRANSIENT:
+            if module.state.state == "half_open":  # the probe got through the paywall/limit
+                await self._move(module, "closed", cause="recovered", detail=f"probe answered {reason}")
+            if asset.state.state == "half_open":
+                await self._open(asset, now, f"probe failed: {reason}")
+            elif asset.state.state == "closed":
+                self._record(asset, now, ok=False)
+                fails = sum(1 for _, ok in asset.outcomes if not ok)
+                if len(asset.outcomes) >= self.policy.min_calls and fails / len(asset.outcomes) >= self.policy.failure_rate:
+                    await self._open(asset, now, f"{fails} of {len(asset.outcomes)} calls failed ({reason})")
+
+    def _record(self, b: _Breaker, now: float, *, ok: bool) -> None:
+        b.outcomes.append((now, ok))
+        while b.outcomes and b.outcomes[0][0] < now - self.policy.window:
+            b.outcomes.popleft()
+
+    async def _open(self, b: _Breaker, now: float, detail: str) -> None:
+        opens = b.state.opens + 1
+        until = now + self.policy.open_time(opens, self.rng)
+        await self._move(b, "open", until=until, cause="transient", detail=detail, opens=opens)
+
+    # -- transitions ----------------------------------------------------------------
+    async def _move(
+        self, b: _Breaker, state: str, *, until: float | None = None, cause=None, detail: str = "", opens: int | None = None
+    ) -> None:
+        new = CircuitState(
+            module=b.state.module,
+            scope=b.state.scope,
+            state=state,  # type: ignore[arg-type]
+            ts=self.clock.now(),
+            until=until,
+            cause=cause,
+            detail=detail[:200],
+            opens=(0 if state == "closed" else b.state.opens) if opens is None else opens,
+            probes=self.policy.probes,
+        )
+        b.state = new
+        b.outcomes.clear()
+        self.log.info("circuit", module=new.module, scope=new.scope, state=state, cause=cause, until=until, detail=new.detail)
+        self.ctx.metrics.circuit_transitions.labels(new.module, state).inc()
+        self._gauge(new)
+        if state in ("open", "quarantined"):
+            self._arm(new)
+        await self.publish(self.subjects.circuit(new.module), new)
+        if self._kv is not None:
+            await self._kv.put(kv_key(new.module, new.scope), encode(new))
+
+    def _gauge(self, st: CircuitState) -> None:
+        self.ctx.metrics.circuit_open.labels(st.module, st.scope).set(0 if st.state == "closed" else 1)
+
+    def _arm(self, st: CircuitState) -> None:
+        self.spawn(self._half_open_at(st), name=f"circuit:{st.module}:{st.scope}")
+
+    async def _half_open_at(self, st: CircuitState) -> None:
+        assert st.until is not None
+        await self.clock.sleep(max(0.0, st.until - self.clock.now()))
+        b = self.breakers.get((st.module, st.scope))
+        if b is not None and b.state is st:  # nothing happened meanwhile
+            await self._move(b, "half_open", cause=st.cause, detail=f"{st.state} time over; probing")
+
+    # -- operator commands ---------------------------------------------------------
+    async def reset(self, module: str, cause: str) -> list[CircuitState]:
+        changed = []
+        for (mod, _), b in self.breakers.items():
+            if mod == module and b.state.state != "closed":
+                await self._move(b, "closed", cause=cause, detail=f"{cause} by operator")
+                changed.append(b.state)
+        return changed
+
+    async def on_flag_changed(self, change: FlagChanged) -> None:
+        await self.reset(change.flag.lower(), "flag_changed")
+
+    async def on_command(self, cmd: CircuitCommand, env: Envelope) -> None:
+        if cmd.action == "list":
+            await self.reply(env, CircuitReply(ok=True, circuits=[b.state for b in self.breakers.values()]))
+            return
+        if not cmd.module:
+            await self.reply(env, CircuitReply(ok=False, error="reset needs a module, e.g. {\"action\": \"reset\", \"module\": \"etf\"}"))
+            return
+        changed = await self.reset(cmd.module, "reset")
+        await self.reply(env, CircuitReply(ok=True, circuits=changed))
+
+    async def on_bad_command(self, err: DecodeError, env: Envelope) -> None:
+        await self.reply(env, CircuitReply(ok=False, error=f"bad command: {err.reason}"))

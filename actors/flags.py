@@ -1,0 +1,103 @@
+"""Feature flags: switch a module off (or on) at runtime, on every host at once.
+
+Defaults come from the environment (``FEATURE_ETF=off``; parsed by
+sniper.config). The truth lives in the ``flags`` key-value bucket: one key per
+flag holding its last `FlagChanged`. Every fetcher watches the bucket, so a
+change reaches all processes; writes are compare-and-set, so two operators
+flipping one flag at once cannot lose an update silently.
+
+`FlagKeeper` serves ``cmd.flags`` (request/reply, queue group ``flags`` so
+exactly one process answers)::
+
+    {"flag": "ETF", "enabled": false, "why": "plan expired"}
+      -> {"ok": true, "flags": {"BIAS": true, "ETF": false, ...}}
+    {"flag": "NOPE", "enabled": false}
+      -> {"ok": false, "error": "unknown flag 'NOPE'; known: BIAS, ETF, ..."}   (nothing changed)
+    {}  -> the current flags
+
+and publishes every change as `FlagChanged` (who, when, why) on
+``flags.changed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from messages import FlagChanged, FlagCommand, FlagReply, decode, encode
+from messages.errors import DecodeError
+
+from .actor import Actor, Sub
+from .bus import Envelope
+from .kv import KeyValue, KVConflict
+
+
+def flag_name(module: str) -> str:
+    """The flag that switches a module: ``spot_ob`` -> ``SPOT_OB``."""
+    return module.upper()
+
+
+class FlagKeeper(Actor):
+    """Seeds the flags bucket with the defaults and serves ``cmd.flags``."""
+
+    name = "flags"
+
+    def __init__(self, defaults: Mapping[str, bool], *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.defaults = {flag_name(k): v for k, v in defaults.items()}
+        self._kv: KeyValue | None = None
+
+    def subscriptions(self) -> Iterable[Sub]:
+        return [Sub(self.subjects.command("flags"), FlagCommand, self.on_command, queue="flags", on_bad=self.on_bad_command)]
+
+    async def on_start(self) -> None:
+        self._kv = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+        for flag, enabled in self.defaults.items():
+            seed = FlagChanged(flag=flag, enabled=enabled, ts=self.clock.now(), who=f"defaults@{self.ctx.host}", why="environment default")
+            try:
+                await self._kv.update(flag, encode(seed), last=0)  # only where nobody has set it yet
+            except KVConflict:
+                pass
+
+    async def current(self) -> dict[str, bool]:
+        assert self._kv is not None
+        flags = dict(self.defaults)
+        for key, entry in (await self._kv.entries()).items():
+            try:
+                flags[key] = decode(entry.value or b"", FlagChanged).enabled
+            except DecodeError as err:
+                self.log.warning("bad_stored_flag", flag=key, reason=err.reason)
+        return dict(sorted(flags.items()))
+
+    async def on_command(self, cmd: FlagCommand, env: Envelope) -> None:
+        assert self._kv is not None
+        if cmd.flag is None and cmd.enabled is None:
+            await self.reply(env, FlagReply(ok=True, flags=await self.current()))
+            return
+        flag = (cmd.flag or "").upper()
+        if flag not in self.defaults:
+            known = ", ".join(sorted(self.defaults))
+            await self.reply(env, FlagReply(ok=False, error=f"unknown flag {cmd.flag!r}; known: {known}"))
+            return
+        if cmd.enabled is None:
+            await self.reply(env, FlagReply(ok=False, error=f"set {flag} needs \"enabled\": true or false"))
+            return
+        change = FlagChanged(flag=flag, enabled=cmd.enabled, ts=self.clock.now(), who=cmd.who or "unknown", why=cmd.why)
+        for _ in range(5):  # compare-and-set: re-read and retry if someone wrote in between
+            entry = await self._kv.get(flag)
+            try:
+                revision = await self._kv.update(flag, encode(change), last=entry.revision if entry else 0)
+                break
+            except KVConflict:
+                continue
+        else:
+            await self.reply(env, FlagReply(ok=False, error=f"{flag}: concurrent writers; try again"))
+            return
+        self.ctx.metrics.flag_enabled.labels(flag).set(1 if cmd.enabled else 0)
+        self.log.info("flag_changed", flag=flag, enabled=cmd.enabled, who=change.who, why=change.why)
+        await self.publish(self.subjects.flags_changed(), FlagChanged(
+            flag=flag, enabled=cmd.enabled, ts=change.ts, who=change.who, why=change.why, revision=revision
+        ))
+        await self.reply(env, FlagReply(ok=True, flags=await self.current()))
+
+    async def on_bad_command(self, err: DecodeError, env: Envelope) -> None:
+        await self.reply(env, FlagReply(ok=False, error=f"bad command: {err.reason}"))

@@ -1,0 +1,89 @@
+"""JetStream key-value buckets behind the `KeyValue` contract."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.js.errors as jse
+from nats.js.kv import KV_DEL, KV_PURGE
+from nats.js.kv import KeyValue as JsKeyValue
+
+from .bus import Subscription
+from .kv import KeyValue, KVConflict, KVEntry, WatchHandler, check_key
+
+log = logging.getLogger("sniper.kv.nats")
+
+
+class _NatsWatch(Subscription):
+    def __init__(self, name: str, watcher, handler: WatchHandler) -> None:
+        self.subject = f"kv.{name}"
+        self._watcher = watcher
+        self._handler = handler
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name=f"kv-watch:{name}")
+
+    async def _pump(self) -> None:
+        async for entry in self._watcher:
+            if entry is None:  # "initial values done" marker
+                continue
+            deleted = entry.operation in (KV_DEL, KV_PURGE)
+            try:
+                await self._handler(KVEntry(entry.key, None if deleted else entry.value, entry.revision))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("kv watch handler failed on %s", entry.key)
+
+    async def unsubscribe(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except (asyncio.CancelledError, Exception):
+            pass
+        try:
+            await self._watcher.stop()
+        except Exception as exc:  # connection gone: nothing to stop
+            log.debug("kv watcher stop: %r", exc)
+
+
+class NatsKeyValue(KeyValue):
+    def __init__(self, name: str, kv: JsKeyValue) -> None:
+        self.name = name
+        self._kv = kv
+
+    async def get(self, key: str) -> KVEntry | None:
+        try:
+            entry = await self._kv.get(check_key(key))
+        except jse.KeyNotFoundError:
+            return None
+        return KVEntry(key, entry.value, entry.revision)
+
+    async def put(self, key: str, value: bytes) -> int:
+        return await self._kv.put(check_key(key), value)
+
+    async def update(self, key: str, value: bytes, *, last: int) -> int:
+        try:
+            if last == 0:
+                return await self._kv.create(check_key(key), value)
+            return await self._kv.update(check_key(key), value, last=last)
+        except jse.KeyWrongLastSequenceError as exc:
+            raise KVConflict(f"{self.name}/{key}: revision {last} is not current ({exc})") from None
+
+    async def delete(self, key: str) -> None:
+        await self._kv.delete(check_key(key))
+
+    async def entries(self) -> dict[str, KVEntry]:
+        try:
+            keys = await self._kv.keys()
+        except jse.NoKeysError:
+            return {}
+        out = {}
+        for key in keys:
+            entry = await self.get(key)
+            if entry is not None:
+                out[key] = entry
+        return out
+
+    async def watch(self, handler: WatchHandler) -> Subscription:
+        watcher = await self._kv.watchall()
+        return _NatsWatch(self.name, watcher, handler)
