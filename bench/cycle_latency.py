@@ -12,10 +12,11 @@ overhead = latency - limit: tick delivery, scheduling 500 requests, JSON
 decode, publishing, assembling. Also reported: upstream requests per
 asset-cycle, from the backend's own counters.
 
-Scenarios, same run, same machine:
+Scenarios, same run, same machine, each the pipeline as `sniper run` builds it
+(scheduler, assembler, circuit supervisor, flags, five fetchers):
   etf_dead     ETF answers 402 (the seed's production failure); assets staggered (the default)
-  etf_absent   no ETF module at all: the baseline for "the dead module adds nothing"
-  burst_dead   as etf_dead, but every asset ticks at the same instant (stagger off)
+  etf_off      the same backend with FEATURE_ETF=off: the baseline for "the dead module adds nothing"
+  burst_dead   as etf_dead, but every asset ticks at the same instant (--no-stagger)
 
     python bench/cycle_latency.py [--assets 100] [--interval 5] [--cycles 6]
 """
@@ -33,14 +34,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors import Context, NatsBus, Supervisor, SystemClock  # noqa: E402
-from actors.assembler import SignalAssembler  # noqa: E402
+from actors import NatsBus  # noqa: E402
 from actors.fetchers import FETCHERS  # noqa: E402
 from actors.logs import configure  # noqa: E402
-from actors.scheduler import Scheduler  # noqa: E402
 from actors.testing import Recorder  # noqa: E402
-from actors.upstream import AiohttpTransport, UpstreamClient  # noqa: E402
-from messages import Signal  # noqa: E402
+from messages import Signal, Subjects  # noqa: E402
+from sniper.app import run_pipeline  # noqa: E402
+from sniper.config import MODULES, Settings  # noqa: E402
 from sniper.embedded import EmbeddedNats  # noqa: E402
 
 LATENCY_MS = {"whale": 40, "heatmap": 80, "spot_ob": 120, "bias": 30}
@@ -70,31 +70,24 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def scenario(
-    name: str, modules: tuple[str, ...], assets: list[str], interval: float, cycles: int, backend_extra: list[str],
-    *, stagger: bool = True,
+    name: str, assets: list[str], interval: float, cycles: int, backend_extra: list[str],
+    *, stagger: bool = True, etf: bool = True,
 ) -> dict:
+    """The pipeline exactly as `sniper run` builds it (circuit breaker and flags included)."""
     proc, url = await start_backend(backend_extra)
     try:
         async with EmbeddedNats() as nats:
-            bus = await NatsBus.connect(nats.url, name=f"bench-{name}")
             observer = await NatsBus.connect(nats.url, name="observer")
-            clock = SystemClock()
-            ctx = Context(bus=bus, clock=clock)
-            signals = await Recorder(observer, ctx.subjects.signal_all(), Signal).start()
-            upstream = UpstreamClient(url, AiohttpTransport(), clock=clock)
-            window = 3.0
-            actors = [
-                Scheduler(assets, modules=modules, interval=interval, window=window, stagger=stagger),
-                SignalAssembler(modules=modules, window=window),
-                *(FETCHERS[m](upstream) for m in modules),
-            ]
+            signals = await Recorder(observer, Subjects().signal_all(), Signal).start()
+            settings = Settings(
+                nats=nats.url, backend=url, assets=tuple(assets), interval=interval, window=3.0,
+                stagger=stagger, flags={m: (m != "etf" or etf) for m in MODULES},
+            )
             before = counters(url)
-            async with Supervisor(ctx, actors):
+            async with run_pipeline(settings):
                 await signals.wait_count(len(assets) * cycles, timeout=cycles * interval * 3 + 30)
             after = counters(url)
-            await upstream.close()
             await observer.close()
-            await bus.close()
     finally:
         proc.terminate()
         await proc.wait()
@@ -133,13 +126,11 @@ async def main() -> None:
     args = parser.parse_args()
     configure("warning")
     assets = [f"T{i:03d}" for i in range(args.assets)]
-    all_modules = tuple(FETCHERS)
-    no_etf = tuple(m for m in all_modules if m != "etf")
     dead_etf = ["--fault", "etf=status:402"]
     results = [
-        await scenario("etf_dead", all_modules, assets, args.interval, args.cycles, dead_etf),
-        await scenario("etf_absent", no_etf, assets, args.interval, args.cycles, []),
-        await scenario("burst_dead", all_modules, assets, args.interval, args.cycles, dead_etf, stagger=False),
+        await scenario("etf_dead", assets, args.interval, args.cycles, dead_etf),
+        await scenario("etf_off", assets, args.interval, args.cycles, dead_etf, etf=False),
+        await scenario("burst_dead", assets, args.interval, args.cycles, dead_etf, stagger=False),
     ]
     print(f"{args.assets} assets, interval {args.interval:g}s, window 3s, {args.cycles} cycles; backend latency {LATENCY_MS}")
     print(f"{'scenario':<11} {'signals':>8} {'latency p50/p99 ms':>20} {'limit p50/p99 ms':>18} {'overhead p50/p99 ms':>21} {'req/asset-cycle':>16}")
@@ -150,7 +141,7 @@ async def main() -> None:
             f"{r['requests_per_asset_cycle']:>12.2f}   per module {r['per_module']}"
         )
     dead, absent, _ = results
-    print(f"dead ETF vs no ETF, p99 overhead difference: {dead['overhead_p99'] - absent['overhead_p99']:+.1f} ms")
+    print(f"dead ETF vs ETF switched off, p99 overhead difference: {dead['overhead_p99'] - absent['overhead_p99']:+.1f} ms")
 
 
 if __name__ == "__main__":

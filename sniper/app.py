@@ -52,6 +52,7 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
                 off_hours_interval=settings.off_hours_interval,
                 trading_hours=settings.trading_hours,
                 policy=HealthPolicy(core=settings.core),
+                stagger=settings.stagger,
             )
         )
     if "assembler" in wanted:

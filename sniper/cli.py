@@ -6,6 +6,8 @@
     sniper schema                    JSON Schema of every wire message
     sniper record --out FILE         store every message with its receive time (JSON lines)
     sniper replay FILE [--speed X]   publish a recording back
+    sniper flags list | set NAME on|off [--why TEXT]
+    sniper circuit list | reset MODULE
 
 Exit codes: 0 success, 1 runtime failure (e.g. NATS unreachable), 2 usage or
 configuration error. Errors are one clear line on stderr, not a traceback.
@@ -31,6 +33,15 @@ def _seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
+
+
+def _switch(text: str) -> bool:
+    from .config import parse_switch
+
+    try:
+        return parse_switch(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected on or off") from None
 
 
 def _fault(text: str) -> tuple[str, object]:
@@ -80,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=_seconds, default=1.0, help="time factor: 2 plays twice as fast (default 1)")
     replay.add_argument("--subjects", help="only replay messages matching this pattern")
 
+    # --nats/--prefix are accepted before or after the sub-command ("sniper flags list --nats URL").
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument("--nats", default=argparse.SUPPRESS, help="NATS URL (SNIPER_NATS)")
+    conn.add_argument("--prefix", default=argparse.SUPPRESS, help="subject prefix (default sniper)")
+
+    flags = sub.add_parser("flags", parents=[conn], help="list or set feature flags (request/reply on <prefix>.cmd.flags)")
+    flags_sub = flags.add_subparsers(dest="flags_command", required=True, metavar="list|set")
+    flags_sub.add_parser("list", parents=[conn], help="show every flag")
+    set_ = flags_sub.add_parser("set", parents=[conn], help="switch a module on or off")
+    set_.add_argument("flag", help="ETF, HEATMAP, SPOT_OB, WHALE or BIAS")
+    set_.add_argument("value", type=_switch, help="on or off")
+    set_.add_argument("--why", default="", help="reason, recorded with the change")
+
+    circuit = sub.add_parser("circuit", parents=[conn], help="list circuit breakers or reset a module's (request/reply on <prefix>.cmd.circuit)")
+    circuit_sub = circuit.add_subparsers(dest="circuit_command", required=True, metavar="list|reset")
+    circuit_sub.add_parser("list", parents=[conn], help="show every breaker")
+    reset = circuit_sub.add_parser("reset", parents=[conn], help="close every breaker of a module (lifts a quarantine)")
+    reset.add_argument("module", help="whale, etf, heatmap, spot_ob or bias")
+
     sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
     schema = sub.add_parser("schema", help="print the JSON Schema of every wire message")
     schema.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
@@ -89,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _nats_url(args: argparse.Namespace) -> str:
     import os
 
-    url = args.nats or os.environ.get("SNIPER_NATS")
+    url = getattr(args, "nats", None) or os.environ.get("SNIPER_NATS")
     if not url:
-        raise ConfigError("--nats / SNIPER_NATS is required (recording an embedded, empty server is pointless)")
+        raise ConfigError(f"--nats / SNIPER_NATS is required for 'sniper {args.command}' (it talks to a running pipeline)")
     return url
 
 
@@ -114,6 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .demo import record
 
                 return asyncio.run(record(_nats_url(args), args.out, args.subjects or f"{args.prefix}.>", args.duration))
+            case "flags":
+                from .control import flags_command
+
+                return asyncio.run(flags_command(_nats_url(args), args))
+            case "circuit":
+                from .control import circuit_command
+
+                return asyncio.run(circuit_command(_nats_url(args), args))
             case "replay":
                 from .demo import replay_file
 

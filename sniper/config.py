@@ -45,6 +45,7 @@ class Settings:
     flags: Mapping[str, bool] = field(default_factory=lambda: {m: True for m in MODULES})
     metrics_port: int | None = None
     quarantine: float = 3600.0
+    stagger: bool = True
 
     def __post_init__(self) -> None:
         if not self.assets:
@@ -137,6 +138,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timeframe", help="heatmap timeframe (SNIPER_TIMEFRAME, default 1h)")
     g.add_argument("--etf-proxy", choices=("BTC", "ETH"), help="ETF flows used for other assets (SNIPER_ETF_PROXY)")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port, 0 = any (SNIPER_METRICS_PORT)")
+    g.add_argument("--no-stagger", dest="stagger", action="store_const", const=False,
+                   help="tick every asset at the same instant (SNIPER_STAGGER=off)")
     g.add_argument("--quarantine", type=_positive, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)")
 
 
@@ -170,6 +173,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
         flags=feature_defaults(env),
         metrics_port=pick("metrics_port", "SNIPER_METRICS_PORT", int, None),
         quarantine=pick("quarantine", "SNIPER_QUARANTINE", _positive, 3600.0),
+        stagger=pick("stagger", "SNIPER_STAGGER", parse_switch, True),
     )
     values.update(fixed)
     try:

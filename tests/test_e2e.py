@@ -227,3 +227,44 @@ class TestCommandLine:
         original = [(ln.subject, ln.data) for ln in read_recording(source)]
         copied = [(ln.subject, ln.data) for ln in read_recording(out)]
         assert copied == original
+
+
+class TestOperatorCommands:
+    async def test_metrics_endpoint_counts_soft_failures(self, stack: Stack) -> None:
+        """`--metrics-port` serves Prometheus text with sniper_soft_fail_total{module="etf"}."""
+        import aiohttp
+
+        async with run_pipeline(settings(stack, metrics_port=0)) as running:
+            await stack.health.wait_count(2)
+            assert running.metrics_url is not None
+            async with aiohttp.ClientSession() as http, http.get(running.metrics_url) as resp:
+                text = await resp.text()
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+        (line,) = [ln for ln in text.splitlines() if ln.startswith('sniper_soft_fail_total{module="etf"}')]
+        assert float(line.split()[-1]) >= 2
+
+    async def test_flags_and_circuit_cli_against_a_running_pipeline(self, stack: Stack) -> None:
+        """`sniper flags set/list` and `sniper circuit list/reset` work over NATS against a live pipeline."""
+
+        async def cli(*args: str) -> tuple[int, str, str]:
+            proc = await asyncio.create_subprocess_exec(
+                *SNIPER, *args, "--nats", stack.nats.url, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            return proc.returncode or 0, out.decode(), err.decode()
+
+        async with run_pipeline(settings(stack)):
+            await stack.signals.wait_count(2)
+            code, out, _ = await cli("circuit", "list")
+            assert code == 0 and any(ln.split()[:3] == ["etf", "all", "quarantined"] for ln in out.splitlines())
+            code, out, _ = await cli("flags", "set", "ETF", "off", "--why", "no plan")
+            assert code == 0 and "ETF      off" in out
+            code, out, _ = await cli("flags", "list")
+            assert code == 0 and "ETF      off" in out and "WHALE    on" in out
+            seen = len(stack.signals.messages)
+            await stack.signals.wait_count(seen + 2)
+            assert statuses(stack.signals.messages[-1])["etf"] == "disabled"
+            code, _, err = await cli("flags", "set", "NOPE", "on")
+            assert code == 1 and "unknown flag 'NOPE'" in err
+            code, out, _ = await cli("circuit", "reset", "etf")
+            assert code == 0

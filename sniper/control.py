@@ -1,0 +1,73 @@
+"""`sniper flags` and `sniper circuit`: operator commands, request/reply over NATS.
+
+They talk to whichever sniper process serves ``<prefix>.cmd.flags`` /
+``<prefix>.cmd.circuit`` (queue groups: exactly one answers), so they work
+against a pipeline running on any host. Output is one line per item; a
+refused command prints the service's error and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+import sys
+from datetime import datetime, timezone
+
+from actors import NatsBus
+from messages import CircuitCommand, CircuitReply, FlagCommand, FlagReply, RequestTimeoutError, SniperError, Subjects, decode, encode
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+async def _request(nats_url: str, subject: str, payload: bytes, reply_type, name: str):
+    bus = await NatsBus.connect(nats_url, name=name)
+    try:
+        env = await bus.request(subject, payload, timeout=5.0)
+    except RequestTimeoutError as exc:
+        raise SniperError(f"{exc}: is a sniper process with the '{subject.rsplit('.', 1)[-1]}' actor running?") from None
+    finally:
+        await bus.close()
+    return decode(env.data, reply_type, subject=subject)
+
+
+async def flags_command(nats_url: str, args: argparse.Namespace) -> int:
+    subjects = Subjects(getattr(args, "prefix", "sniper"))
+    if args.flags_command == "set":
+        cmd = FlagCommand(flag=args.flag.upper(), enabled=args.value, why=args.why, who=_who())
+    else:
+        cmd = FlagCommand()
+    reply: FlagReply = await _request(nats_url, subjects.command("flags"), encode(cmd), FlagReply, "sniper-flags")
+    if not reply.ok:
+        print(f"sniper: flags: {reply.error}", file=sys.stderr)
+        return 1
+    for flag, enabled in reply.flags.items():
+        print(f"{flag:<8} {'on' if enabled else 'off'}")
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def circuit_command(nats_url: str, args: argparse.Namespace) -> int:
+    subjects = Subjects(getattr(args, "prefix", "sniper"))
+    if args.circuit_command == "reset":
+        cmd = CircuitCommand(action="reset", module=args.module)
+    else:
+        cmd = CircuitCommand(action="list")
+    reply: CircuitReply = await _request(nats_url, subjects.command("circuit"), encode(cmd), CircuitReply, "sniper-circuit")
+    if not reply.ok:
+        print(f"sniper: circuit: {reply.error}", file=sys.stderr)
+        return 1
+    if args.circuit_command == "reset" and not reply.circuits:
+        print(f"{args.module}: nothing to reset (every breaker closed)")
+    for st in sorted(reply.circuits, key=lambda c: (c.module, c.scope)):
+        print(f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}".rstrip())
+    return 0

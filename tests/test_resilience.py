@@ -1,0 +1,411 @@
+"""Resilience: breaker per error class, feature flags, the seed's test plan; hours in virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from actors import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
+from actors.assembler import SignalAssembler
+from actors.circuit import CircuitPolicy, CircuitSupervisor, CircuitView
+from actors.fetchers import FETCHERS, MODULES
+from actors.flags import FlagKeeper
+from actors.scheduler import Scheduler
+from actors.testing import FakeBackend, Recorder
+from actors.upstream import MockTransport, UpstreamClient
+from messages import (
+    CircuitCommand,
+    CircuitReply,
+    CircuitState,
+    FlagChanged,
+    FlagCommand,
+    FlagReply,
+    Health,
+    Signal,
+    decode,
+    encode,
+)
+
+from . import samples
+
+ETF = samples.PATHS["etf"]
+ALL_ON = {m: True for m in MODULES}
+
+
+@dataclass
+class Pipeline:
+    clock: VirtualClock
+    ctx: Context
+    backend: FakeBackend
+    signals: Recorder[Signal]
+    health: Recorder[Health]
+    circuits: Recorder[CircuitState]
+
+    def actors(self, *, flags=ALL_ON, policy: CircuitPolicy | None = None, interval: float = 5.0, assets=("SOL",)):
+        upstream = UpstreamClient("http://backend.test", MockTransport(self.backend), clock=self.clock)
+        return [
+            Scheduler(assets, modules=MODULES, interval=interval, window=3.0, rng=random.Random(1)),
+            SignalAssembler(modules=MODULES),
+            CircuitSupervisor(policy=policy, rng=random.Random(2)),
+            FlagKeeper(flags),
+            *(FETCHERS[m](upstream, enabled=flags[m]) for m in MODULES),
+        ]
+
+
+@pytest.fixture
+async def pipe(vclock: VirtualClock, memory_bus: MemoryBus) -> AsyncIterator[Pipeline]:
+    ctx = Context(bus=memory_bus, clock=vclock, host="test")
+    yield Pipeline(
+        vclock,
+        ctx,
+        FakeBackend(vclock, samples.BODIES),
+        await Recorder(memory_bus, ctx.subjects.signal_all(), Signal).start(),
+        await Recorder(memory_bus, ctx.subjects.health_all(), Health).start(),
+        await Recorder(memory_bus, ctx.subjects.circuit_all(), CircuitState).start(),
+    )
+
+
+def etf_calls_at(pipe: Pipeline) -> int:
+    return pipe.backend.count(ETF)
+
+
+class TestEntitlementQuarantine:
+    async def test_402_costs_one_call_per_hour_and_no_signal(self, pipe: Pipeline) -> None:
+        """ETF 402: exactly one upstream ETF call across an hour of ticks; all 720 signals still published."""
+        pipe.backend.fail(ETF, 402)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(3599)
+        assert etf_calls_at(pipe) == 1
+        assert len(pipe.signals.messages) == 720
+        reasons = [s.modules["etf"].reason for s in pipe.signals.messages]
+        assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
+        assert all(s.modules[m].status == "ok" for s in pipe.signals.messages for m in ("whale", "heatmap", "spot_ob", "bias"))
+        assert loop.time() - started < 10, "an hour must run in seconds of real time"
+
+    async def test_quarantine_ends_with_one_probe(self, pipe: Pipeline) -> None:
+        """After the hour one probe goes out; if the plan is still missing, another hour of quarantine."""
+        pipe.backend.fail(ETF, 402)
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(3600 * 2 + 60)
+        assert etf_calls_at(pipe) == 3
+        states = [(c.state, c.cause) for c in pipe.circuits.messages if c.module == "etf"]
+        assert states[:3] == [("quarantined", "entitlement"), ("half_open", "entitlement"), ("quarantined", "entitlement")]
+
+    async def test_paid_plan_restored_closes_after_the_probe(self, pipe: Pipeline) -> None:
+        """If the probe after the quarantine succeeds, the breaker closes and ETF data flows again."""
+        pipe.backend.fail(ETF, 402)
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(1800)
+            pipe.backend.heal(ETF)
+            await pipe.clock.sleep(1830)
+        assert pipe.circuits.messages[-1].state == "closed" and pipe.signals.messages[-1].etf_available
+
+    async def test_circuit_reset_command_lifts_quarantine(self, pipe: Pipeline) -> None:
+        """`cmd.circuit` reset closes the module's breakers at once; the next cycle calls ETF again."""
+        pipe.backend.fail(ETF, 402)
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(60)
+            pipe.backend.heal(ETF)
+            env = await pipe.ctx.bus.request(pipe.ctx.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="etf")), timeout=1)
+            reply = decode(env.data, CircuitReply)
+            await pipe.clock.sleep(10)
+        assert reply.ok and [c.state for c in reply.circuits] == ["closed"]
+        assert etf_calls_at(pipe) == 2 and pipe.signals.messages[-1].etf_available
+
+    async def test_flag_change_lifts_quarantine(self, pipe: Pipeline) -> None:
+        """Switching the ETF flag resets its breakers (off then on: the next cycle calls again)."""
+        pipe.backend.fail(ETF, 402)
+        subject = pipe.ctx.subjects.command("flags")
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(60)
+            pipe.backend.heal(ETF)
+            for enabled in (False, True):
+                await pipe.ctx.bus.request(subject, encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1)
+            await pipe.clock.sleep(10)
+        assert [c.cause for c in pipe.circuits.messages if c.state == "closed"][0] == "flag_changed"
+        assert pipe.signals.messages[-1].etf_available
+
+
+class TestThrottling:
+    async def test_retry_after_30_means_no_call_for_30s_then_one_probe(self, pipe: Pipeline) -> None:
+        """429 with Retry-After: 30 opens the module exactly 30 s; then a single probe."""
+        path = samples.PATHS["bias"]
+        pipe.backend.fail(path, 429, headers={"Retry-After": "30"})
+        async with Supervisor(pipe.ctx, pipe.actors(interval=1.0)):
+            await pipe.clock.sleep(0.5)
+            assert pipe.backend.count(path) == 1
+            await pipe.clock.sleep(29)  # t = 29.5: still open
+            assert pipe.backend.count(path) == 1
+            await pipe.clock.sleep(1.0)  # t = 30.5: half-open, the 31st tick probes
+            assert pipe.backend.count(path) == 2
+        opened = [c for c in pipe.circuits.messages if c.module == "bias" and c.state == "open"][0]
+        assert opened.cause == "throttled" and opened.until - opened.ts == pytest.approx(30.0)
+
+    async def test_retry_after_is_capped(self, pipe: Pipeline) -> None:
+        """A huge Retry-After is capped by policy (throttle_max)."""
+        pipe.backend.fail(samples.PATHS["bias"], 429, headers={"Retry-After": "86400"})
+        async with Supervisor(pipe.ctx, pipe.actors(policy=CircuitPolicy(throttle_max=120))):
+            await pipe.clock.sleep(1)
+        opened = [c for c in pipe.circuits.messages if c.state == "open"][0]
+        assert opened.until - opened.ts == pytest.approx(120.0)
+
+    async def test_okx_style_envelope_throttles_too(self, pipe: Pipeline) -> None:
+        """An HTTP 200 carrying code 50011 is throttling, not data."""
+        pipe.backend.bodies[samples.PATHS["bias"]] = {"code": "50011", "msg": "Too frequent", "data": None}
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(1)
+        assert pipe.circuits.messages[0].cause == "throttled"
+
+
+class TestTransient:
+    async def test_open_probe_close_then_reopen_longer(self, pipe: Pipeline) -> None:
+        """Five 503s open the asset's breaker; a good probe closes it; a failed probe reopens it for longer."""
+        path = samples.PATHS["heatmap"]
+        pipe.backend.fail(path, 503)
+        policy = CircuitPolicy(open_base=30, open_factor=2, jitter=0.0)
+        async with Supervisor(pipe.ctx, pipe.actors(policy=policy, interval=1.0)):
+            await pipe.clock.sleep(5)
+            assert pipe.backend.count(path) == 5
+            await pipe.clock.sleep(20)
+            assert pipe.backend.count(path) == 5, "open: no calls"
+            await pipe.clock.sleep(11)  # t=36: half-open at t~34.x, probe fails, reopen for 60 s
+            assert pipe.backend.count(path) == 6
+            await pipe.clock.sleep(50)
+            assert pipe.backend.count(path) == 6, "reopened for longer"
+            pipe.backend.heal(path)
+            await pipe.clock.sleep(15)  # probe at ~t=95 succeeds: closed, normal calls again
+        heat = [(c.state, c.cause, round(c.until - c.ts) if c.until else None) for c in pipe.circuits.messages if c.module == "heatmap"]
+        assert heat[:5] == [
+            ("open", "transient", 30),
+            ("half_open", "transient", None),
+            ("open", "transient", 60),
+            ("half_open", "transient", None),
+            ("closed", "recovered", None),
+        ]
+        assert pipe.backend.count(path) > 10
+        assert all(c.scope == "SOL" for c in pipe.circuits.messages if c.module == "heatmap")
+
+    async def test_transient_breakers_are_per_asset(self, pipe: Pipeline) -> None:
+        """A backend failing only BTC's heatmap opens BTC's breaker, not SOL's."""
+        path = samples.PATHS["heatmap"]
+
+        async def only_btc_fails(url: str):
+            if "BTC-USDT-SWAP" in url and path in url:
+                from actors.upstream import Response
+
+                pipe.backend.calls.append((path, {"symbol": "BTC-USDT-SWAP"}))
+                return Response(500, {}, b"")
+            return await pipe.backend(url)
+
+        pipe.backend_handler = only_btc_fails
+        upstream = UpstreamClient("http://b", MockTransport(only_btc_fails), clock=pipe.clock)
+        actors = [
+            Scheduler(("SOL", "BTC"), modules=MODULES, interval=1.0, window=0.5, rng=random.Random(1)),
+            SignalAssembler(modules=MODULES),
+            CircuitSupervisor(rng=random.Random(2)),
+            *(FETCHERS[m](upstream) for m in MODULES),
+        ]
+        async with Supervisor(pipe.ctx, actors):
+            await pipe.clock.sleep(10)
+        scopes = {(c.module, c.scope) for c in pipe.circuits.messages if c.module == "heatmap"}
+        assert scopes == {("heatmap", "BTC")}
+        assert pipe.signals.messages[-1].modules["heatmap"].status in ("ok", "degraded")
+        sol = [s for s in pipe.signals.messages if s.asset == "SOL"]
+        assert all(s.modules["heatmap"].status == "ok" for s in sol)
+
+    async def test_mixed_failures_below_the_rate_stay_closed(self, pipe: Pipeline) -> None:
+        """Failures under the failure-rate threshold never open the breaker."""
+        path = samples.PATHS["whale"]
+        calls = 0
+
+        async def every_third_fails(url: str):
+            nonlocal calls
+            if path in url:
+                calls += 1
+                if calls % 3 == 0:
+                    from actors.upstream import Response
+
+                    return Response(502, {}, b"")
+            return await pipe.backend(url)
+
+        upstream = UpstreamClient("http://b", MockTransport(every_third_fails), clock=pipe.clock)
+        actors = [Scheduler(("SOL",), modules=MODULES, interval=1.0, window=0.5), SignalAssembler(modules=MODULES),
+                  CircuitSupervisor(), *(FETCHERS[m](upstream) for m in MODULES)]
+        async with Supervisor(pipe.ctx, actors):
+            await pipe.clock.sleep(120)
+        assert [c for c in pipe.circuits.messages if c.module == "whale"] == []
+
+
+class TestCircuitView:
+    def test_half_open_admits_only_the_probes(self) -> None:
+        """In half-open the view lets `probes` calls through and holds the rest."""
+        view = CircuitView("etf")
+        view.update(CircuitState(module="etf", scope="all", state="half_open", ts=10, probes=2))
+        assert [view.deny("SOL", 11) is None for _ in range(3)] == [True, True, False]
+
+    def test_expired_open_acts_as_half_open(self) -> None:
+        """An open state past its `until` (supervisor unreachable) still allows a probe, not a flood."""
+        view = CircuitView("etf")
+        view.update(CircuitState(module="etf", scope="all", state="open", ts=10, until=20, probes=1))
+        assert view.deny("SOL", 15) is not None
+        assert [view.deny("SOL", 21) is None for _ in range(2)] == [True, False]
+
+    def test_older_states_do_not_override_newer(self) -> None:
+        """Out-of-order delivery keeps the newest state."""
+        view = CircuitView("etf")
+        view.update(CircuitState(module="etf", scope="all", state="closed", ts=20))
+        view.update(CircuitState(module="etf", scope="all", state="quarantined", ts=10, until=9999))
+        assert view.deny("SOL", 21) is None
+
+
+class TestFlags:
+    @pytest.mark.parametrize(
+        "command, error",
+        [
+            (b'{"flag": "NOPE", "enabled": false}', "unknown flag 'NOPE'"),
+            (b'{"flag": "ETF"}', 'needs "enabled"'),
+            (b'{"flag": "ETF", "enabled": "maybe"}', "bad command: Expected `bool | null`"),
+            (b'{"flag": "ETF", "enabld": false}', "bad command: Object contains unknown field `enabld`"),
+            (b"not json", "bad command: JSON is malformed"),
+            (b'{"flag": 5, "enabled": false}', "bad command: Expected `str | null`"),
+        ],
+    )
+    async def test_bad_commands_get_a_clear_error_and_change_nothing(self, pipe: Pipeline, command: bytes, error: str) -> None:
+        """Unknown flags, bad values and malformed JSON are answered ok=false; the flags stay as they were."""
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            env = await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), command, timeout=1)
+            reply = decode(env.data, FlagReply)
+            after = decode((await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), b"{}", timeout=1)).data, FlagReply)
+        assert not reply.ok and error in (reply.error or "")
+        assert after.flags == {m.upper(): True for m in MODULES}
+
+    async def test_set_replies_with_all_flags_and_publishes_the_change(self, pipe: Pipeline) -> None:
+        """A good command is answered ok with every flag; a FlagChanged event says who, when and why."""
+        changes = await Recorder(pipe.ctx.bus, pipe.ctx.subjects.flags_changed(), FlagChanged).start()
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            cmd = FlagCommand(flag="etf", enabled=False, why="plan expired", who="ops@desk")
+            reply = decode((await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), encode(cmd), timeout=1)).data, FlagReply)
+            await pipe.clock.sleep(0.01)
+        assert reply.ok and reply.flags["ETF"] is False and reply.flags["WHALE"] is True
+        (change,) = changes.messages
+        assert (change.flag, change.enabled, change.who, change.why) == ("ETF", False, "ops@desk", "plan expired")
+        assert change.ts == pipe.clock.now() - 0.01 and change.revision > 0
+
+    async def test_disabled_module_makes_no_call_and_reports_disabled(self, pipe: Pipeline) -> None:
+        """Switching HEATMAP off at runtime stops its calls; signals show it disabled at full confidence."""
+        path = samples.PATHS["heatmap"]
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(1)
+            cmd = FlagCommand(flag="HEATMAP", enabled=False)
+            await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), encode(cmd), timeout=1)
+            before = pipe.backend.count(path)
+            await pipe.clock.sleep(30)
+        assert pipe.backend.count(path) == before == 1
+        last = pipe.signals.messages[-1]
+        assert last.modules["heatmap"].status == "disabled" and last.confidence == 1.0
+
+
+class TestSeedTestPlan:
+    async def test_feature_etf_off_means_no_402_at_all(self, pipe: Pipeline) -> None:
+        """FEATURE_ETF=off: every cycle succeeds and the ETF route is never called."""
+        pipe.backend.fail(ETF, 402)
+        async with Supervisor(pipe.ctx, pipe.actors(flags={**ALL_ON, "etf": False})):
+            await pipe.clock.sleep(600)
+        assert etf_calls_at(pipe) == 0 and len(pipe.signals.messages) == 120
+        assert {s.modules["etf"].status for s in pipe.signals.messages} == {"disabled"}
+        assert {h.state for h in pipe.health.messages} == {"healthy"}
+
+    async def test_feature_etf_on_opens_breaker_at_first_402_and_no_run_fails(self, pipe: Pipeline) -> None:
+        """FEATURE_ETF=on: the first 402 quarantines ETF; every cycle still yields a signal and no hard failure."""
+        pipe.backend.fail(ETF, 402)
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(600)
+        first = pipe.circuits.messages[0]
+        assert (first.module, first.state, first.cause) == ("etf", "quarantined", "entitlement")
+        assert first.ts == pytest.approx(pipe.clock.EPOCH, abs=1)
+        assert len(pipe.signals.messages) == 120 and "hard_fail" not in {h.state for h in pipe.health.messages}
+
+    @pytest.mark.parametrize(
+        "failing, hard",
+        [
+            (("etf",), False),
+            (("etf", "bias"), False),
+            (("whale", "heatmap"), False),
+            (("whale", "heatmap", "spot_ob"), True),
+            (("whale", "heatmap", "spot_ob", "etf", "bias"), True),
+        ],
+    )
+    async def test_unhealthy_only_when_every_core_module_fails(self, pipe: Pipeline, failing: tuple, hard: bool) -> None:
+        """The scheduler is marked unhealthy (hard_fail) exactly when every core module fails."""
+        for module in failing:
+            pipe.backend.fail(samples.PATHS[module], 503)
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(1)
+        assert (pipe.health.messages[0].state == "hard_fail") is hard
+
+    async def test_soft_failures_are_counted_per_module(self, pipe: Pipeline) -> None:
+        """sniper_soft_fail_total{module="etf"} counts the cycles ETF failed without a hard failure."""
+        pipe.backend.fail(ETF, 402)
+        async with Supervisor(pipe.ctx, pipe.actors()):
+            await pipe.clock.sleep(50)
+        value = pipe.ctx.metrics.registry.get_sample_value("sniper_soft_fail_total", {"module": "etf"})
+        assert value == len(pipe.health.messages) == 10
+
+
+class TestOverRealNats:
+    async def test_flag_set_in_one_process_is_seen_by_another(self, nats_server) -> None:
+        """A flag changed through process A's FlagKeeper stops process B's fetcher from calling upstream."""
+        bus_a = await NatsBus.connect(nats_server.url, name="host-a")
+        bus_b = await NatsBus.connect(nats_server.url, name="host-b")
+        clock = SystemClock()
+        backend = FakeBackend(clock, samples.BODIES)
+        fetcher = FETCHERS["bias"](UpstreamClient("http://b", MockTransport(backend), clock=clock))
+        try:
+            async with Supervisor(Context(bus=bus_a, clock=clock), [FlagKeeper(ALL_ON)]), Supervisor(Context(bus=bus_b, clock=clock), [fetcher]):
+                env = await bus_a.request("sniper.cmd.flags", b'{"flag": "BIAS", "enabled": false}', timeout=2)
+                assert decode(env.data, FlagReply).ok
+
+                async def applied() -> None:
+                    while fetcher.enabled:
+                        await asyncio.sleep(0.01)
+
+                await asyncio.wait_for(applied(), 5)
+                assert fetcher.admit("SOL").reason == "disabled"
+        finally:
+            await bus_a.close()
+            await bus_b.close()
+
+    async def test_breaker_state_survives_a_restart(self, nats_server) -> None:
+        """A quarantine stored by one CircuitSupervisor is restored by a new one and honoured by a new fetcher."""
+        clock = SystemClock()
+        bus = await NatsBus.connect(nats_server.url, name="first")
+        ctx = Context(bus=bus, clock=clock)
+        backend = FakeBackend(clock, samples.BODIES)
+        backend.fail(ETF, 402)
+        upstream = UpstreamClient("http://b", MockTransport(backend), clock=clock)
+        circuits = await Recorder(bus, ctx.subjects.circuit_all(), CircuitState).start()
+        async with Supervisor(ctx, [CircuitSupervisor(), FETCHERS["etf"](upstream)]):
+            now = clock.now()
+            await bus.publish(ctx.subjects.tick("SOL"), encode(__import__("messages").Tick(asset="SOL", cycle=0, ts=now, deadline=now + 2)))
+            await circuits.wait_count(1)
+        await bus.close()
+
+        bus2 = await NatsBus.connect(nats_server.url, name="second")
+        ctx2 = Context(bus=bus2, clock=clock)
+        sup2, fetcher2 = CircuitSupervisor(), FETCHERS["etf"](upstream)
+        try:
+            async with Supervisor(ctx2, [sup2, fetcher2]):
+                restored = sup2.breakers[("etf", "all")].state
+                assert restored.state == "quarantined" and restored.cause == "entitlement"
+                assert fetcher2.admit("SOL").reason == "circuit_open"
+                env = await bus2.request("sniper.cmd.circuit", b'{"action": "list"}', timeout=2)
+                assert [c.state for c in decode(env.data, CircuitReply).circuits if c.scope == "all"] == ["quarantined"]
+        finally:
+            await bus2.close()
+        assert backend.count(ETF) == 1
