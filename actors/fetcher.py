@@ -95,6 +95,7 @@ class ModuleFetcher(Actor):
         self._inflight: dict[str, asyncio.Future[_Result]] = {}
         self._cache: dict[str, tuple[float, _Result]] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._routes_revision = 0
 
     # -- per-module hooks ------------------------------------------------------
     def key_for(self, asset: str) -> str:
@@ -124,6 +125,12 @@ class ModuleFetcher(Actor):
                     self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
         flags = await self.bus.key_value(self.subjects.kv_bucket("flags"))
         self.own(await flags.watch(self.on_flag_entry))
+        stored = await (await self.bus.key_value(self.subjects.kv_bucket("routes"))).get("current")
+        if stored is not None and stored.value:
+            try:
+                await self.on_routes(decode(stored.value, RouteMap))
+            except DecodeError as err:
+                self.log.warning("bad_stored_routes", reason=err.reason)
 
     async def on_circuit(self, state: CircuitState) -> None:
         self.circuit.update(state)
@@ -154,6 +161,9 @@ class ModuleFetcher(Actor):
 
     async def on_routes(self, routes: RouteMap) -> None:
         """Discovery found (or lost) our route; later ticks use the new one."""
+        if routes.revision < self._routes_revision:
+            return  # an older map arriving late
+        self._routes_revision = routes.revision
         new = routes.routes.get(self.module)
         if new != self.route:
             self.log.info("route_changed", module=self.module, path=new.path if new else None, source=routes.source)

@@ -34,7 +34,7 @@ def bind_value(param: ParamBinding, key: str, settings: RequestSettings) -> str 
     match param.role:
         case "symbol":
             try:
-                return format_form(instrument(key, settings.quote), param.form or "base")
+                return format_form(instrument(key, settings.quote), param.form or "base", lower=param.lower)
             except SymbolError as exc:
                 raise RouteError(f"{param.name}: {exc}") from None
         case "asset":

@@ -86,14 +86,17 @@ class Supervisor:
         if self._tasks:  # already running: start it now
             self._spawn(actor)
 
-    async def start(self, *, ready_timeout: float = 10.0) -> None:
-        """Start every actor and wait until each is RUNNING (subscribed) or FAILED."""
+    async def start(self, *, ready_timeout: float = 30.0) -> None:
+        """Start the actors in order, each RUNNING (subscribed, on_start done) or FAILED before the next.
+
+        OTP starts children in order for the same reason: a later child may
+        rely on an earlier one (fetchers on discovery's first route map, the
+        scheduler's first tick on every fetcher being subscribed).
+        """
         for actor in self.actors.values():
             if actor.name not in self._tasks:
                 self._spawn(actor)
-        await self.ctx.clock.timeout(
-            ready_timeout, asyncio.gather(*(a.ready.wait() for a in self.actors.values()))
-        )
+                await self.ctx.clock.timeout(ready_timeout, actor.ready.wait())
 
     def _spawn(self, actor: Actor) -> None:
         self._wake[actor.name] = asyncio.Event()

@@ -26,6 +26,8 @@ class ParamBinding(msgspec.Struct, frozen=True, kw_only=True):
     role: ParamRole
     #: Symbol form for role=symbol (see messages.symbols.detect_form), e.g. "okx_swap".
     form: str | None = None
+    #: Lower-case the symbol (APIs that want ``solusdt``).
+    lower: bool = False
     #: Fixed value for role=const, or the default when the role has no value.
     value: str | None = None
     required: bool = True
@@ -44,12 +46,20 @@ RouteSource = Literal["default", "openapi", "alias", "learned"]
 
 
 class RouteMap(Message, kw_only=True):
-    """The routes fetchers should use, and why a module has none."""
+    """The routes fetchers should use, and why a module has none.
+
+    `origin` says per module where its route came from (``openapi``: bound
+    from the backend's spec; ``alias``: a known path that answered a probe;
+    ``default``: the built-in routes); `notes` keeps what binding had to guess
+    or choose (e.g. a timeframe the backend's enum lacks).
+    """
 
     ts: Timestamp
     source: RouteSource
     routes: dict[str, Route] = {}
     unusable: dict[str, str] = {}
+    origin: dict[str, RouteSource] = {}
+    notes: dict[str, list[str]] = {}
     spec_version: str | None = None
     revision: int = 0
 

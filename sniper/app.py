@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from actors import Actor, Clock, Context, NatsBus, Supervisor, SystemClock
 from actors.assembler import SignalAssembler
 from actors.circuit import CircuitPolicy, CircuitSupervisor
+from actors.discovery import DiscoveryActor
 from actors.flags import FlagKeeper
 from actors.fetchers import FETCHERS
 from actors.logs import get_logger
@@ -31,8 +32,8 @@ log = get_logger("app")
 
 
 def actor_names() -> tuple[str, ...]:
-    """Names accepted by ``--actors``: scheduler, assembler, circuits, flags and one fetcher per module."""
-    return ("scheduler", "assembler", "circuits", "flags", *MODULES)
+    """Names accepted by ``--actors``: scheduler, assembler, circuits, flags, discovery, one fetcher per module."""
+    return ("scheduler", "assembler", "circuits", "flags", "discovery", *MODULES)
 
 
 def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
@@ -41,7 +42,31 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
     unknown = wanted - set(actor_names())
     if unknown:
         raise ConfigError(f"--actors: unknown {sorted(unknown)}; choose from {list(actor_names())}")
+    # Start order matters (the supervisor starts them one after another): the
+    # control plane first, then discovery's first route map, then the fetchers
+    # that use it, the assembler, and the scheduler, whose first tick needs
+    # everyone subscribed.
     actors: list[Actor] = []
+    if "flags" in wanted:
+        actors.append(FlagKeeper(settings.flags))
+    if "circuits" in wanted:
+        actors.append(CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine)))
+    if "discovery" in wanted:
+        actors.append(
+            DiscoveryActor(
+                upstream,
+                modules=MODULES,
+                settings=settings.request,
+                refresh_interval=settings.discovery_interval,
+                probe_asset=settings.assets[0],
+            )
+        )
+    for module, cls in FETCHERS.items():
+        if module in wanted:
+            kwargs = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
+            actors.append(cls(upstream, settings=settings.request, enabled=settings.flags[module], **kwargs))
+    if "assembler" in wanted:
+        actors.append(SignalAssembler(modules=MODULES, window=settings.window))
     if "scheduler" in wanted:
         actors.append(
             Scheduler(
@@ -55,16 +80,6 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
                 stagger=settings.stagger,
             )
         )
-    if "assembler" in wanted:
-        actors.append(SignalAssembler(modules=MODULES, window=settings.window))
-    if "circuits" in wanted:
-        actors.append(CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine)))
-    if "flags" in wanted:
-        actors.append(FlagKeeper(settings.flags))
-    for module, cls in FETCHERS.items():
-        if module in wanted:
-            kwargs = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
-            actors.append(cls(upstream, settings=settings.request, enabled=settings.flags[module], **kwargs))
     return actors
 
 

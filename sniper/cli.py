@@ -8,6 +8,7 @@
     sniper replay FILE [--speed X]   publish a recording back
     sniper flags list | set NAME on|off [--why TEXT]
     sniper circuit list | reset MODULE
+    sniper discover --backend URL    how each module is served (from /openapi.json)
 
 Exit codes: 0 success, 1 runtime failure (e.g. NATS unreachable), 2 usage or
 configuration error. Errors are one clear line on stderr, not a traceback.
@@ -110,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     reset = circuit_sub.add_parser("reset", parents=[conn], help="close every breaker of a module (lifts a quarantine)")
     reset.add_argument("module", help="whale, etf, heatmap, spot_ob or bias")
 
+    discover = sub.add_parser("discover", help="read a backend's /openapi.json and print the route per module")
+    discover.add_argument("--backend", required=True, help="backend base URL, e.g. http://127.0.0.1:8000")
+    discover.add_argument("--asset", default="SOL", help="asset used when probing known paths (default SOL)")
+    discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
     schema = sub.add_parser("schema", help="print the JSON Schema of every wire message")
     schema.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
@@ -152,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .control import circuit_command
 
                 return asyncio.run(circuit_command(_nats_url(args), args))
+            case "discover":
+                from .control import discover_command
+
+                return asyncio.run(discover_command(args.backend, args.asset, args.json))
             case "replay":
                 from .demo import replay_file
 

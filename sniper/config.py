@@ -46,6 +46,7 @@ class Settings:
     metrics_port: int | None = None
     quarantine: float = 3600.0
     stagger: bool = True
+    discovery_interval: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.assets:
@@ -140,6 +141,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port, 0 = any (SNIPER_METRICS_PORT)")
     g.add_argument("--no-stagger", dest="stagger", action="store_const", const=False,
                    help="tick every asset at the same instant (SNIPER_STAGGER=off)")
+    g.add_argument("--discovery-interval", type=_positive,
+                   help="seconds between route discoveries from /openapi.json (SNIPER_DISCOVERY_INTERVAL, default 600)")
     g.add_argument("--quarantine", type=_positive, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)")
 
 
@@ -174,6 +177,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
         metrics_port=pick("metrics_port", "SNIPER_METRICS_PORT", int, None),
         quarantine=pick("quarantine", "SNIPER_QUARANTINE", _positive, 3600.0),
         stagger=pick("stagger", "SNIPER_STAGGER", parse_switch, True),
+        discovery_interval=pick("discovery_interval", "SNIPER_DISCOVERY_INTERVAL", _positive, 600.0),
     )
     values.update(fixed)
     try:

@@ -71,3 +71,45 @@ async def circuit_command(nats_url: str, args: argparse.Namespace) -> int:
     for st in sorted(reply.circuits, key=lambda c: (c.module, c.scope)):
         print(f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}".rstrip())
     return 0
+
+
+async def discover_command(backend: str, asset: str, as_json: bool) -> int:
+    """Run discovery once against `backend` and print the route map (no NATS needed)."""
+    import json
+
+    from actors import SystemClock
+    from actors.capabilities import describe
+    from actors.discovery import discover
+    from actors.routing import RequestSettings
+    from actors.upstream import AiohttpTransport, UpstreamClient
+
+    from .config import MODULES
+
+    upstream = UpstreamClient(backend, AiohttpTransport(), clock=SystemClock())
+    try:
+        found = await discover(upstream, RequestSettings(), MODULES, probe_asset=asset.upper())
+    finally:
+        await upstream.close()
+    rows = [describe(found.bindings[m]) for m in MODULES]
+    if as_json:
+        print(json.dumps({"spec": found.spec_path, "version": found.spec_version, "spec_problem": found.spec_problem,
+                          "modules": rows, "requests": upstream.stats.requests}, indent=2))
+        return 0 if all(r["usable"] for r in rows) else 1
+    if found.spec_version:
+        print(f"spec: {backend}{found.spec_path} (OpenAPI {found.spec_version})")
+    else:
+        print(f"spec: none ({found.spec_problem}); probed known paths")
+    for row in rows:
+        if not row["usable"]:
+            print(f"{row['module']:<8} UNUSABLE  {row['reason']}")
+            continue
+        params = " ".join(
+            f"{p['name']}={p['role']}" + (f"[{p['form']}]" if "form" in p else "") + (f"({p['value']})" if "value" in p else "")
+            + ("" if p["in"] == "query" else f"@{p['in']}")
+            for p in row["params"]
+        )
+        print(f"{row['module']:<8} GET {row['path']}  {params}")
+        for note in row["notes"]:
+            print(f"{'':<8}   note: {note}")
+    print("requests: " + ", ".join(f"{k}={v}" for k, v in upstream.stats.requests.items()))
+    return 0 if all(r["usable"] for r in rows) else 1

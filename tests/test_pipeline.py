@@ -355,7 +355,7 @@ class TestScheduler:
     async def test_ticks_every_interval_with_the_window(self, world: World) -> None:
         """Cycles start every interval; each tick carries the deadline and the modules."""
         ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(world.ctx, [scheduler(), SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
             await world.clock.sleep(21)
         starts = [t.ts - world.clock.EPOCH for t in ticks.messages]
         assert starts == [0, 5, 10, 15, 20] and [t.cycle for t in ticks.messages] == [0, 1, 2, 3, 4]
@@ -364,7 +364,7 @@ class TestScheduler:
     async def test_etf_402_is_a_soft_failure(self, world: World) -> None:
         """Only an optional module failing never counts: state soft_fail, zero failures, normal interval."""
         world.backend.fail(samples.PATHS["etf"], 402)
-        async with Supervisor(world.ctx, [scheduler(), SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
             await world.clock.sleep(3600)
         states = {h.state for h in world.health.messages}
         assert states == {"soft_fail"} and len(world.health.messages) == 720
@@ -375,7 +375,7 @@ class TestScheduler:
         """All core modules failing grows the delay with jitter; the first success resets it."""
         for m in ("whale", "heatmap", "spot_ob"):
             world.backend.fail(samples.PATHS[m], 503)
-        async with Supervisor(world.ctx, [scheduler(), SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
             await world.clock.sleep(200)
             world.backend.heal(samples.PATHS["whale"])
             await world.clock.sleep(200)
@@ -399,7 +399,7 @@ class TestScheduler:
         """With core = {bias}, bias alone failing is a hard failure."""
         world.backend.fail(samples.PATHS["bias"], 500)
         policy = HealthPolicy(core=frozenset({"bias"}))
-        async with Supervisor(world.ctx, [scheduler(policy=policy), SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(policy=policy)]):
             await world.clock.sleep(1)
         assert world.health.messages[0].state == "hard_fail"
 
@@ -410,7 +410,7 @@ class TestScheduler:
         hours = TradingHours.parse("08:00-22:00")
         ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
         sched = scheduler(interval=60, window=3, off_hours_interval=600, trading_hours=hours)
-        async with Supervisor(world.ctx, [sched, SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), sched]):
             await world.clock.sleep(2 * 3600)
         gaps = {round(b.ts - a.ts) for a, b in zip(ticks.messages, ticks.messages[1:])}
         assert gaps == {600, 60}
@@ -420,7 +420,7 @@ class TestScheduler:
     async def test_many_assets_are_staggered_over_the_interval(self, world: World) -> None:
         """Each asset runs its own cycles, started evenly spread over the interval."""
         ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(world.ctx, [scheduler(("SOL", "BTC", "ETH")), SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"))]):
             await world.clock.sleep(15)
         first = {t.asset: round(t.ts - world.clock.EPOCH, 3) for t in reversed(ticks.messages)}
         assert first == {"SOL": 0.0, "BTC": round(5 / 3, 3), "ETH": round(10 / 3, 3)}
@@ -430,6 +430,6 @@ class TestScheduler:
     async def test_stagger_can_be_switched_off(self, world: World) -> None:
         """With stagger=False every asset ticks at the same instant."""
         ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(world.ctx, [scheduler(("SOL", "BTC", "ETH"), stagger=False), SignalAssembler(modules=MODULES), *world.fetchers()]):
+        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"), stagger=False)]):
             await world.clock.sleep(1)
         assert {t.ts for t in ticks.messages} == {world.clock.EPOCH}

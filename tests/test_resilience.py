@@ -47,12 +47,12 @@ class Pipeline:
 
     def actors(self, *, flags=ALL_ON, policy: CircuitPolicy | None = None, interval: float = 5.0, assets=("SOL",)):
         upstream = UpstreamClient("http://backend.test", MockTransport(self.backend), clock=self.clock)
-        return [
-            Scheduler(assets, modules=MODULES, interval=interval, window=3.0, rng=random.Random(1)),
-            SignalAssembler(modules=MODULES),
-            CircuitSupervisor(policy=policy, rng=random.Random(2)),
+        return [  # started in this order, scheduler last (as sniper.app does)
             FlagKeeper(flags),
+            CircuitSupervisor(policy=policy, rng=random.Random(2)),
             *(FETCHERS[m](upstream, enabled=flags[m]) for m in MODULES),
+            SignalAssembler(modules=MODULES),
+            Scheduler(assets, modules=MODULES, interval=interval, window=3.0, rng=random.Random(1)),
         ]
 
 
@@ -206,10 +206,10 @@ class TestTransient:
         pipe.backend_handler = only_btc_fails
         upstream = UpstreamClient("http://b", MockTransport(only_btc_fails), clock=pipe.clock)
         actors = [
-            Scheduler(("SOL", "BTC"), modules=MODULES, interval=1.0, window=0.5, rng=random.Random(1)),
-            SignalAssembler(modules=MODULES),
             CircuitSupervisor(rng=random.Random(2)),
             *(FETCHERS[m](upstream) for m in MODULES),
+            SignalAssembler(modules=MODULES),
+            Scheduler(("SOL", "BTC"), modules=MODULES, interval=1.0, window=0.5, rng=random.Random(1)),
         ]
         async with Supervisor(pipe.ctx, actors):
             await pipe.clock.sleep(10)
@@ -235,8 +235,8 @@ class TestTransient:
             return await pipe.backend(url)
 
         upstream = UpstreamClient("http://b", MockTransport(every_third_fails), clock=pipe.clock)
-        actors = [Scheduler(("SOL",), modules=MODULES, interval=1.0, window=0.5), SignalAssembler(modules=MODULES),
-                  CircuitSupervisor(), *(FETCHERS[m](upstream) for m in MODULES)]
+        actors = [CircuitSupervisor(), *(FETCHERS[m](upstream) for m in MODULES), SignalAssembler(modules=MODULES),
+                  Scheduler(("SOL",), modules=MODULES, interval=1.0, window=0.5)]
         async with Supervisor(pipe.ctx, actors):
             await pipe.clock.sleep(120)
         assert [c for c in pipe.circuits.messages if c.module == "whale"] == []

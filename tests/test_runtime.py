@@ -211,6 +211,21 @@ class TestSupervisor:
         assert actor.state is ActorState.FAILED and actor.restarts == 2
         await sup.stop()
 
+    async def test_children_start_in_order(self, vctx: Context) -> None:
+        """Each child has finished on_start (and subscribed) before the next one starts."""
+        seen: list[tuple[str, list[str]]] = []
+        actors: list[Actor] = []
+
+        class Ordered(Counter):
+            async def on_start(self) -> None:
+                await self.clock.sleep(1)  # slow start: the next must still wait
+                seen.append((self.name, [a.name for a in actors if a.state is ActorState.RUNNING]))
+
+        actors.extend(Ordered(name=n) for n in ("first", "second", "third"))
+        async with Supervisor(vctx, actors):
+            pass
+        assert seen == [("first", []), ("second", ["first"]), ("third", ["first", "second"])]
+
     def test_duplicate_names_are_refused(self, vctx: Context) -> None:
         """Two actors with one name would share subjects; refused up front."""
         with pytest.raises(ConfigError):

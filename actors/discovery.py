@@ -1,0 +1,220 @@
+"""DiscoveryActor: keeps every fetcher pointed at routes the backend really serves.
+
+When: at start, every `refresh_interval` (10 minutes by default), and on
+demand when a fetcher's request comes back 404/422 (`not_found` with an HTTP
+status). A flood of 404s costs one refresh: reports older than the latest
+refresh are ignored (the map they came from is already replaced), and
+on-demand refreshes are at least `min_gap` seconds apart.
+
+What: `discover` reads ``/openapi.json`` (then ``/swagger.json``), binds each
+module by meaning (actors.capabilities), and probes known paths for modules
+the spec does not cover or when there is no spec. The result is a `RouteMap`
+published on ``routes`` and stored in the ``routes`` key-value bucket: a
+fetcher on any host, or a restarted process, starts from the last good map.
+If discovery fails outright (backend unreachable), the last good map stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from messages import Degraded, RouteMap, decode, encode
+from messages.errors import DecodeError
+from messages.routes import RouteSource
+
+from .actor import Actor, Sub
+from .capabilities import Binding, match_spec, probe_aliases
+from .clock import Clock
+from .openapi import SpecError, load_operations
+from .routing import RequestSettings
+from .upstream import UpstreamClient
+
+SPEC_PATHS = ("/openapi.json", "/swagger.json")
+ROUTES_KEY = "current"
+_json = msgspec.json.Decoder()
+
+
+@dataclass
+class Discovery:
+    """What one discovery run found (RouteMap plus diagnostics for `sniper discover`)."""
+
+    spec_path: str | None
+    spec_version: str | None
+    spec_problem: str | None
+    bindings: dict[str, Binding]
+
+
+async def discover(
+    upstream: UpstreamClient,
+    settings: RequestSettings,
+    modules: Iterable[str],
+    *,
+    probe_asset: str = "SOL",
+    etf_key: str = "BTC",
+    budget: float = 5.0,
+) -> Discovery:
+    """One discovery run against the backend behind `upstream`."""
+    modules = tuple(modules)
+    problems: list[str] = []
+    operations = None
+    spec_path = version = None
+    for path in SPEC_PATHS:
+        outcome = await upstream.get("discovery", path, None, budget=budget)
+        if outcome.reason in ("unreachable", "timeout"):
+            # The backend is down, not missing a spec: probing known paths now would only pile up timeouts.
+            reason = f"backend {outcome.reason}: {outcome.detail}"
+            return Discovery(spec_path=None, spec_version=None, spec_problem=reason,
+                             bindings={m: Binding(m, reason=reason) for m in modules})
+        if not outcome.ok:
+            problems.append(f"{path}: {outcome.reason}{f' {outcome.status}' if outcome.status else ''}")
+            continue
+        try:
+            version, operations = load_operations(_json.decode(outcome.body))
+            spec_path = path
+            break
+        except (msgspec.DecodeError, SpecError) as exc:
+            problems.append(f"{path}: {exc}")
+    bindings = match_spec(operations, modules, settings) if operations is not None else {}
+    for module in modules:
+        if module in bindings and bindings[module].route is not None:
+            continue
+        probed = await probe_aliases(upstream, module, etf_key if module == "etf" else probe_asset, settings)
+        if probed.route is None and module in bindings:
+            probed.reason = f"spec: {bindings[module].reason}; {probed.reason}"
+        bindings[module] = probed
+    return Discovery(
+        spec_path=spec_path,
+        spec_version=version,
+        spec_problem="; ".join(problems) if operations is None else None,
+        bindings=bindings,
+    )
+
+
+def route_map(found: Discovery, clock: Clock, revision: int) -> RouteMap:
+    origin: dict[str, RouteSource] = {}
+    for module, b in found.bindings.items():
+        if b.route is not None:
+            origin[module] = "alias" if any(n.startswith("probed:") for n in b.notes) else "openapi"
+    return RouteMap(
+        ts=clock.now(),
+        source="openapi" if found.spec_version else "alias",
+        routes={m: b.route for m, b in found.bindings.items() if b.route is not None},
+        unusable={m: b.reason for m, b in found.bindings.items() if b.route is None},
+        origin=origin,
+        notes={m: b.notes for m, b in found.bindings.items() if b.notes},
+        spec_version=found.spec_version,
+        revision=revision,
+    )
+
+
+def same_routes(a: RouteMap | None, b: RouteMap) -> bool:
+    return a is not None and a.routes == b.routes and a.unusable == b.unusable
+
+
+class DiscoveryActor(Actor):
+    """Publishes the backend's route map on ``routes`` and keeps it current."""
+
+    name = "discovery"
+
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        *,
+        modules: Iterable[str],
+        settings: RequestSettings | None = None,
+        refresh_interval: float = 600.0,
+        min_gap: float = 10.0,
+        probe_asset: str = "SOL",
+        initial_timeout: float = 15.0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.upstream = upstream
+        self.initial_timeout = initial_timeout
+        self.modules = tuple(modules)
+        self.settings = settings or RequestSettings()
+        self.refresh_interval = refresh_interval
+        self.min_gap = min_gap
+        self.probe_asset = probe_asset
+        self.current: RouteMap | None = None
+        self.runs = 0
+        self._wake = asyncio.Event()
+        self._last_demand = float("-inf")
+        self._refreshed_at = float("-inf")
+        self._kv = None
+
+    def subscriptions(self) -> Iterable[Sub]:
+        return [Sub(self.subjects.degraded_all(), Degraded, self.on_degraded)]
+
+    async def on_start(self) -> None:
+        self._kv = await self.bus.key_value(self.subjects.kv_bucket("routes"))
+        entry = await self._kv.get(ROUTES_KEY)
+        if entry is not None and entry.value:
+            try:
+                self.current = decode(entry.value, RouteMap)
+                self.log.info("routes_restored", revision=self.current.revision, source=self.current.source)
+            except DecodeError as err:
+                self.log.warning("bad_stored_routes", reason=err.reason)
+        # The first discovery runs before the next actors start (the supervisor
+        # starts children in order), bounded so a dead backend cannot stall start-up.
+        try:
+            await self.clock.timeout(self.initial_timeout, self.refresh())
+        except TimeoutError:
+            self.log.warning("initial_discovery_timed_out", seconds=self.initial_timeout)
+
+    async def on_degraded(self, msg: Degraded) -> None:
+        # Only a real HTTP answer says the route moved ("no route known" must not
+        # loop), and only one newer than the last refresh: the rest of a flood
+        # of 404s from the same moment was caused by the map just replaced.
+        if msg.reason == "not_found" and msg.status is not None and msg.ts >= self._refreshed_at:
+            self.request_refresh(f"{msg.module} answered {msg.status}")
+
+    def request_refresh(self, why: str) -> None:
+        if not self._wake.is_set():
+            self.log.info("rediscovery_requested", why=why)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.clock.timeout(self.refresh_interval, self._wake.wait())
+            except TimeoutError:
+                pass  # the scheduled refresh
+            if self._wake.is_set():  # on demand: at most one per min_gap
+                gap = self._last_demand + self.min_gap - self.clock.monotonic()
+                if gap > 0:
+                    await self.clock.sleep(gap)
+                self._last_demand = self.clock.monotonic()
+            self._wake.clear()
+            await self.refresh()
+
+    async def refresh(self) -> RouteMap | None:
+        """Run discovery once; publish and store the map if it changed."""
+        self.runs += 1
+        self._refreshed_at = self.clock.now()
+        try:
+            found = await discover(self.upstream, self.settings, self.modules, probe_asset=self.probe_asset)
+        except Exception as exc:  # an unexpected spec shape must not kill discovery
+            self.log.exception("discovery_failed", error=repr(exc))
+            return None
+        revision = (self.current.revision if self.current else 0) + 1
+        new = route_map(found, self.clock, revision)
+        if not new.routes:
+            # Nothing usable (backend down?): keep the last map, or the built-in routes.
+            self.log.warning("discovery_found_nothing", problem=found.spec_problem, keeping=self.current is not None)
+            return None
+        if same_routes(self.current, new):
+            return self.current
+        self.current = new
+        self.log.info(
+            "routes_discovered", revision=revision, source=new.source, spec=found.spec_version,
+            routes=",".join(f"{m}={r.path}" for m, r in new.routes.items()), unusable=",".join(new.unusable),
+        )
+        await self.publish(self.subjects.routes(), new)
+        if self._kv is not None:
+            await self._kv.put(ROUTES_KEY, encode(new))
+        return new
