@@ -387,3 +387,71 @@ class TestUpstreamEconomyOverNats:
             assert len(failed) <= 1, (module, failed)
         assert all(st.status == "ok" for st in recovered[-1].modules.values())
         assert all(v["by_status"].get("404", 0) <= 1 for m, v in srv.sim.counters().items() if m in MODULES)
+
+
+class TestRediscoveryAcrossFlavors:
+    @pytest.mark.parametrize("start, switch_to", [(a, b) for a in FLAVOR_NAMES for b in FLAVOR_NAMES if a != b])
+    async def test_flavor_switch_recovers_within_one_rediscovery(
+        self, vclock: VirtualClock, memory_bus: MemoryBus, start: str, switch_to: str
+    ) -> None:
+        """Any naming switch at runtime: one rediscovery, at most one failed request per module, then all ok."""
+        from actors.assembler import SignalAssembler
+        from actors.fetchers import FETCHERS
+        from actors.scheduler import Scheduler
+
+        sim = Simulator(flavor=start)
+        handler = sim_handler(sim, vclock)
+        ctx = Context(bus=memory_bus, clock=vclock)
+        up = UpstreamClient("http://b", MockTransport(handler), clock=vclock)
+        signals = await Recorder(memory_bus, ctx.subjects.signal_all(), Signal).start()
+        discovery = DiscoveryActor(up, modules=MODULES, refresh_interval=3600)
+        actors = [discovery, *(FETCHERS[m](up) for m in MODULES), SignalAssembler(modules=MODULES),
+                  Scheduler(("SOL",), modules=MODULES, interval=5, window=3)]
+        async with Supervisor(ctx, actors):
+            await vclock.sleep(22)
+            sim.set_flavor(switch_to)
+            switch_at, runs_before = len(signals.messages), discovery.runs
+            await vclock.sleep(60)
+        assert all(st.status == "ok" for s in signals.messages[:switch_at] for st in s.modules.values())
+        assert discovery.runs == runs_before + 1
+        after = signals.messages[switch_at:]
+        for module in MODULES:
+            assert sum(s.modules[module].status != "ok" for s in after) <= 1, module
+        assert all(st.status == "ok" for s in after[1:] for st in s.modules.values())
+
+
+class TestDiscoverCommand:
+    @pytest.mark.parametrize("flavor", FLAVOR_NAMES)
+    async def test_prints_the_route_map(self, flavor: str) -> None:
+        """`sniper discover --backend URL` prints one route per module with its bindings; exit 0."""
+        import asyncio
+        import sys
+
+        async with serve(port=0, flavor=flavor) as srv:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sniper", "discover", "--backend", srv.url, "--json",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        doc = json.loads(out)
+        assert proc.returncode == 0 and doc["version"] == "3.1.0" and doc["requests"] == {"discovery": 1}
+        paths = {row["module"]: row["path"] for row in doc["modules"]}
+        assert paths == {r.module: r.path for r in (r for r in Simulator(flavor=flavor).routes())}
+
+    async def test_reports_what_could_not_be_bound(self) -> None:
+        """A module the backend lacks is printed UNUSABLE with the reason; exit 1."""
+        import asyncio
+        import sys
+
+        from marketsim import StatusFault
+
+        async with serve(port=0, spec=False, faults={"bias": [StatusFault(404)]}) as srv:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sniper", "discover", "--backend", srv.url,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        text = out.decode()
+        assert proc.returncode == 1 and "spec: none" in text
+        assert "bias     UNUSABLE  no known path answered: /institutional/bias: not_found 404" in text
+        assert "whale    GET /whales/alerts" in text
