@@ -268,3 +268,23 @@ class TestOperatorCommands:
             assert code == 1 and "unknown flag 'NOPE'" in err
             code, out, _ = await cli("circuit", "reset", "etf")
             assert code == 0
+
+
+class TestSimCommand:
+    def test_sniper_sim_serves_the_reference_backend(self) -> None:
+        """`sniper sim --port 0` starts the backend, prints its URL, serves /openapi.json and stops on SIGTERM."""
+        import json
+        import urllib.request
+
+        with subprocess.Popen([*SNIPER, "sim", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT) as proc:
+            try:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                url = line.split("listening on ", 1)[1].split()[0]
+                with urllib.request.urlopen(url + "/openapi.json", timeout=5) as resp:
+                    assert json.load(resp)["openapi"].startswith("3.1")
+                proc.send_signal(signal.SIGTERM)
+                proc.stdout.read()
+                assert proc.wait(timeout=10) == 0
+            finally:
+                proc.kill()

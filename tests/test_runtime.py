@@ -258,3 +258,31 @@ class TestRuntimeOverNats:
             await actor.until(lambda a: a.seen == [1, 2])
         assert actor.bad_messages == 1 and actor.restarts == 1
         assert isinstance(events.messages[0], ActorRestarted) and "unlucky" in events.messages[0].error
+
+
+class TestRequestReply:
+    async def test_actor_request_gets_a_typed_reply(self, any_bus) -> None:
+        """Actor.request / Actor.reply work the same on the memory bus and real NATS."""
+        from actors import SystemClock
+        from messages import FlagCommand, FlagReply
+
+        class Echo(Actor):
+            name = "echo"
+            heartbeat_interval = None
+
+            def subscriptions(self):
+                return [Sub(self.subjects.command("echo"), FlagCommand, self.on_cmd)]
+
+            async def on_cmd(self, cmd: FlagCommand, env) -> None:
+                await self.reply(env, FlagReply(ok=True, flags={cmd.flag or "": bool(cmd.enabled)}))
+
+        class Asker(Actor):
+            name = "asker"
+            heartbeat_interval = None
+
+        ctx = Context(bus=any_bus, clock=SystemClock())
+        asker = Asker()
+        async with Supervisor(ctx, [Echo(), asker]):
+            await any_bus.flush()
+            reply = await asker.request(ctx.subjects.command("echo"), FlagCommand(flag="X", enabled=True), FlagReply, timeout=2)
+        assert isinstance(reply, FlagReply) and reply.flags == {"X": True}
