@@ -34,6 +34,7 @@ Faults (msgspec structs, all with ``rate: float = 1.0``)::
     MalformedFault(mode="truncated"|"wrong_types"|"empty"|"html")
     EnvelopeFault(code="50011", msg="Too frequent", http_status=200)
     parse_fault_spec("status:429:retry_after=30")   # the CLI syntax
+    parse_fault_arg("etf=status:402")               # MODULE=SPEC, an argparse type
 
 By default ``etf`` answers 402 (paid plan), as the seed's production did;
 ``default_faults=False`` (CLI ``--no-default-faults``) turns that off.
@@ -45,6 +46,7 @@ under ``/_admin`` (``faults``, ``faults/{module}``, ``counters``, ``flavor``,
 """
 
 from ._app import SIMULATOR, create_app
+from ._cli import parse_fault_arg
 from ._faults import (
     DEFAULT_FAULTS,
     EnvelopeFault,
@@ -82,6 +84,7 @@ __all__ = [
     "StatusFault",
     "TimeoutFault",
     "create_app",
+    "parse_fault_arg",
     "parse_fault_spec",
     "run",
     "serve",

@@ -54,7 +54,8 @@ def _port(text: str) -> int:
     return port
 
 
-def _fault(text: str) -> tuple[str, Fault]:
+def parse_fault_arg(text: str) -> tuple[str, Fault]:
+    """``MODULE=SPEC`` (e.g. ``etf=status:402``) as an argparse type; also used by ``sniper demo --fault``."""
     module, sep, spec = text.partition("=")
     if not sep or not spec:
         raise argparse.ArgumentTypeError(f"invalid fault {text!r}: expected MODULE=SPEC, e.g. etf=status:402")
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault",
         dest="faults",
         action="append",
-        type=_fault,
+        type=parse_fault_arg,
         default=[],
         metavar="MODULE=SPEC",
         help=f"inject a fault; MODULE is one of {', '.join(MODULE_KEYS)}",

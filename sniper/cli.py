@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from actors import logs
+from marketsim import parse_fault_arg
 from messages import ConfigError, SniperError
 
 from . import __version__
@@ -45,18 +46,6 @@ def _switch(text: str) -> bool:
         raise argparse.ArgumentTypeError(f"{text!r}: expected on or off") from None
 
 
-def _fault(text: str) -> tuple[str, object]:
-    from marketsim import MODULE_KEYS, parse_fault_spec
-
-    module, sep, spec = text.partition("=")
-    if not sep or module not in MODULE_KEYS:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected MODULE=SPEC with MODULE in {', '.join(MODULE_KEYS)}")
-    try:
-        return module, parse_fault_spec(spec)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sniper", description="Resilient crypto-signal pipeline over NATS.")
     parser.add_argument("--version", action="version", version=f"sniper {__version__}")
@@ -68,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)")
     demo.add_argument("--nats", help="use this NATS instead of an embedded server")
     demo.add_argument("--backend", help="use this backend instead of the embedded reference backend")
-    demo.add_argument("--fault", action="append", type=_fault, default=[], metavar="MODULE=SPEC",
+    demo.add_argument("--fault", action="append", type=parse_fault_arg, default=[], metavar="MODULE=SPEC",
                       help="extra fault on the embedded backend, e.g. heatmap=status:500 (repeatable)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the embedded backend's market data")
     add_pipeline_arguments(demo)

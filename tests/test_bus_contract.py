@@ -9,26 +9,11 @@ import pytest
 from actors import Bus, Envelope, MemoryBus, subject_matches
 from messages import BusClosedError, RequestTimeoutError
 
+from .helpers import Collector
 
-class Inbox:
-    """Collects envelopes and lets a test wait for a count without sleeping."""
 
-    def __init__(self) -> None:
-        self.items: list[Envelope] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, env: Envelope) -> None:
-        self.items.append(env)
-        self._changed.set()
-
-    async def wait(self, n: int, timeout: float = 5.0) -> list[Envelope]:
-        async def until() -> None:
-            while len(self.items) < n:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.items
+def Inbox() -> Collector[Envelope]:  # noqa: N802 - reads like the class it was
+    return Collector()
 
 
 class TestBusContract:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from actors import Bus
 from actors.kv import KVConflict, KVEntry
 
+from .helpers import Collector
 
-class Changes:
-    """Collects watched entries; waits for a count without sleeping."""
-
-    def __init__(self) -> None:
-        self.items: list[KVEntry] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, entry: KVEntry) -> None:
-        self.items.append(entry)
-        self._changed.set()
-
-    async def wait(self, n: int) -> list[KVEntry]:
-        async def until() -> None:
-            while len(self.items) < n:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), 5)
-        return self.items
-
+def Changes() -> Collector[KVEntry]:  # noqa: N802
+    return Collector()
 
 class TestKeyValueContract:
     async def test_put_get_revisions_grow(self, any_bus: Bus) -> None:
