@@ -9,8 +9,10 @@ from actors.kv import KVConflict, KVEntry
 
 from .helpers import Collector
 
+
 def Changes() -> Collector[KVEntry]:  # noqa: N802
     return Collector()
+
 
 class TestKeyValueContract:
     async def test_put_get_revisions_grow(self, any_bus: Bus) -> None:
