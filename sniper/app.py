@@ -23,7 +23,7 @@ from actors.fetchers import FETCHERS
 from actors.logs import get_logger
 from actors.scheduler import HealthPolicy, Scheduler
 from actors.upstream import AiohttpTransport, UpstreamClient
-from messages import ConfigError, ModuleStatus, Signal
+from messages import ConfigError, ModuleStatus, Signal, decode
 
 from .config import MODULES, Settings
 from .embedded import EmbeddedNats
@@ -50,7 +50,7 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
     if "flags" in wanted:
         actors.append(FlagKeeper(settings.flags))
     if "circuits" in wanted:
-        actors.append(CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine)))
+        actors.append(CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)))
     if "discovery" in wanted:
         actors.append(
             DiscoveryActor(
@@ -176,8 +176,6 @@ def format_signal(sig: Signal) -> str:
 
 async def print_signals(bus: NatsBus, settings: Settings, out: Callable[[str], None]) -> Callable[[], int]:
     """Subscribe to every signal over NATS and print it; returns a counter."""
-    from messages import decode
-
     count = 0
 
     async def on_signal(env) -> None:

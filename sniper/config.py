@@ -45,6 +45,7 @@ class Settings:
     flags: Mapping[str, bool] = field(default_factory=lambda: {m: True for m in MODULES})
     metrics_port: int | None = None
     quarantine: float = 3600.0
+    circuit_probes: int = 1
     stagger: bool = True
     discovery_interval: float = 600.0
 
@@ -72,6 +73,8 @@ class Settings:
             raise ConfigError(f"feature flags must cover exactly {list(MODULES)}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError("--metrics-port / SNIPER_METRICS_PORT must be a TCP port (0 = any free port)")
+        if self.circuit_probes < 1:
+            raise ConfigError("--circuit-probes / SNIPER_CIRCUIT_PROBES must be at least 1")
         if self.quarantine <= 0:
             raise ConfigError("--quarantine / SNIPER_QUARANTINE must be positive")
         if self.etf_proxy not in ("BTC", "ETH"):
@@ -143,6 +146,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                    help="tick every asset at the same instant (SNIPER_STAGGER=off)")
     g.add_argument("--discovery-interval", type=_positive,
                    help="seconds between route discoveries from /openapi.json (SNIPER_DISCOVERY_INTERVAL, default 600)")
+    g.add_argument("--circuit-probes", type=int, help="calls let through a half-open breaker (SNIPER_CIRCUIT_PROBES, default 1)")
     g.add_argument("--quarantine", type=_positive, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)")
 
 
@@ -176,6 +180,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
         flags=feature_defaults(env),
         metrics_port=pick("metrics_port", "SNIPER_METRICS_PORT", int, None),
         quarantine=pick("quarantine", "SNIPER_QUARANTINE", _positive, 3600.0),
+        circuit_probes=pick("circuit_probes", "SNIPER_CIRCUIT_PROBES", int, 1),
         stagger=pick("stagger", "SNIPER_STAGGER", parse_switch, True),
         discovery_interval=pick("discovery_interval", "SNIPER_DISCOVERY_INTERVAL", _positive, 600.0),
     )

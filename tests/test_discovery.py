@@ -355,6 +355,31 @@ class TestDiscoveryActor:
             assert fetcher.route is not None and fetcher.route.path == "/api/v2/positioning/{instId}"
 
 
+class TestOverRealNats:
+    async def test_routes_survive_a_restart_even_with_the_backend_down(self, nats_server) -> None:
+        """A map discovered by one process is restored from JetStream KV by a new process while the backend is unreachable."""
+        from actors.fetchers import FETCHERS
+
+        clock = SystemClock()
+        async with serve(port=0, flavor="v2") as srv:
+            bus = await NatsBus.connect(nats_server.url, name="first-host")
+            up = UpstreamClient(srv.url, AiohttpTransport(), clock=clock)
+            async with Supervisor(Context(bus=bus, clock=clock), [DiscoveryActor(up, modules=MODULES)]):
+                pass  # the first discovery runs during start-up
+            await up.close()
+            await bus.close()
+        bus2 = await NatsBus.connect(nats_server.url, name="second-host")
+        dead = UpstreamClient("http://127.0.0.1:1", AiohttpTransport(), clock=clock)
+        discovery, fetcher = DiscoveryActor(dead, modules=MODULES), FETCHERS["spot_ob"](dead)
+        try:
+            async with Supervisor(Context(bus=bus2, clock=clock), [discovery, fetcher]):
+                assert discovery.current is not None and discovery.current.source == "openapi"
+                assert fetcher.route is not None and fetcher.route.path == "/api/v2/market/depth/{venue}/{pair}"
+        finally:
+            await dead.close()
+            await bus2.close()
+
+
 class TestUpstreamEconomyOverNats:
     async def test_one_request_per_fetch_and_one_failed_request_per_module_on_a_flavor_switch(self, nats_server) -> None:
         """After discovery each fetch is one request; switching the backend's naming costs ≤1 failure per module."""

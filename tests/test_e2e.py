@@ -138,7 +138,9 @@ class TestCommandLine:
         assert set(glob.glob(pattern)) <= before
 
     def test_demo_stops_cleanly_on_sigint(self) -> None:
-        """Ctrl-C (SIGINT) ends the demo with exit 0 after it has printed signals."""
+        """Ctrl-C (SIGINT) ends the demo with exit 0, its broker gone and its temporary store removed."""
+        pattern = os.path.join(tempfile.gettempdir(), "sniper-nats-*")
+        before = set(glob.glob(pattern))
         with subprocess.Popen(
             [*SNIPER, "demo", "--interval", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
         ) as proc:
@@ -147,11 +149,13 @@ class TestCommandLine:
                 for line in proc.stdout:
                     if "cycle=" in line:
                         break
+                assert set(glob.glob(pattern)) - before, "the demo's embedded store exists while it runs"
                 proc.send_signal(signal.SIGINT)
                 proc.stdout.read()
                 assert proc.wait(timeout=20) == 0
             finally:
                 proc.kill()
+        assert set(glob.glob(pattern)) <= before
 
     @pytest.mark.parametrize(
         "args, env, message",

@@ -57,10 +57,12 @@ class TestRecordings:
         assert {s.asset for s in signals} == {"SOL", "BTC"} and len(signals) >= 4
 
     def test_scenarios_show_what_they_are_named_for(self) -> None:
-        """normal: all ok; etf_402: only etf degraded; core_down: every core module degraded."""
+        """normal: all ok; etf_402: one 402 then the quarantine, the rest ok; core_down: every core module degraded."""
         statuses = {name: [{m: st.reason or st.status for m, st in s.modules.items()} for s in split(name)[1]] for name in SCENARIOS}
         assert all(set(s.values()) == {"ok"} for s in statuses["normal"])
-        assert all(s["etf"] == "payment_required" and s["whale"] == "ok" for s in statuses["etf_402"])
+        etf = [s["etf"] for s in statuses["etf_402"]]
+        assert etf[0] == "payment_required" and set(etf[1:]) == {"circuit_open"}
+        assert all(s["whale"] == s["heatmap"] == s["spot_ob"] == s["bias"] == "ok" for s in statuses["etf_402"])
         assert all(s["whale"] != "ok" and s["heatmap"] != "ok" and s["spot_ob"] != "ok" for s in statuses["core_down"])
 
 
