@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import msgspec
 
 from messages import Degraded, RouteMap, decode, encode
-from messages.errors import DecodeError
+from messages.errors import BusError, DecodeError
 from messages.routes import RouteSource
 
 from .actor import Actor, Sub
 from .capabilities import Binding, match_spec, probe_aliases
 from .clock import Clock
+from .kv import KeyValue
 from .openapi import SpecError, load_operations
 from .routing import RequestSettings
 from .upstream import UpstreamClient
@@ -145,14 +146,26 @@ class DiscoveryActor(Actor):
         self._wake = asyncio.Event()
         self._last_demand = float("-inf")
         self._refreshed_at = float("-inf")
-        self._kv = None
+        self._kv: KeyValue | None = None
 
     def subscriptions(self) -> Iterable[Sub]:
         return [Sub(self.subjects.degraded_all(), Degraded, self.on_degraded)]
 
+    async def _store(self) -> KeyValue | None:
+        if self._kv is None:
+            try:
+                self._kv = await self.bus.key_value(self.subjects.kv_bucket("routes"))
+            except BusError as exc:
+                self.log.warning("routes_store_unavailable", error=str(exc))
+        return self._kv
+
     async def on_start(self) -> None:
-        self._kv = await self.bus.key_value(self.subjects.kv_bucket("routes"))
-        entry = await self._kv.get(ROUTES_KEY)
+        store = await self._store()
+        try:
+            entry = await store.get(ROUTES_KEY) if store is not None else None
+        except BusError as exc:
+            self.log.warning("routes_store_unavailable", error=str(exc))
+            entry = None
         if entry is not None and entry.value:
             try:
                 self.current = decode(entry.value, RouteMap)
@@ -215,6 +228,10 @@ class DiscoveryActor(Actor):
             routes=",".join(f"{m}={r.path}" for m, r in new.routes.items()), unusable=",".join(new.unusable),
         )
         await self.publish(self.subjects.routes(), new)
-        if self._kv is not None:
-            await self._kv.put(ROUTES_KEY, encode(new))
+        store = await self._store()
+        if store is not None:
+            try:
+                await store.put(ROUTES_KEY, encode(new))
+            except BusError as exc:
+                self.log.warning("routes_not_persisted", revision=revision, error=str(exc))
         return new

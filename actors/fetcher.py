@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import msgspec
 
 from messages import CircuitState, Degraded, FlagChanged, ModuleData, Payload, RouteMap, Tick, decode
-from messages.errors import DecodeError
+from messages.errors import BusError, DecodeError
 from messages.routes import DEFAULT_ROUTES, Route
 
 from .actor import Actor, Sub
@@ -115,17 +115,26 @@ class ModuleFetcher(Actor):
         ]
 
     async def on_start(self) -> None:
+        """Start from the shared state: breakers, flag, last route map (each best-effort).
+
+        Without the key-value store (JetStream down) the fetcher still runs: on
+        its environment default, the built-in routes and live events.
+        """
         self._inflight.clear()
-        circuits = await self.bus.key_value(self.subjects.kv_bucket("circuits"))
-        for key, entry in (await circuits.entries()).items():
-            if key.startswith(self.module + "."):
-                try:
-                    self.circuit.update(decode(entry.value or b"", CircuitState))
-                except DecodeError as err:
-                    self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
-        flags = await self.bus.key_value(self.subjects.kv_bucket("flags"))
-        self.own(await flags.watch(self.on_flag_entry))
-        stored = await (await self.bus.key_value(self.subjects.kv_bucket("routes"))).get("current")
+        try:
+            circuits = await self.bus.key_value(self.subjects.kv_bucket("circuits"))
+            for key, entry in (await circuits.entries()).items():
+                if key.startswith(self.module + "."):
+                    try:
+                        self.circuit.update(decode(entry.value or b"", CircuitState))
+                    except DecodeError as err:
+                        self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
+            flags = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+            self.own(await flags.watch(self.on_flag_entry))
+            stored = await (await self.bus.key_value(self.subjects.kv_bucket("routes"))).get("current")
+        except BusError as exc:
+            self.log.warning("shared_state_unavailable", error=str(exc))
+            return
         if stored is not None and stored.value:
             try:
                 await self.on_routes(decode(stored.value, RouteMap))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from messages import FlagChanged, FlagCommand, FlagReply, decode, encode
-from messages.errors import DecodeError
+from messages.errors import BusError, DecodeError
 
 from .actor import Actor, Sub
 from .bus import Envelope
@@ -50,18 +50,25 @@ class FlagKeeper(Actor):
         return [Sub(self.subjects.command("flags"), FlagCommand, self.on_command, queue="flags", on_bad=self.on_bad_command)]
 
     async def on_start(self) -> None:
-        self._kv = await self.bus.key_value(self.subjects.kv_bucket("flags"))
-        for flag, enabled in self.defaults.items():
-            seed = FlagChanged(flag=flag, enabled=enabled, ts=self.clock.now(), who=f"defaults@{self.ctx.host}", why="environment default")
-            try:
-                await self._kv.update(flag, encode(seed), last=0)  # only where nobody has set it yet
-            except KVConflict:
-                pass
+        try:
+            self._kv = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+            for flag, enabled in self.defaults.items():
+                seed = FlagChanged(flag=flag, enabled=enabled, ts=self.clock.now(), who=f"defaults@{self.ctx.host}", why="environment default")
+                try:
+                    await self._kv.update(flag, encode(seed), last=0)  # only where nobody has set it yet
+                except KVConflict:
+                    pass
+        except BusError as exc:  # commands will say so; fetchers run on their defaults
+            self.log.warning("flag_store_unavailable", error=str(exc))
+
+    async def _store(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+        return self._kv
 
     async def current(self) -> dict[str, bool]:
-        assert self._kv is not None
         flags = dict(self.defaults)
-        for key, entry in (await self._kv.entries()).items():
+        for key, entry in (await (await self._store()).entries()).items():
             try:
                 flags[key] = decode(entry.value or b"", FlagChanged).enabled
             except DecodeError as err:
@@ -69,7 +76,13 @@ class FlagKeeper(Actor):
         return dict(sorted(flags.items()))
 
     async def on_command(self, cmd: FlagCommand, env: Envelope) -> None:
-        assert self._kv is not None
+        try:
+            await self._apply(cmd, env)
+        except BusError as exc:
+            await self.reply(env, FlagReply(ok=False, error=f"flag store unavailable, nothing changed: {exc}"))
+
+    async def _apply(self, cmd: FlagCommand, env: Envelope) -> None:
+        store = await self._store()
         if cmd.flag is None and cmd.enabled is None:
             await self.reply(env, FlagReply(ok=True, flags=await self.current()))
             return
@@ -83,9 +96,9 @@ class FlagKeeper(Actor):
             return
         change = FlagChanged(flag=flag, enabled=cmd.enabled, ts=self.clock.now(), who=cmd.who or "unknown", why=cmd.why)
         for _ in range(5):  # compare-and-set: re-read and retry if someone wrote in between
-            entry = await self._kv.get(flag)
+            entry = await store.get(flag)
             try:
-                revision = await self._kv.update(flag, encode(change), last=entry.revision if entry else 0)
+                revision = await store.update(flag, encode(change), last=entry.revision if entry else 0)
                 break
             except KVConflict:
                 continue

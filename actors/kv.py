@@ -10,6 +10,7 @@ honour one contract (tests/test_kv_contract.py):
   `KVConflict`, so concurrent writers never lose an update silently.
 * `watch` first replays the current value of every key, then every change;
   a deleted key arrives with ``value=None``.
+* Any other failure to reach the bucket raises `KVUnavailable`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ _KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 
 class KVConflict(BusError):
     """A compare-and-set write lost: the key changed since the revision read."""
+
+
+class KVUnavailable(BusError):
+    """The bucket could not be reached (JetStream down, timed out, not enabled).
+
+    Control-plane state is persisted best-effort: actors catch this, log it
+    and go on with their in-memory state and live events.
+    """
 
 
 @dataclass(frozen=True, slots=True)

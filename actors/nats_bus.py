@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, SlowConsumerError
@@ -172,13 +173,18 @@ class NatsBus(Bus):
         from .kv import KeyValue  # noqa: F401
         from .nats_kv import NatsKeyValue
 
+        from .kv import KVUnavailable
+
         self._check_open()
         if bucket not in self._buckets:
-            js = self._nc.jetstream()
+            js = self._nc.jetstream(timeout=5)
             try:
-                kv = await js.key_value(bucket)
-            except Exception:
-                kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=5))
+                try:
+                    kv = await js.key_value(bucket)
+                except nats.js.errors.BucketNotFoundError:
+                    kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=5))
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                raise KVUnavailable(f"bucket {bucket}: {type(exc).__name__}: {exc} (is JetStream enabled?)") from None
             self._buckets[bucket] = NatsKeyValue(bucket, kv)
         return self._buckets[bucket]
 

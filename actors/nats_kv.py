@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import nats.errors
 import nats.js.errors as jse
 from nats.js.kv import KV_DEL, KV_PURGE
 from nats.js.kv import KeyValue as JsKeyValue
 
 from .bus import Subscription
-from .kv import KeyValue, KVConflict, KVEntry, WatchHandler, check_key
+from .kv import KeyValue, KVConflict, KVEntry, KVUnavailable, WatchHandler, check_key
 
 log = logging.getLogger("sniper.kv.nats")
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def unavailable_as_bus_error(fn: F) -> F:
+    """Turn nats-py's errors (JetStream down, timeouts) into KVUnavailable; CAS conflicts pass."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: "NatsKeyValue", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(self, *args, **kwargs)
+        except (KVConflict, ValueError):
+            raise
+        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+            raise KVUnavailable(f"bucket {self.name}: {type(exc).__name__}: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class _NatsWatch(Subscription):
@@ -51,6 +71,7 @@ class NatsKeyValue(KeyValue):
         self.name = name
         self._kv = kv
 
+    @unavailable_as_bus_error
     async def get(self, key: str) -> KVEntry | None:
         try:
             entry = await self._kv.get(check_key(key))
@@ -58,9 +79,11 @@ class NatsKeyValue(KeyValue):
             return None
         return KVEntry(key, entry.value, entry.revision)
 
+    @unavailable_as_bus_error
     async def put(self, key: str, value: bytes) -> int:
         return await self._kv.put(check_key(key), value)
 
+    @unavailable_as_bus_error
     async def update(self, key: str, value: bytes, *, last: int) -> int:
         try:
             if last == 0:
@@ -69,9 +92,11 @@ class NatsKeyValue(KeyValue):
         except jse.KeyWrongLastSequenceError as exc:
             raise KVConflict(f"{self.name}/{key}: revision {last} is not current ({exc})") from None
 
+    @unavailable_as_bus_error
     async def delete(self, key: str) -> None:
         await self._kv.delete(check_key(key))
 
+    @unavailable_as_bus_error
     async def entries(self) -> dict[str, KVEntry]:
         try:
             keys = await self._kv.keys()
@@ -84,6 +109,7 @@ class NatsKeyValue(KeyValue):
                 out[key] = entry
         return out
 
+    @unavailable_as_bus_error
     async def watch(self, handler: WatchHandler) -> Subscription:
         watcher = await self._kv.watchall()
         return _NatsWatch(self.name, watcher, handler)

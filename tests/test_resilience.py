@@ -409,3 +409,25 @@ class TestOverRealNats:
         finally:
             await bus2.close()
         assert backend.count(ETF) == 1
+
+    async def test_without_jetstream_the_pipeline_degrades_not_dies(self) -> None:
+        """On a nats-server without JetStream: signals flow, the breaker works on events, flag commands say why they fail."""
+        from marketsim import serve
+        from sniper.app import run_pipeline
+        from sniper.config import Settings
+        from sniper.embedded import EmbeddedNats
+
+        async with EmbeddedNats(jetstream=False) as nats, serve(port=0) as backend:
+            bus = await NatsBus.connect(nats.url, name="observer")
+            signals = await Recorder(bus, "sniper.signal.*", Signal).start()
+            settings = Settings(nats=nats.url, backend=backend.url, interval=0.4, window=0.3)
+            async with run_pipeline(settings) as running:
+                await signals.wait_count(3)
+                env = await bus.request("sniper.cmd.flags", b'{"flag": "ETF", "enabled": false}', timeout=5)
+                reply = decode(env.data, FlagReply)
+                assert all(a.state.value == "running" for a in running.supervisor.actors.values())
+            await bus.close()
+        assert not reply.ok and "flag store unavailable, nothing changed" in (reply.error or "")
+        reasons = [s.modules["etf"].reason for s in signals.messages[:3]]
+        assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
+        assert backend.sim.counters()["etf"]["requests"] == 1
