@@ -65,6 +65,10 @@ _ALLOWED: dict[ActorState, frozenset[ActorState]] = {
 }
 
 
+class _StoppedWhileStarting(Exception):
+    """Internal: stop() interrupted on_start."""
+
+
 class InvalidTransition(RuntimeError):
     """An actor was asked to move between states the lifecycle does not connect."""
 
@@ -119,6 +123,8 @@ class Actor:
         self._children: set[asyncio.Task[Any]] = set()
         self._owned: list[Subscription] = []
         self._started = asyncio.Event()
+        self._start_task: asyncio.Task[None] | None = None
+        self._state_changed = asyncio.Event()
         self.ready = asyncio.Event()
 
     # -- hooks for subclasses ------------------------------------------------
@@ -180,6 +186,9 @@ class Actor:
         message at a time): one HTTP call per tick, one timer per window.
         """
         task = asyncio.get_running_loop().create_task(aw, name=name or f"{self.name}.child")  # type: ignore[arg-type]
+        if self.state not in (ActorState.STARTING, ActorState.RUNNING):
+            task.cancel()  # a late handler during teardown: nothing may outlive the actor
+            return task
         self._children.add(task)
         task.add_done_callback(self._child_done)
         return task
@@ -194,6 +203,14 @@ class Actor:
         if new not in _ALLOWED[self.state]:
             raise InvalidTransition(f"actor {self.name!r}: {self.state.value} -> {new.value}")
         self.state = new
+        self._state_changed.set()
+
+    async def wait_for_state(self, *states: ActorState) -> ActorState:
+        """Wait until the actor is in one of `states` (harnesses and tests; bound it yourself)."""
+        while self.state not in states:
+            self._state_changed.clear()
+            await self._state_changed.wait()
+        return self.state
 
     def mark_failed(self) -> None:
         """The supervisor gave up on this actor; it stays down."""
@@ -201,9 +218,11 @@ class Actor:
         self.ready.set()
 
     async def stop(self) -> None:
-        """Ask a running actor to stop cleanly; `serve` returns once it has."""
+        """Ask a running (or still starting) actor to stop cleanly; `serve` returns once it has."""
         if self._stop_requested is not None:
             self._stop_requested.set()
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()  # a stuck on_start must not hold up shutdown
 
     async def serve(self, ctx: Context) -> None:
         """Run until `stop()` (returns) or a crash (raises the crash's exception)."""
@@ -218,7 +237,15 @@ class Actor:
         try:
             for spec in self.subscriptions():
                 subs.append(await ctx.bus.subscribe(spec.subject, self._deliverer(spec), queue=spec.queue))
-            await self.on_start()
+            self._start_task = loop.create_task(self.on_start(), name=f"{self.name}.on_start")
+            try:
+                await self._start_task
+            except asyncio.CancelledError:
+                if self._stop_requested.is_set():  # stopped while starting: a clean stop, not a crash
+                    raise _StoppedWhileStarting from None
+                raise
+            finally:
+                self._start_task = None
             self._started_at = ctx.clock.monotonic()
             self._set_lifecycle(ActorState.RUNNING)
             self._started.set()
@@ -231,27 +258,34 @@ class Actor:
                 await asyncio.wait({self._crash, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopper.cancel()
+        except _StoppedWhileStarting:
+            pass
         except Exception as exc:  # failed to subscribe or to start
             self._crash_with(exc)
         finally:
-            tasks.extend(self._children)
-            self._children.clear()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                try:
-                    await task
-                except BaseException:
-                    pass
+            # Teardown order: no new deliveries first, then every task, including
+            # any a handler still managed to spawn while the first ones unwound.
             subs.extend(self._owned)
             self._owned.clear()
             for sub in subs:
                 await sub.unsubscribe()
-        crash = self._crash.exception() if self._crash.done() else None
+            crash = self._crash.exception() if self._crash.done() else None
+            self._set_lifecycle(ActorState.CRASHED if crash is not None else ActorState.STOPPING)
+            while tasks or self._children:
+                tasks.extend(self._children)
+                self._children.clear()
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    try:
+                        await task
+                    except BaseException:
+                        pass
+                tasks = []
+            if not self._crash.done():
+                self._crash.set_result(None)  # later errors from stragglers are not this run's crash
         if crash is not None:
-            self._set_lifecycle(ActorState.CRASHED)
             raise crash
-        self._set_lifecycle(ActorState.STOPPING)
         try:
             await self.on_stop()
         finally:

@@ -21,6 +21,7 @@ same length, so replays and skewed hosts still produce full windows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ class _Window:
     expected: frozenset[str]
     reports: dict[str, Report] = field(default_factory=dict)
     ticked: bool = False
+    moved: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the closer when closes_at changes
 
 
 class SignalAssembler(Actor):
@@ -99,6 +101,7 @@ class SignalAssembler(Actor):
         else:  # reports came first; the tick fixes the window
             win.expected, win.started = expected, tick.ts
             win.closes_at = self.clock.monotonic() + max(0.0, remaining)
+            win.moved.set()
         win.ticked = True
         await self._maybe_complete(win)
 
@@ -126,14 +129,16 @@ class SignalAssembler(Actor):
         return win
 
     async def _close_at_deadline(self, win: _Window) -> None:
-        while (asset_cycle := (win.asset, win.cycle)) in self._open:
+        while self._open.get((win.asset, win.cycle)) is win:
             now = self.clock.monotonic()
             if now >= win.closes_at:
                 await self._emit(win)
                 return
-            await self.clock.sleep(win.closes_at - now)
-            if self._open.get(asset_cycle) is not win:
-                return
+            win.moved.clear()
+            try:  # sleep until the deadline, or until a tick moves it
+                await self.clock.timeout(win.closes_at - now, win.moved.wait())
+            except TimeoutError:
+                pass
 
     async def _maybe_complete(self, win: _Window) -> None:
         if win.ticked and win.expected <= win.reports.keys():

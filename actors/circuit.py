@@ -55,8 +55,11 @@ class CircuitPolicy:
     throttle_max: float = 600.0
     quarantine: float = 3600.0
 
+    #: How long a half-open breaker waits for its probe's answer before offering a new probe.
+    probe_timeout: float = 60.0
+
     def open_time(self, opens: int, rng: random.Random) -> float:
-        base = min(self.open_max, self.open_base * self.open_factor ** max(0, opens - 1))
+        base = min(self.open_max, self.open_base * self.open_factor ** min(max(0, opens - 1), 64))
         return base * (1 + rng.uniform(-self.jitter, self.jitter))
 
 
@@ -84,7 +87,13 @@ class CircuitView:
             self.states[state.scope] = state
 
     def deny(self, asset: str, now: float) -> tuple[str, float | None] | None:
-        """(detail, retry_after) if a breaker holds this call back, else None (and count a probe)."""
+        """(detail, retry_after) if a breaker holds this call back, else None.
+
+        Every scope is checked before a probe is counted, and a probe is
+        counted only for a call that is let through: a call refused by the
+        asset's breaker must not use up the module's half-open probe.
+        """
+        probing: list[tuple[str, CircuitState]] = []
         for scope in (ALL, asset):
             st = self.states.get(scope)
             if st is None or st.state == "closed":
@@ -93,11 +102,12 @@ class CircuitView:
                 return f"{st.state} ({st.cause}) until {st.until:.0f}: {st.detail}", st.until - now
             # half-open, or open past its end (the supervisor may be away): probes only
             used_at, used = self._probes.get(scope, (st.ts, 0))
-            if used_at != st.ts:
-                used = 0
-            if used >= st.probes:
+            if used_at == st.ts and used >= st.probes:
                 return f"{st.state}: probe in flight", None
-            self._probes[scope] = (st.ts, used + 1)
+            probing.append((scope, st))
+        for scope, st in probing:
+            used_at, used = self._probes.get(scope, (st.ts, 0))
+            self._probes[scope] = (st.ts, (used if used_at == st.ts else 0) + 1)
         return None
 
 
@@ -158,6 +168,8 @@ class CircuitSupervisor(Actor):
         return self.breakers[key]
 
     async def on_outcome(self, msg: ModuleData | Degraded) -> None:
+        if isinstance(msg, Degraded) and not msg.called:
+            return  # no upstream call was made (disabled, circuit open, no route): nothing to learn
         now = self.clock.now()
         module = self._breaker(msg.module, ALL)
         asset = self._breaker(msg.module, msg.asset)
@@ -178,7 +190,7 @@ class CircuitSupervisor(Actor):
             wait = min(self.policy.throttle_max, msg.retry_after if msg.retry_after is not None else self.policy.throttle_default)
             await self._move(module, "open", until=now + wait, cause="throttled", detail=msg.detail or "rate limited")
         elif reason in TRANSIENT:
-            if module.state.state == "half_open":  # the probe got through the paywall/limit
+            if module.state.state == "half_open":  # the probe got past the paywall/limit
                 await self._move(module, "closed", cause="recovered", detail=f"probe answered {reason}")
             if asset.state.state == "half_open":
                 await self._open(asset, now, f"probe failed: {reason}")
@@ -187,6 +199,12 @@ class CircuitSupervisor(Actor):
                 fails = sum(1 for _, ok in asset.outcomes if not ok)
                 if len(asset.outcomes) >= self.policy.min_calls and fails / len(asset.outcomes) >= self.policy.failure_rate:
                     await self._open(asset, now, f"{fails} of {len(asset.outcomes)} calls failed ({reason})")
+        else:
+            # Any other real answer (not_found, say) is neither throttling, a paywall
+            # nor a transient fault: a half-open breaker has its probe's verdict.
+            for b in (module, asset):
+                if b.state.state == "half_open":
+                    await self._move(b, "closed", cause="recovered", detail=f"probe answered {reason}")
 
     def _record(self, b: _Breaker, now: float, *, ok: bool) -> None:
         b.outcomes.append((now, ok))
@@ -220,6 +238,8 @@ class CircuitSupervisor(Actor):
         self._gauge(new)
         if state in ("open", "quarantined"):
             self._arm(new)
+        elif state == "half_open":
+            self.spawn(self._reprobe_after(new), name=f"reprobe:{new.module}:{new.scope}")
         await self.publish(self.subjects.circuit(new.module), new)
         store = await self._store()
         if store is not None:
@@ -241,10 +261,17 @@ class CircuitSupervisor(Actor):
         if b is not None and b.state is st:  # nothing happened meanwhile
             await self._move(b, "half_open", cause=st.cause, detail=f"{st.state} time over; probing")
 
+    async def _reprobe_after(self, st: CircuitState) -> None:
+        """A probe whose answer never came (lost message, restarted fetcher) must not pin half-open."""
+        await self.clock.sleep(self.policy.probe_timeout)
+        b = self.breakers.get((st.module, st.scope))
+        if b is not None and b.state is st:
+            await self._move(b, "half_open", cause=st.cause, detail="no answer to the last probe; probing again")
+
     # -- operator commands ---------------------------------------------------------
     async def reset(self, module: str, cause: str) -> list[CircuitState]:
         changed = []
-        for (mod, _), b in self.breakers.items():
+        for (mod, _), b in list(self.breakers.items()):  # handlers may add breakers while this awaits
             if mod == module and b.state.state != "closed":
                 await self._move(b, "closed", cause=cause, detail=f"{cause} by operator")
                 changed.append(b.state)

@@ -79,7 +79,15 @@ async def discover(
             break
         except (msgspec.DecodeError, SpecError) as exc:
             problems.append(f"{path}: {exc}")
-    bindings = match_spec(operations, modules, settings) if operations is not None else {}
+        except Exception as exc:  # a shape nobody foresaw: report it, fall back to probing
+            problems.append(f"{path}: unreadable spec ({type(exc).__name__}: {exc})")
+    bindings: dict[str, Binding] = {}
+    if operations is not None:
+        try:
+            bindings = match_spec(operations, modules, settings)
+        except Exception as exc:
+            problems.append(f"{spec_path}: cannot bind ({type(exc).__name__}: {exc})")
+            operations, version = None, None
     for module in modules:
         if module in bindings and bindings[module].route is not None:
             continue
@@ -146,6 +154,7 @@ class DiscoveryActor(Actor):
         self._wake = asyncio.Event()
         self._last_demand = float("-inf")
         self._refreshed_at = float("-inf")
+        self._latest_trigger = float("-inf")
         self._kv: KeyValue | None = None
 
     def subscriptions(self) -> Iterable[Sub]:
@@ -184,6 +193,7 @@ class DiscoveryActor(Actor):
         # loop), and only one newer than the last refresh: the rest of a flood
         # of 404s from the same moment was caused by the map just replaced.
         if msg.reason == "not_found" and msg.status is not None and msg.ts >= self._refreshed_at:
+            self._latest_trigger = max(self._latest_trigger, msg.ts)
             self.request_refresh(f"{msg.module} answered {msg.status}")
 
     def request_refresh(self, why: str) -> None:
@@ -204,11 +214,12 @@ class DiscoveryActor(Actor):
                 self._last_demand = self.clock.monotonic()
             self._wake.clear()
             await self.refresh()
+            if self._latest_trigger < self._refreshed_at:
+                self._wake.clear()  # 404s that arrived during the refresh came from the map it replaced
 
     async def refresh(self) -> RouteMap | None:
         """Run discovery once; publish and store the map if it changed."""
         self.runs += 1
-        self._refreshed_at = self.clock.now()
         try:
             found = await discover(self.upstream, self.settings, self.modules, probe_asset=self.probe_asset)
         except Exception as exc:  # an unexpected spec shape must not kill discovery
@@ -221,6 +232,7 @@ class DiscoveryActor(Actor):
             self.log.warning("discovery_found_nothing", problem=found.spec_problem, keeping=self.current is not None)
             return None
         if same_routes(self.current, new):
+            self._refreshed_at = self.clock.now()
             return self.current
         self.current = new
         self.log.info(
@@ -228,6 +240,8 @@ class DiscoveryActor(Actor):
             routes=",".join(f"{m}={r.path}" for m, r in new.routes.items()), unusable=",".join(new.unusable),
         )
         await self.publish(self.subjects.routes(), new)
+        # 404s reported before this moment came from the replaced map: not a reason to rediscover.
+        self._refreshed_at = self.clock.now()
         store = await self._store()
         if store is not None:
             try:

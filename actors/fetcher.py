@@ -95,7 +95,7 @@ class ModuleFetcher(Actor):
         self._inflight: dict[str, asyncio.Future[_Result]] = {}
         self._cache: dict[str, tuple[float, _Result]] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._routes_revision = 0
+        self._routes_ts = 0.0
 
     # -- per-module hooks ------------------------------------------------------
     def key_for(self, asset: str) -> str:
@@ -170,9 +170,11 @@ class ModuleFetcher(Actor):
 
     async def on_routes(self, routes: RouteMap) -> None:
         """Discovery found (or lost) our route; later ticks use the new one."""
-        if routes.revision < self._routes_revision:
+        # Ordered by discovery time, not revision: a discovery process restarted
+        # without the shared store counts revisions from 1 again.
+        if routes.ts < self._routes_ts:
             return  # an older map arriving late
-        self._routes_revision = routes.revision
+        self._routes_ts = routes.ts
         new = routes.routes.get(self.module)
         if new != self.route:
             self.log.info("route_changed", module=self.module, path=new.path if new else None, source=routes.source)
@@ -197,16 +199,17 @@ class ModuleFetcher(Actor):
 
     async def _fetch_for(self, tick: Tick) -> ModuleData | Degraded:
         key = self.key_for(tick.asset)
+        budget = tick.deadline - self.clock.now() - self.margin
+        if budget <= 0:  # checked before the breakers, so no probe is spent on a call never made
+            return self._degraded(tick, "timeout", "tick arrived after its deadline", called=False)
         denial = self.admit(tick.asset)
         if denial is not None:
-            return self._degraded(tick, denial.reason, denial.detail, retry_after=denial.retry_after)
-        budget = tick.deadline - self.clock.now() - self.margin
-        if budget <= 0:
-            return self._degraded(tick, "timeout", "tick arrived after its deadline")
+            return self._degraded(tick, denial.reason, denial.detail, retry_after=denial.retry_after, called=False)
         result = await self._single_flight(key, budget)
         if result.payload is None:
             o = result.outcome
-            return self._degraded(tick, o.reason, o.detail, status=o.status, retry_after=o.retry_after)
+            called = o.latency_ms > 0 or o.status is not None or o.reason in ("timeout", "unreachable")
+            return self._degraded(tick, o.reason, o.detail, status=o.status, retry_after=o.retry_after, called=called)
         return ModuleData(
             module=self.module,
             asset=tick.asset,
@@ -259,7 +262,14 @@ class ModuleFetcher(Actor):
         return _Result(payload, outcome)
 
     def _degraded(
-        self, tick: Tick, reason: str, detail: str = "", *, status: int | None = None, retry_after: float | None = None
+        self,
+        tick: Tick,
+        reason: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        called: bool = True,
     ) -> Degraded:
         return Degraded(
             module=self.module,
@@ -270,6 +280,7 @@ class ModuleFetcher(Actor):
             detail=detail[:300],
             status=status,
             retry_after=retry_after,
+            called=called,
         )
 
 

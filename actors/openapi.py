@@ -126,17 +126,23 @@ def _param(doc: dict[str, Any], raw: Any, swagger: bool) -> SpecParam | None:
         default=schema.get("default"),
         examples=_examples(raw, schema),
         description=str(raw.get("description") or schema.get("description") or ""),
-        minimum=schema.get("minimum"),
-        maximum=schema.get("maximum"),
+        minimum=_number(schema.get("minimum")),
+        maximum=_number(schema.get("maximum")),
     )
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _base_path(doc: dict[str, Any], swagger: bool) -> str:
     if swagger:
         base = doc.get("basePath") or ""
+        base = base if isinstance(base, str) else ""
     else:
         servers = doc.get("servers") or []
-        url = servers[0].get("url", "") if servers and isinstance(servers[0], dict) else ""
+        first = servers[0] if isinstance(servers, list) and servers else None
+        url = first.get("url", "") if isinstance(first, dict) and isinstance(first.get("url", ""), str) else ""
         base = urlsplit(url).path if "://" in url else url
     base = "/" + str(base).strip("/") if base and base != "/" else ""
     return base
@@ -158,14 +164,17 @@ def load_operations(doc: Any) -> tuple[str, list[Operation]]:
         op = item.get("get")
         if not isinstance(op, dict):
             continue
-        shared = [p for p in item.get("parameters", []) or []]
-        own = [p for p in op.get("parameters", []) or []]
+        shared = item.get("parameters") or []
+        own = op.get("parameters") or []
+        if not isinstance(shared, list) or not isinstance(own, list):
+            raise SpecError(f"{path}: 'parameters' must be a list")
         params: dict[tuple[str, str], SpecParam] = {}
         for raw in shared + own:  # operation-level parameters override path-level ones
             param = _param(doc, raw, swagger)
             if param is not None:
                 params[(param.name, param.location)] = param
         tags = op.get("tags") or ()
+        tags = tags if isinstance(tags, list) else ()
         operations.append(
             Operation(
                 method="GET",

@@ -89,7 +89,8 @@ class HealthPolicy:
         """
         if failures <= 0:
             return interval
-        base = min(max(self.backoff_max, interval), interval * self.backoff_factor**failures)
+        # The exponent is clamped: an 85-hour outage must not overflow a float and crash the scheduler.
+        base = min(max(self.backoff_max, interval), interval * self.backoff_factor ** min(failures, 64))
         return max(interval, base * (1 + rng.uniform(-self.jitter, self.jitter)))
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from messages import ActorGaveUp, ActorRestarted, Message, encode
-from messages.errors import ConfigError
+from messages.errors import ConfigError, StartupError
 
 from .actor import Actor, ActorState, Context
 from .logs import get_logger
@@ -53,7 +53,7 @@ class RestartPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Delay before restart number `attempt` (1-based) within the current period."""
-        base = min(self.backoff_max, self.backoff_initial * self.backoff_factor ** (attempt - 1))
+        base = min(self.backoff_max, self.backoff_initial * self.backoff_factor ** min(attempt - 1, 64))
         return base * (1 + rng.uniform(-self.jitter, self.jitter))
 
 
@@ -96,7 +96,12 @@ class Supervisor:
         for actor in self.actors.values():
             if actor.name not in self._tasks:
                 self._spawn(actor)
-                await self.ctx.clock.timeout(ready_timeout, actor.ready.wait())
+                try:
+                    await self.ctx.clock.timeout(ready_timeout, actor.ready.wait())
+                except TimeoutError:
+                    raise StartupError(
+                        f"actor {actor.name!r} did not start within {ready_timeout:g}s (state {actor.state.value})"
+                    ) from None
 
     def _spawn(self, actor: Actor) -> None:
         self._wake[actor.name] = asyncio.Event()
@@ -109,7 +114,9 @@ class Supervisor:
         self._stopping = True
         for name, actor in self.actors.items():
             await actor.stop()
-            self._wake[name].set()  # cut a restart backoff short
+            wake = self._wake.get(name)  # absent for actors a failed start never reached
+            if wake is not None:
+                wake.set()  # cut a restart backoff short
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 

@@ -28,6 +28,7 @@ from .errors import (
     EmbeddedServerError,
     RequestTimeoutError,
     SniperError,
+    StartupError,
     SubjectError,
     SymbolError,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "RouteMap",
     "Signal",
     "SniperError",
+    "StartupError",
     "SubjectError",
     "Subjects",
     "SymbolError",

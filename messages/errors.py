@@ -14,6 +14,7 @@ below are for programming and operating errors that a caller can act on::
     │   ├── BusConnectError      it could not be reached in time (broken by others)
     │   └── RequestTimeoutError  nobody answered a request in time
     ├── ConfigError              a flag, environment variable or file that makes no sense
+    ├── StartupError             an actor did not become ready in time
     └── EmbeddedServerError      the bundled nats-server would not start
 
 The split follows trio's habit: "closed by you" (`BusClosedError`) and "broken
@@ -74,6 +75,10 @@ class RequestTimeoutError(BusError, TimeoutError):
 
 class ConfigError(SniperError, ValueError):
     """A configuration value (flag, environment variable, file) that makes no sense."""
+
+
+class StartupError(SniperError):
+    """An actor did not finish starting (subscribe + on_start) within the start-up deadline."""
 
 
 class EmbeddedServerError(SniperError):

@@ -149,3 +149,6 @@ class Degraded(Message, kw_only=True):
     detail: str = ""
     status: int | None = None
     retry_after: NonNegative | None = None
+    #: False when no upstream call was made (disabled, circuit open, no route,
+    #: tick already late): the breaker must not read it as the backend's answer.
+    called: bool = True

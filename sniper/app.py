@@ -135,8 +135,8 @@ async def run_pipeline(
         if before_start is not None:
             await before_start(bus)
         supervisor = Supervisor(ctx, build_actors(settings, upstream))
+        stack.push_async_callback(supervisor.stop)  # before start: a failed start stops what did start
         await supervisor.start()
-        stack.push_async_callback(supervisor.stop)
         log.info("pipeline_started", nats=url, backend=settings.backend, assets=",".join(settings.assets), metrics=metrics_url)
         yield Running(bus, supervisor, upstream, url, ctx, metrics_url)
 

@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SniperError as exc:
         print(f"sniper: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a busy port, an unreadable file: one line, not a traceback
+        print(f"sniper: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 2  # pragma: no cover - argparse enforces a command

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from urllib.parse import urlsplit
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,6 +51,12 @@ class Settings:
     discovery_interval: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.backend is not None:
+            parts = urlsplit(self.backend)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"--backend / SNIPER_BACKEND: {self.backend!r} is not an http(s) URL like http://127.0.0.1:8000"
+                )
         if not self.assets:
             raise ConfigError("--assets / SNIPER_ASSETS: at least one asset is needed")
         for asset in self.assets:

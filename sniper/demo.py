@@ -65,8 +65,18 @@ async def record(nats_url: str, out: str, subjects: str, duration: float | None)
 
     from .recording import StreamRecorder
 
-    bus = await NatsBus.connect(nats_url, name="sniper-record")
-    fh = sys.stdout.buffer if out == "-" else open(out, "ab")
+    from messages import ConfigError
+
+    try:  # open the output first: a bad path fails before any connection is made
+        fh = sys.stdout.buffer if out == "-" else open(out, "ab")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror or exc}") from None
+    try:
+        bus = await NatsBus.connect(nats_url, name="sniper-record")
+    except BaseException:
+        if fh is not sys.stdout.buffer:
+            fh.close()
+        raise
     try:
         recorder = await StreamRecorder(bus, SystemClock(), fh, subjects=subjects).start()
         log.info("recording", subjects=subjects, out=out)

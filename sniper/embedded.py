@@ -153,6 +153,9 @@ class EmbeddedNats:
             await self.stop()
             reason = "did not become ready in time" if isinstance(exc, asyncio.TimeoutError) else str(exc)
             raise EmbeddedServerError(f"nats-server {reason}; last log lines:\n{tail}") from None
+        except BaseException:  # Ctrl-C (cancellation) while starting: leave nothing behind
+            await asyncio.shield(self.stop())
+            raise
         self._reader = asyncio.get_running_loop().create_task(self._drain_log(), name="nats-server-log")
         log.info("embedded nats-server ready at %s (store %s)", self.url, self.store_dir)
         return self.url

@@ -18,6 +18,8 @@ Live and replayed messages go through the same actors.
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -89,9 +91,20 @@ def to_line(t: float, subject: str, data: bytes) -> Line:
     return Line(t=t, subject=subject, raw_b64=base64.b64encode(data).decode())
 
 
+_SUBJECT = re.compile(r"^[^\s.*>]+(\.[^\s.*>]+)*$")
+
+
 def read_recording(path: str | Path, *, subjects: str | None = None) -> Iterator[Line]:
-    """Lines of a recording, optionally only those matching a subject pattern."""
-    with open(path, "rb") as fh:
+    """Lines of a recording, optionally only those matching a subject pattern.
+
+    Every line is checked (JSON shape, a publishable subject, valid base64),
+    so a bad file fails with its line number instead of half-way through a replay.
+    """
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise RecordingError(f"{path}: {exc.strerror or exc}") from None
+    with fh:
         for number, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
@@ -101,6 +114,13 @@ def read_recording(path: str | Path, *, subjects: str | None = None) -> Iterator
                 raise RecordingError(f"{path}:{number}: not a recording line: {exc}") from None
             if not line.msg and line.raw_b64 is None:
                 raise RecordingError(f"{path}:{number}: line has neither msg nor raw_b64")
+            if not _SUBJECT.match(line.subject):
+                raise RecordingError(f"{path}:{number}: {line.subject!r} is not a subject one can publish to")
+            if line.raw_b64 is not None:
+                try:
+                    base64.b64decode(line.raw_b64, validate=True)
+                except binascii.Error as exc:
+                    raise RecordingError(f"{path}:{number}: raw_b64 is not base64: {exc}") from None
             if subjects is None or subject_matches(subjects, line.subject):
                 yield line
 

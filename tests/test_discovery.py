@@ -276,6 +276,34 @@ class TestDiscoverAgainstTheBackend:
         assert found.bindings["bias"].route.path == "/institutional/bias"
         assert upstream.stats.requests == {"discovery": 1, "bias": 1}
 
+    @pytest.mark.parametrize(
+        "mangle",
+        [
+            lambda d: d["paths"]["/institutional/bias"]["get"].__setitem__("parameters", 5),
+            lambda d: d.__setitem__("servers", {}),
+            lambda d: d["paths"]["/spot/orderbook"]["get"]["parameters"][2]["schema"].__setitem__("maximum", "lots"),
+        ],
+        ids=["parameters-not-a-list", "servers-not-a-list", "maximum-not-a-number"],
+    )
+    async def test_malformed_spec_falls_back_instead_of_failing(self, mangle) -> None:
+        """A spec that is valid JSON but mis-shaped is reported, and discovery still ends with working routes."""
+        sim = Simulator()
+        spec = sim.openapi("3.1")
+        mangle(spec)
+
+        async def handler(url: str) -> Response:
+            path = "/" + url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
+            if path == "/openapi.json":
+                return Response(200, {}, json.dumps(spec).encode())
+            hit = sim.resolve(path)
+            if hit is None:
+                return Response(404, {}, b"")
+            body = {"whale": samples.WHALE, "etf": samples.ETF, "heatmap": samples.HEATMAP, "spot_ob": samples.ORDER_BOOK, "bias": samples.BIAS}[hit[0].module]
+            return Response(200, {}, json.dumps(body).encode())
+
+        found = await discover(UpstreamClient("http://b", MockTransport(handler), clock=SystemClock()), SETTINGS, MODULES)
+        assert all(b.route is not None for b in found.bindings.values()), {m: b.reason for m, b in found.bindings.items()}
+
     async def test_nothing_answers_gives_reasons(self) -> None:
         """With no spec and no known path answering, each module is unusable with what was tried."""
         upstream = UpstreamClient("http://b", MockTransport(lambda url: Response(404, {}, b"")), clock=SystemClock())
@@ -340,6 +368,44 @@ class TestDiscoveryActor:
             await memory_bus.publish(ctx.subjects.degraded("bias", "SOL"), encode(no_route))
             await vclock.sleep(60)
         assert actor.runs == 2 and handler.counts["/openapi.json"] == 2
+
+    async def test_404s_during_a_slow_refresh_cost_no_second_refresh(self, vclock: VirtualClock, memory_bus: MemoryBus) -> None:
+        """404s caused by the old map while a slow refresh is under way do not queue another refresh."""
+        from messages import Degraded, encode
+
+        sim = Simulator()
+        inner = sim_handler(sim, vclock)
+
+        async def slow_spec(url: str) -> Response:
+            if url.endswith("/openapi.json"):
+                await vclock.sleep(2)
+            return await inner(url)
+
+        ctx = Context(bus=memory_bus, clock=vclock)
+        actor = DiscoveryActor(UpstreamClient("http://b", MockTransport(slow_spec), clock=vclock), modules=MODULES, min_gap=0)
+        async with Supervisor(ctx, [actor]):
+            await vclock.sleep(30)
+            for i in range(20):  # a burst spread over the refresh it triggers
+                d = Degraded(module=MODULES[i % 5], asset="SOL", cycle=i, ts=vclock.now(), reason="not_found", status=404)
+                await memory_bus.publish(ctx.subjects.degraded(d.module, "SOL"), encode(d))
+                await vclock.sleep(0.1)
+            await vclock.sleep(60)
+        assert actor.runs == 2
+
+    async def test_fetchers_order_maps_by_time_not_revision(self, world_free_ctx=None) -> None:
+        """A newer map with a lower revision (a discovery restarted without the store) still applies."""
+        from actors.fetchers import FETCHERS
+        from messages import ParamBinding, Route
+
+        clock = VirtualClock()
+        bus = MemoryBus(clock=clock)
+        fetcher = FETCHERS["bias"](UpstreamClient("http://b", MockTransport(lambda u: Response(404, {}, b"")), clock=clock))
+        route = lambda p: Route(module="bias", path=p, params=(ParamBinding(name="symbol", role="symbol", form="okx_swap"),))  # noqa: E731
+        async with Supervisor(Context(bus=bus, clock=clock), [fetcher]):
+            for ts, revision, path in ((10.0, 7, "/old"), (20.0, 1, "/new"), (15.0, 9, "/stale")):
+                await fetcher.on_routes(RouteMap(ts=ts, source="openapi", routes={"bias": route(path)}, revision=revision))
+        assert fetcher.route.path == "/new"
+        await bus.close()
 
     async def test_restart_starts_from_the_stored_map(self, vclock: VirtualClock, memory_bus: MemoryBus) -> None:
         """A fetcher started later takes the stored map even when the backend is down."""

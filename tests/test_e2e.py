@@ -165,12 +165,48 @@ class TestCommandLine:
             (["run", "--backend", "http://x", "--interval", "1", "--window", "2"], {}, "--window / SNIPER_WINDOW"),
             (["run", "--backend", "http://x"], {"SNIPER_ASSETS": "sol.>"}, "SNIPER_ASSETS"),
             (["run", "--backend", "http://x", "--actors", "nope"], {}, "--actors: unknown"),
+            (["run", "--backend", "localhost:8000"], {}, "--backend / SNIPER_BACKEND: 'localhost:8000' is not an http(s) URL"),
+            (["record", "--nats", "nats://127.0.0.1:1", "--out", "/no/such/dir/x.jsonl"], {}, "--out /no/such/dir/x.jsonl"),
         ],
     )
     def test_bad_configuration_exits_2_with_one_clear_line(self, args: list[str], env: dict, message: str) -> None:
         """A bad flag or environment value exits 2 naming it, without a traceback."""
         result = run_cli(*args, env={"SNIPER_NATS": "", **env})
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "content, message",
+        [
+            (None, "No such file or directory"),
+            (b'{"t": 1, "subject": "a.b", "raw_b64": "%%%"}\n', ":1: raw_b64 is not base64"),
+            (b'{"t": 1, "subject": "a b", "msg": {}}\n', ":1: 'a b' is not a subject"),
+            (b'{"t": 1, "subject": "a.b", "msg": {}}\nnot json\n', ":2: not a recording line"),
+        ],
+        ids=["missing", "bad-base64", "bad-subject", "bad-json"],
+    )
+    def test_bad_recordings_fail_before_publishing(self, tmp_path: Path, content: bytes | None, message: str) -> None:
+        """`sniper replay` of a missing or broken file exits 1 with the file and line, publishing nothing."""
+        path = tmp_path / "rec.jsonl"
+        if content is not None:
+            path.write_bytes(content)
+        result = run_cli("replay", str(path), "--nats", "nats://127.0.0.1:1")
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert "could not connect" not in result.stderr, "the file is checked before connecting"
+
+    async def test_busy_metrics_port_is_one_line(self, stack: Stack) -> None:
+        """A --metrics-port already in use exits 1 with one line."""
+        import socket as sk
+
+        with sk.socket() as busy:
+            busy.bind(("0.0.0.0", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            proc = await asyncio.create_subprocess_exec(
+                *SNIPER, "run", "--nats", stack.nats.url, "--backend", stack.backend.url, "--metrics-port", str(port),
+                cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 1 and b"Traceback" not in err and b"address already in use" in err.lower()
 
     def test_unreachable_nats_exits_1_quickly(self) -> None:
         """An unreachable NATS URL is a runtime error (exit 1) naming the URL."""

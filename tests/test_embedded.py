@@ -90,6 +90,21 @@ class TestEmbeddedNats:
         with pytest.raises(EmbeddedServerError, match="does not exist"):
             await EmbeddedNats(config=tmp_path / "nope.conf").start()
 
+    async def test_cancelled_start_leaves_nothing_behind(self, tmp_path: Path) -> None:
+        """Ctrl-C (cancellation) while the server is still starting stops the process and removes the store."""
+        never_ready = tmp_path / "fake-nats-server"
+        never_ready.write_text("#!/bin/sh\nexec sleep 60\n")
+        never_ready.chmod(0o755)
+        server = EmbeddedNats(binary=str(never_ready), ready_timeout=60)
+        task = asyncio.create_task(server.start())
+        while server.process is None:  # spawned, not ready: yields only, no waiting on the clock
+            await asyncio.sleep(0)
+        pid, store = server.process.pid, server.store_dir
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not pid_alive(pid) and not store.exists()
+
     async def test_missing_binary_is_a_clear_error(self) -> None:
         """A binary that cannot run raises EmbeddedServerError, not OSError."""
         with pytest.raises(EmbeddedServerError, match="could not run"):

@@ -336,6 +336,18 @@ class TestAssembler:
                 await world.clock.sleep(5)
         assert [s.cycle for s in world.signals.messages] == [0, 1, 2, 0, 1] and assembler.late == 0
 
+    async def test_a_tick_after_its_first_report_still_closes_on_time(self, world: World) -> None:
+        """A report that overtakes its tick opens a default window; the tick's earlier deadline still wins."""
+        async with Supervisor(world.ctx, [SignalAssembler(modules=("bias", "whale"), window=3.0)]):
+            await world.publish(
+                world.ctx.subjects.degraded("bias", "SOL"),
+                Degraded(module="bias", asset="SOL", cycle=0, ts=world.clock.now(), reason="timeout"),
+            )
+            await world.tick(modules=("bias", "whale"), window=1.0)
+            await world.clock.sleep(5)
+        (sig,) = world.signals.messages
+        assert sig.ts - world.clock.EPOCH == pytest.approx(1.0)
+
     async def test_each_asset_has_its_own_cycles(self, world: World) -> None:
         """Three assets give three independent signal streams."""
         async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES)]):
@@ -394,6 +406,12 @@ class TestScheduler:
             await world.clock.sleep(3600)
         assert max(h.next_delay for h in world.health.messages) <= 60 * 1.2
         assert world.health.messages[-1].state == "hard_fail"
+
+    @pytest.mark.parametrize("failures", [1_023, 1_024, 100_000])
+    def test_backoff_survives_very_long_outages(self, failures: int) -> None:
+        """Days of hard failures keep the delay at the cap instead of overflowing a float."""
+        delay = HealthPolicy(backoff_max=300, jitter=0).delay(5.0, failures, random.Random(0))
+        assert delay == 300.0
 
     async def test_core_modules_are_configurable(self, world: World) -> None:
         """With core = {bias}, bias alone failing is a hard failure."""

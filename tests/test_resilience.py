@@ -256,12 +256,74 @@ class TestCircuitView:
         assert view.deny("SOL", 15) is not None
         assert [view.deny("SOL", 21) is None for _ in range(2)] == [True, False]
 
+    def test_a_call_refused_by_the_asset_breaker_spends_no_module_probe(self) -> None:
+        """Module half-open + asset still open: the refusal keeps the module's probe for a call that can go."""
+        view = CircuitView("heatmap")
+        view.update(CircuitState(module="heatmap", scope="all", state="half_open", ts=10, probes=1))
+        view.update(CircuitState(module="heatmap", scope="SOL", state="open", ts=5, until=100))
+        assert view.deny("SOL", 20) is not None
+        assert view.deny("BTC", 21) is None, "BTC may still probe the module"
+        assert view.deny("ETH", 22) is not None, "and the single probe is now in flight"
+
     def test_older_states_do_not_override_newer(self) -> None:
         """Out-of-order delivery keeps the newest state."""
         view = CircuitView("etf")
         view.update(CircuitState(module="etf", scope="all", state="closed", ts=20))
         view.update(CircuitState(module="etf", scope="all", state="quarantined", ts=10, until=9999))
         assert view.deny("SOL", 21) is None
+
+
+class TestHalfOpenAlwaysResolves:
+    async def _half_open(self, pipe: Pipeline, policy: CircuitPolicy) -> CircuitSupervisor:
+        sup = CircuitSupervisor(policy=policy, rng=random.Random(1))
+        return sup
+
+    async def test_probe_answered_not_found_closes(self, pipe: Pipeline) -> None:
+        """A half-open breaker whose probe gets a 404 (route moved) closes instead of hanging."""
+        from messages import Degraded, encode as enc
+
+        sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5))
+        async with Supervisor(pipe.ctx, [sup]):
+            for reason, status in (("rate_limited", 429), (None, None), ("not_found", 404)):
+                if reason is None:
+                    await pipe.clock.sleep(6)  # open -> half-open
+                    continue
+                d = Degraded(module="bias", asset="SOL", cycle=0, ts=pipe.clock.now(), reason=reason, status=status)
+                await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
+                await pipe.clock.sleep(0.01)
+        assert [c.state for c in pipe.circuits.messages] == ["open", "half_open", "closed"]
+
+    async def test_lost_probe_is_offered_again(self, pipe: Pipeline) -> None:
+        """No answer to a half-open probe within probe_timeout: a fresh half-open state, so a new probe may go."""
+        from messages import Degraded, encode as enc
+
+        sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5, probe_timeout=60))
+        async with Supervisor(pipe.ctx, [sup]):
+            d = Degraded(module="bias", asset="SOL", cycle=0, ts=pipe.clock.now(), reason="rate_limited", status=429)
+            await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
+            await pipe.clock.sleep(200)
+        states = [(c.state, round(c.ts - pipe.clock.EPOCH)) for c in pipe.circuits.messages]
+        assert states[:4] == [("open", 0), ("half_open", 5), ("half_open", 65), ("half_open", 125)]
+
+    async def test_degradations_without_a_call_teach_the_breaker_nothing(self, pipe: Pipeline) -> None:
+        """A late tick's made-up timeout (called=False) neither closes a half-open breaker nor counts as a failure."""
+        from messages import Degraded, encode as enc
+
+        sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5))
+        async with Supervisor(pipe.ctx, [sup]):
+            d = Degraded(module="bias", asset="SOL", cycle=0, ts=pipe.clock.now(), reason="rate_limited", status=429)
+            await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
+            await pipe.clock.sleep(6)
+            for i in range(10):
+                fake = Degraded(module="bias", asset="SOL", cycle=i, ts=pipe.clock.now(), reason="timeout", called=False)
+                await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(fake))
+            await pipe.clock.sleep(1)
+        assert [c.state for c in pipe.circuits.messages] == ["open", "half_open"]
+
+    @pytest.mark.parametrize("opens", [10, 1_000, 100_000])
+    def test_open_time_never_overflows(self, opens: int) -> None:
+        """However often a breaker reopens, its open time stays a finite, capped number."""
+        assert CircuitPolicy(jitter=0).open_time(opens, random.Random(0)) == 600.0
 
 
 class TestFlags:

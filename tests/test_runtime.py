@@ -226,10 +226,49 @@ class TestSupervisor:
             pass
         assert seen == [("first", []), ("second", ["first"]), ("third", ["first", "second"])]
 
+    async def test_a_child_that_will_not_start_is_a_startup_error(self, vctx: Context, vclock: VirtualClock) -> None:
+        """A child stuck in on_start raises StartupError naming it; stop() then leaves nothing running."""
+        from messages import StartupError
+
+        class Stuck(Counter):
+            name = "stuck"
+
+            async def on_start(self) -> None:
+                await asyncio.Event().wait()
+
+        first, stuck, never = Counter(name="first"), Stuck(), Counter(name="never")
+        sup = Supervisor(vctx, [first, stuck, never])
+        with pytest.raises(StartupError, match="'stuck' did not start within 30s"):
+            await sup.start()
+        await sup.stop()
+        assert first.state is ActorState.STOPPED and stuck.state is ActorState.STOPPED
+        assert never.state is ActorState.NEW
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith(("supervise:", "first.", "stuck."))]
+
+    async def test_nothing_spawned_during_teardown_survives(self, vctx: Context, vclock: VirtualClock) -> None:
+        """Work a handler spawns while the actor stops is cancelled with it."""
+
+        class Spawner(Counter):
+            name = "spawner"
+
+            async def on_tick(self, msg: Tick) -> None:
+                self.spawn(vclock.sleep(3600), name="spawner.work")
+
+        sup = Supervisor(vctx, [Spawner()])
+        await sup.start()
+        await publish_and_settle(vctx, tick(1), tick(2))
+        await sup.stop()
+        await vclock.sleep(0)
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "spawner.work" and not t.done()]
+
     def test_duplicate_names_are_refused(self, vctx: Context) -> None:
         """Two actors with one name would share subjects; refused up front."""
         with pytest.raises(ConfigError):
             Supervisor(vctx, [Counter(), Counter()])
+
+    def test_restart_delay_never_overflows(self) -> None:
+        """A huge attempt number still yields the capped delay."""
+        assert RestartPolicy(jitter=0, backoff_max=30).delay(100_000, random.Random(0)) == 30
 
     @pytest.mark.parametrize(
         "kwargs",
@@ -253,7 +292,8 @@ class TestRuntimeOverNats:
             for data in (b"garbage", tick(1), tick(13)):
                 await nats_bus.publish(ctx.subjects.tick("SOL"), data)
             await events.wait_count(1)
-            await actor.until(lambda a: a.starts == 2 and a.state is ActorState.RUNNING)
+            await actor.until(lambda a: a.starts == 2)
+            await asyncio.wait_for(actor.wait_for_state(ActorState.RUNNING), 5)
             await nats_bus.publish(ctx.subjects.tick("SOL"), tick(2))
             await actor.until(lambda a: a.seen == [1, 2])
         assert actor.bad_messages == 1 and actor.restarts == 1
