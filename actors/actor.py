@@ -39,6 +39,7 @@ from messages.errors import DecodeError
 from messages.subjects import token
 
 from .bus import Bus, Envelope, Subscription
+from .kv import KeyValue
 from .clock import Clock
 from .logs import StructLogger, get_logger
 from .metrics import Metrics
@@ -159,6 +160,13 @@ class Actor:
     @property
     def subjects(self) -> Subjects:
         return self.ctx.subjects
+
+    async def bucket(self, name: str) -> KeyValue:
+        """This pipeline's key-value bucket `name`; BusError (KVUnavailable) if it cannot be reached.
+
+        The bus keeps the handles, so actors need not: call it where needed.
+        """
+        return await self.ctx.bus.key_value(self.subjects.kv_bucket(name))
 
     async def publish(self, subject: str, msg: Message) -> None:
         ctx = self._ctx

@@ -33,7 +33,6 @@ from messages.errors import BusError, DecodeError
 
 from .actor import Actor, Sub
 from .bus import Envelope
-from .kv import KeyValue
 
 TRANSIENT = frozenset({"upstream_error", "timeout", "unreachable", "bad_payload"})
 ALL = "all"  # scope of a module-wide breaker
@@ -121,7 +120,6 @@ class CircuitSupervisor(Actor):
         self.policy = policy or CircuitPolicy()
         self.rng = rng or random.Random()
         self.breakers: dict[tuple[str, str], _Breaker] = {}
-        self._kv: KeyValue | None = None
 
     def subscriptions(self) -> Iterable[Sub]:
         return [
@@ -131,21 +129,11 @@ class CircuitSupervisor(Actor):
             Sub(self.subjects.command("circuit"), CircuitCommand, self.on_command, queue="circuits", on_bad=self.on_bad_command),
         ]
 
-    async def _store(self) -> KeyValue | None:
-        """The circuits bucket, or None while it cannot be reached (state lives on in events)."""
-        if self._kv is None:
-            try:
-                self._kv = await self.bus.key_value(self.subjects.kv_bucket("circuits"))
-            except BusError as exc:
-                self.log.warning("circuit_store_unavailable", error=str(exc))
-        return self._kv
-
     async def on_start(self) -> None:
         self.breakers.clear()
-        store = await self._store()
         try:
-            stored = (await store.entries()).values() if store is not None else ()
-        except BusError as exc:
+            stored = (await (await self.bucket("circuits")).entries()).values()
+        except BusError as exc:  # state lives on in events; only the restart copy is missing
             self.log.warning("circuit_store_unavailable", error=str(exc))
             stored = ()
         for entry in stored:
@@ -241,12 +229,10 @@ class CircuitSupervisor(Actor):
         elif state == "half_open":
             self.spawn(self._reprobe_after(new), name=f"reprobe:{new.module}:{new.scope}")
         await self.publish(self.subjects.circuit(new.module), new)
-        store = await self._store()
-        if store is not None:
-            try:
-                await store.put(kv_key(new.module, new.scope), encode(new))
-            except BusError as exc:  # the event is out; only the restart copy is missing
-                self.log.warning("circuit_not_persisted", module=new.module, scope=new.scope, error=str(exc))
+        try:
+            await (await self.bucket("circuits")).put(kv_key(new.module, new.scope), encode(new))
+        except BusError as exc:  # the event is out; only the restart copy is missing
+            self.log.warning("circuit_not_persisted", module=new.module, scope=new.scope, error=str(exc))
 
     def _gauge(self, st: CircuitState) -> None:
         self.ctx.metrics.circuit_open.labels(st.module, st.scope).set(0 if st.state == "closed" else 1)

@@ -29,7 +29,6 @@ from messages.routes import RouteSource
 from .actor import Actor, Sub
 from .capabilities import Binding, match_spec, probe_aliases
 from .clock import Clock
-from .kv import KeyValue
 from .openapi import SpecError, load_operations
 from .routing import RequestSettings
 from .upstream import UpstreamClient
@@ -155,23 +154,13 @@ class DiscoveryActor(Actor):
         self._last_demand = float("-inf")
         self._refreshed_at = float("-inf")
         self._latest_trigger = float("-inf")
-        self._kv: KeyValue | None = None
 
     def subscriptions(self) -> Iterable[Sub]:
         return [Sub(self.subjects.degraded_all(), Degraded, self.on_degraded)]
 
-    async def _store(self) -> KeyValue | None:
-        if self._kv is None:
-            try:
-                self._kv = await self.bus.key_value(self.subjects.kv_bucket("routes"))
-            except BusError as exc:
-                self.log.warning("routes_store_unavailable", error=str(exc))
-        return self._kv
-
     async def on_start(self) -> None:
-        store = await self._store()
         try:
-            entry = await store.get(ROUTES_KEY) if store is not None else None
+            entry = await (await self.bucket("routes")).get(ROUTES_KEY)
         except BusError as exc:
             self.log.warning("routes_store_unavailable", error=str(exc))
             entry = None
@@ -242,10 +231,8 @@ class DiscoveryActor(Actor):
         await self.publish(self.subjects.routes(), new)
         # 404s reported before this moment came from the replaced map: not a reason to rediscover.
         self._refreshed_at = self.clock.now()
-        store = await self._store()
-        if store is not None:
-            try:
-                await store.put(ROUTES_KEY, encode(new))
-            except BusError as exc:
-                self.log.warning("routes_not_persisted", revision=revision, error=str(exc))
+        try:
+            await (await self.bucket("routes")).put(ROUTES_KEY, encode(new))
+        except BusError as exc:
+            self.log.warning("routes_not_persisted", revision=revision, error=str(exc))
         return new

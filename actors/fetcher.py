@@ -122,16 +122,16 @@ class ModuleFetcher(Actor):
         """
         self._inflight.clear()
         try:
-            circuits = await self.bus.key_value(self.subjects.kv_bucket("circuits"))
+            circuits = await self.bucket("circuits")
             for key, entry in (await circuits.entries()).items():
                 if key.startswith(self.module + "."):
                     try:
                         self.circuit.update(decode(entry.value or b"", CircuitState))
                     except DecodeError as err:
                         self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
-            flags = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+            flags = await self.bucket("flags")
             self.own(await flags.watch(self.on_flag_entry))
-            stored = await (await self.bus.key_value(self.subjects.kv_bucket("routes"))).get("current")
+            stored = await (await self.bucket("routes")).get("current")
         except BusError as exc:
             self.log.warning("shared_state_unavailable", error=str(exc))
             return
@@ -208,8 +208,7 @@ class ModuleFetcher(Actor):
         result = await self._single_flight(key, budget)
         if result.payload is None:
             o = result.outcome
-            called = o.latency_ms > 0 or o.status is not None or o.reason in ("timeout", "unreachable")
-            return self._degraded(tick, o.reason, o.detail, status=o.status, retry_after=o.retry_after, called=called)
+            return self._degraded(tick, o.reason, o.detail, status=o.status, retry_after=o.retry_after, called=o.called)
         return ModuleData(
             module=self.module,
             asset=tick.asset,
@@ -243,11 +242,11 @@ class ModuleFetcher(Actor):
 
     async def _call(self, key: str, budget: float) -> _Result:
         if self.route is None:
-            return _Result(None, Outcome("endpoint_missing", "not_found", detail="no route known for this module"))
+            return _Result(None, Outcome("endpoint_missing", "not_found", detail="no route known for this module", called=False))
         try:
             path, query = build_request(self.route, key, self.settings)
         except RouteError as exc:
-            return _Result(None, Outcome("endpoint_missing", "not_found", detail=str(exc)))
+            return _Result(None, Outcome("endpoint_missing", "not_found", detail=str(exc), called=False))
         outcome = await self.upstream.get(self.module, path, query, budget=budget)
         self.ctx.metrics.upstream_requests.labels(self.module, outcome.error_class).inc()
         if not outcome.ok:

@@ -28,7 +28,7 @@ from messages.errors import BusError, DecodeError
 
 from .actor import Actor, Sub
 from .bus import Envelope
-from .kv import KeyValue, KVConflict
+from .kv import KVConflict
 
 
 def flag_name(module: str) -> str:
@@ -44,31 +44,25 @@ class FlagKeeper(Actor):
     def __init__(self, defaults: Mapping[str, bool], *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.defaults = {flag_name(k): v for k, v in defaults.items()}
-        self._kv: KeyValue | None = None
 
     def subscriptions(self) -> Iterable[Sub]:
         return [Sub(self.subjects.command("flags"), FlagCommand, self.on_command, queue="flags", on_bad=self.on_bad_command)]
 
     async def on_start(self) -> None:
         try:
-            self._kv = await self.bus.key_value(self.subjects.kv_bucket("flags"))
+            store = await self.bucket("flags")
             for flag, enabled in self.defaults.items():
                 seed = FlagChanged(flag=flag, enabled=enabled, ts=self.clock.now(), who=f"defaults@{self.ctx.host}", why="environment default")
                 try:
-                    await self._kv.update(flag, encode(seed), last=0)  # only where nobody has set it yet
+                    await store.update(flag, encode(seed), last=0)  # only where nobody has set it yet
                 except KVConflict:
                     pass
         except BusError as exc:  # commands will say so; fetchers run on their defaults
             self.log.warning("flag_store_unavailable", error=str(exc))
 
-    async def _store(self) -> KeyValue:
-        if self._kv is None:
-            self._kv = await self.bus.key_value(self.subjects.kv_bucket("flags"))
-        return self._kv
-
     async def current(self) -> dict[str, bool]:
         flags = dict(self.defaults)
-        for key, entry in (await (await self._store()).entries()).items():
+        for key, entry in (await (await self.bucket("flags")).entries()).items():
             try:
                 flags[key] = decode(entry.value or b"", FlagChanged).enabled
             except DecodeError as err:
@@ -82,7 +76,7 @@ class FlagKeeper(Actor):
             await self.reply(env, FlagReply(ok=False, error=f"flag store unavailable, nothing changed: {exc}"))
 
     async def _apply(self, cmd: FlagCommand, env: Envelope) -> None:
-        store = await self._store()
+        store = await self.bucket("flags")
         if cmd.flag is None and cmd.enabled is None:
             await self.reply(env, FlagReply(ok=True, flags=await self.current()))
             return

@@ -59,6 +59,8 @@ class Outcome:
     retry_after: float | None = None
     body: bytes = b""
     latency_ms: float = 0.0
+    #: False for outcomes decided before any request was sent (no route, say).
+    called: bool = True
 
     @property
     def ok(self) -> bool:

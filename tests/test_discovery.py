@@ -290,17 +290,7 @@ class TestDiscoverAgainstTheBackend:
         sim = Simulator()
         spec = sim.openapi("3.1")
         mangle(spec)
-
-        async def handler(url: str) -> Response:
-            path = "/" + url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
-            if path == "/openapi.json":
-                return Response(200, {}, json.dumps(spec).encode())
-            hit = sim.resolve(path)
-            if hit is None:
-                return Response(404, {}, b"")
-            body = {"whale": samples.WHALE, "etf": samples.ETF, "heatmap": samples.HEATMAP, "spot_ob": samples.ORDER_BOOK, "bias": samples.BIAS}[hit[0].module]
-            return Response(200, {}, json.dumps(body).encode())
-
+        handler = sim_handler(sim, spec=spec)
         found = await discover(UpstreamClient("http://b", MockTransport(handler), clock=SystemClock()), SETTINGS, MODULES)
         assert all(b.route is not None for b in found.bindings.values()), {m: b.reason for m, b in found.bindings.items()}
 
@@ -312,15 +302,19 @@ class TestDiscoverAgainstTheBackend:
         assert "/institutional/bias: not_found 404" in found.bindings["bias"].reason
 
 
-def sim_handler(sim: Simulator, clock: VirtualClock):
-    """A MockTransport handler answering like `sim` (spec and module routes), without sockets."""
+def sim_handler(sim: Simulator, *, spec: dict[str, Any] | None = None):
+    """A MockTransport handler answering like `sim` (spec and module routes), without sockets.
+
+    `spec` replaces the document served on /openapi.json (to serve a mangled one).
+    """
     counts: dict[str, int] = {}
 
     async def handler(url: str) -> Response:
         path = "/" + url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
         counts[path] = counts.get(path, 0) + 1
         if path == "/openapi.json":
-            return Response(200, {}, json.dumps(sim.openapi("3.1")).encode()) if sim.spec_enabled else Response(404, {}, b"")
+            doc = spec if spec is not None else sim.openapi("3.1")
+            return Response(200, {}, json.dumps(doc).encode()) if sim.spec_enabled else Response(404, {}, b"")
         if path == "/swagger.json":
             return Response(404, {}, b"")
         hit = sim.resolve(path)
@@ -337,7 +331,7 @@ class TestDiscoveryActor:
     async def test_refreshes_on_schedule_and_publishes_changes_only(self, vclock: VirtualClock, memory_bus: MemoryBus) -> None:
         """Discovery runs at start and every interval; a map is published only when it changes."""
         sim = Simulator()
-        handler = sim_handler(sim, vclock)
+        handler = sim_handler(sim)
         ctx = Context(bus=memory_bus, clock=vclock)
         upstream = UpstreamClient("http://b", MockTransport(handler), clock=vclock)
         maps = await Recorder(memory_bus, ctx.subjects.routes(), RouteMap).start()
@@ -356,7 +350,7 @@ class TestDiscoveryActor:
         from messages import Degraded, encode
 
         sim = Simulator()
-        handler = sim_handler(sim, vclock)
+        handler = sim_handler(sim)
         ctx = Context(bus=memory_bus, clock=vclock)
         actor = DiscoveryActor(UpstreamClient("http://b", MockTransport(handler), clock=vclock), modules=MODULES, min_gap=10)
         async with Supervisor(ctx, [actor]):
@@ -374,7 +368,7 @@ class TestDiscoveryActor:
         from messages import Degraded, encode
 
         sim = Simulator()
-        inner = sim_handler(sim, vclock)
+        inner = sim_handler(sim)
 
         async def slow_spec(url: str) -> Response:
             if url.endswith("/openapi.json"):
@@ -392,7 +386,7 @@ class TestDiscoveryActor:
             await vclock.sleep(60)
         assert actor.runs == 2
 
-    async def test_fetchers_order_maps_by_time_not_revision(self, world_free_ctx=None) -> None:
+    async def test_fetchers_order_maps_by_time_not_revision(self) -> None:
         """A newer map with a lower revision (a discovery restarted without the store) still applies."""
         from actors.fetchers import FETCHERS
         from messages import ParamBinding, Route
@@ -413,7 +407,7 @@ class TestDiscoveryActor:
 
         sim = Simulator(flavor="v2")
         ctx = Context(bus=memory_bus, clock=vclock)
-        up = UpstreamClient("http://b", MockTransport(sim_handler(sim, vclock)), clock=vclock)
+        up = UpstreamClient("http://b", MockTransport(sim_handler(sim)), clock=vclock)
         async with Supervisor(ctx, [DiscoveryActor(up, modules=MODULES)]):
             await vclock.sleep(1)
         fetcher = FETCHERS["bias"](up)
@@ -491,7 +485,7 @@ class TestRediscoveryAcrossFlavors:
         from actors.scheduler import Scheduler
 
         sim = Simulator(flavor=start)
-        handler = sim_handler(sim, vclock)
+        handler = sim_handler(sim)
         ctx = Context(bus=memory_bus, clock=vclock)
         up = UpstreamClient("http://b", MockTransport(handler), clock=vclock)
         signals = await Recorder(memory_bus, ctx.subjects.signal_all(), Signal).start()

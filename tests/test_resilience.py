@@ -203,7 +203,6 @@ class TestTransient:
                 return Response(500, {}, b"")
             return await pipe.backend(url)
 
-        pipe.backend_handler = only_btc_fails
         upstream = UpstreamClient("http://b", MockTransport(only_btc_fails), clock=pipe.clock)
         actors = [
             CircuitSupervisor(rng=random.Random(2)),
@@ -274,10 +273,6 @@ class TestCircuitView:
 
 
 class TestHalfOpenAlwaysResolves:
-    async def _half_open(self, pipe: Pipeline, policy: CircuitPolicy) -> CircuitSupervisor:
-        sup = CircuitSupervisor(policy=policy, rng=random.Random(1))
-        return sup
-
     async def test_probe_answered_not_found_closes(self, pipe: Pipeline) -> None:
         """A half-open breaker whose probe gets a 404 (route moved) closes instead of hanging."""
         from messages import Degraded, encode as enc
