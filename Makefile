@@ -1,16 +1,26 @@
-# Two commands on a fresh machine (each creates .venv on first use):
+# Two commands on a fresh machine (each creates .venv on first use, from the lock):
 #   make demo    run the whole pipeline on embedded NATS + the reference backend
 #   make test    run the test suite
+# Also: make check (lint, format, types), make lock (refresh the lock),
+#       make test-latest (the suite against the newest releases pyproject.toml allows).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/dev.txt
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+COMPILE = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
+          --python-version 3.11 --generate-hashes --quiet
+LATEST := .venv-latest
 
-.PHONY: demo test bench docs venv clean
+.PHONY: demo test check lint types bench docs venv lock test-latest clean
 
-$(STAMP): pyproject.toml
+# Exact versions and hashes from the lock; the project itself without its
+# dependencies and without build isolation, so nothing is resolved outside it.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -21,6 +31,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
+check: lint types
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
 bench: $(STAMP)
 	$(BIN)/python bench/bus_throughput.py
 	$(BIN)/python bench/cycle_latency.py
@@ -29,5 +48,21 @@ docs: $(STAMP)
 	$(BIN)/sniper schema > docs/message-schema.json
 	$(BIN)/sniper schema --upstream > docs/upstream-schema.json
 
+# Re-resolve within pyproject.toml's ranges (newest allowed releases), then
+# reinstall from the new lock. Review the diff of requirements/ before committing.
+lock: $(STAMP)
+	$(COMPILE) --upgrade --extra dev -o requirements/dev.txt
+	$(COMPILE) --upgrade -o requirements/runtime.txt
+	$(MAKE) venv
+
+# The suite against the newest releases pyproject.toml allows, no lock, in a
+# venv of its own: an upgrade is a deliberate act with a known result.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[dev]'
+	$(LATEST)/bin/python -m pip freeze --exclude-editable
+	$(LATEST)/bin/python -m pytest $(ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info

@@ -6,11 +6,30 @@ or generate code from the exact contract this build speaks.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import msgspec
 
 from ._base import SCHEMA_VERSION
+
+
+def normalise(schema: Any) -> Any:
+    """The schema with every ``description`` and ``title`` passed through ``inspect.cleandoc``.
+
+    Docstrings become descriptions, and how a dependency indents them is an
+    accident (msgspec 0.23 strips the indentation 0.22 kept). Both the generator
+    and the docs test apply this, so only the contract itself is compared.
+    """
+    if isinstance(schema, dict):
+        return {
+            key: inspect.cleandoc(value) if key in ("description", "title") and isinstance(value, str)
+            else normalise(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [normalise(item) for item in schema]
+    return schema
 
 
 def message_schema() -> dict[str, Any]:
@@ -20,14 +39,14 @@ def message_schema() -> dict[str, Any]:
     (refs,), components = msgspec.json.schema_components(
         [ALL_MESSAGE_TYPES], ref_template="#/$defs/{name}"
     )
-    return {
+    return normalise({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sniper wire messages",
         "description": f"Every message sniper publishes, schema version {SCHEMA_VERSION}. "
         "Dispatch on the 'type' field.",
         **refs,
         "$defs": components,
-    }
+    })
 
 
 def upstream_schema() -> dict[str, Any]:
@@ -35,10 +54,10 @@ def upstream_schema() -> dict[str, Any]:
     from .modules import PAYLOAD_TYPES
 
     (*refs,), components = msgspec.json.schema_components(list(PAYLOAD_TYPES.values()), ref_template="#/$defs/{name}")
-    return {
+    return normalise({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sniper upstream payloads",
         "description": "The JSON body each module's backend route must return; the 'module' tag is optional.",
         "properties": dict(zip(PAYLOAD_TYPES, refs)),
         "$defs": components,
-    }
+    })
