@@ -26,6 +26,7 @@ Lifecycle (Nautilus Trader's habit of an explicit state machine)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import socket
@@ -39,8 +40,8 @@ from messages.errors import DecodeError
 from messages.subjects import token
 
 from .bus import Bus, Envelope, Subscription
-from .kv import KeyValue
 from .clock import Clock
+from .kv import KeyValue
 from .logs import StructLogger, get_logger
 from .metrics import Metrics
 
@@ -174,7 +175,7 @@ class Actor:
             raise RuntimeError(f"actor {self.name!r} is not started")
         await ctx.bus.publish(subject, encode(msg))
 
-    async def request(self, subject: str, msg: Message, reply_type: Any, *, timeout: float = 2.0) -> Any:
+    async def request(self, subject: str, msg: Message, reply_type: Any, *, timeout: float = 2.0) -> Any:  # noqa: ASYNC109  # mirrors Bus.request: the timeout is the bus's, not a cancel scope
         """Request/reply with typed decoding of the answer (DecodeError on a bad one)."""
         env = await self.ctx.bus.request(subject, encode(msg), timeout=timeout)
         return decoder_for(reply_type).decode(env.data, subject=env.subject)
@@ -193,7 +194,8 @@ class Actor:
         For work a handler must not wait for (a subscription handles one
         message at a time): one HTTP call per tick, one timer per window.
         """
-        task = asyncio.get_running_loop().create_task(aw, name=name or f"{self.name}.child")  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.ensure_future(aw)
+        task.set_name(name or f"{self.name}.child")
         if self.state not in (ActorState.STARTING, ActorState.RUNNING):
             task.cancel()  # a late handler during teardown: nothing may outlive the actor
             return task
@@ -261,7 +263,7 @@ class Actor:
             tasks.append(loop.create_task(self._guard(self.run()), name=f"{self.name}.run"))
             if self.heartbeat_interval:
                 tasks.append(loop.create_task(self._guard(self._heartbeats()), name=f"{self.name}.heartbeat"))
-            stopper = loop.create_task(self._stop_requested.wait())
+            stopper: asyncio.Future[Any] = loop.create_task(self._stop_requested.wait())
             try:
                 await asyncio.wait({self._crash, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -285,10 +287,8 @@ class Actor:
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
-                    try:
+                    with contextlib.suppress(BaseException):
                         await task
-                    except BaseException:
-                        pass
                 tasks = []
             if not self._crash.done():
                 self._crash.set_result(None)  # later errors from stragglers are not this run's crash

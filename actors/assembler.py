@@ -22,10 +22,12 @@ same length, so replays and skewed hosts still produce full windows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
+from messages.cycle import ModuleStatusName
 
 from .actor import Actor, Sub
 from .scoring import ScoringConfig, combine, sub_score
@@ -135,10 +137,8 @@ class SignalAssembler(Actor):
                 await self._emit(win)
                 return
             win.moved.clear()
-            try:  # sleep until the deadline, or until a tick moves it
+            with contextlib.suppress(TimeoutError):  # sleep until the deadline, or until a tick moves it
                 await self.clock.timeout(win.closes_at - now, win.moved.wait())
-            except TimeoutError:
-                pass
 
     async def _maybe_complete(self, win: _Window) -> None:
         if win.ticked and win.expected <= win.reports.keys():
@@ -162,7 +162,7 @@ class SignalAssembler(Actor):
             if report is None:
                 statuses[module] = ModuleStatus(status="missing", reason="no report inside the window")
             elif isinstance(report, Degraded):
-                status = "disabled" if report.reason == "disabled" else "degraded"
+                status: ModuleStatusName = "disabled" if report.reason == "disabled" else "degraded"
                 statuses[module] = ModuleStatus(status=status, reason=report.reason)
             else:
                 try:

@@ -84,7 +84,7 @@ class Bus(ABC):
         """Deliver every message matching `subject` to `handler`, one at a time."""
 
     @abstractmethod
-    async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:
+    async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:  # noqa: ASYNC109  # the bus API mirrors nats-py (request/flush take a timeout)
         """Send `data` and wait for one reply; RequestTimeoutError if none comes."""
 
     async def respond(self, envelope: Envelope, data: bytes) -> None:
@@ -93,7 +93,7 @@ class Bus(ABC):
             await self.publish(envelope.reply, data)
 
     @abstractmethod
-    async def flush(self, timeout: float = 5.0) -> None:
+    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  # the bus API mirrors nats-py (request/flush take a timeout)
         """Wait until everything published so far has left this process."""
 
     @abstractmethod
@@ -105,10 +105,10 @@ class Bus(ABC):
     def is_closed(self) -> bool: ...
 
     @abstractmethod
-    async def key_value(self, bucket: str) -> "KeyValue":
+    async def key_value(self, bucket: str) -> KeyValue:
         """The named key-value bucket, created on first use (see actors.kv)."""
 
-    async def __aenter__(self) -> "Bus":
+    async def __aenter__(self) -> Bus:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -21,10 +21,11 @@ Here the contract is read:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -51,7 +52,7 @@ def words(text: str) -> set[str]:
     """
     parts = [p for p in _SPLIT.split(_CAMEL.sub(" ", text).lower()) if p]
     out = set(parts)
-    out.update(a + b for a, b in zip(parts, parts[1:]))
+    out.update(a + b for a, b in itertools.pairwise(parts))
     out.update(p[:-1] for p in list(out) if len(p) > 3 and p.endswith("s"))
     return out
 
@@ -91,8 +92,25 @@ def module_score(op: Operation, module: str) -> int:
 # -- parameter roles ------------------------------------------------------------
 
 ROLE_NAMES: dict[str, frozenset[str]] = {
-    "symbol": frozenset({"symbol", "instid", "instrument", "inst", "pair", "coin", "asset", "ticker", "ccy",
-                         "currency", "sym", "base", "market", "product", "productid"}),
+    "symbol": frozenset(
+        {
+            "symbol",
+            "instid",
+            "instrument",
+            "inst",
+            "pair",
+            "coin",
+            "asset",
+            "ticker",
+            "ccy",
+            "currency",
+            "sym",
+            "base",
+            "market",
+            "product",
+            "productid",
+        }
+    ),
     "timeframe": frozenset({"timeframe", "interval", "tf", "period", "range", "resolution", "granularity", "window"}),
     "depth": frozenset({"depth", "limit", "size", "sz", "levels", "level", "n"}),
     "exchange": frozenset({"exchange", "ex", "venue", "source", "exch"}),
@@ -182,22 +200,32 @@ def bind_operation(op: Operation, module: str, settings: RequestSettings) -> Bin
             if p.required:
                 return Binding(module, reason=f"{op.path}: required {p.location} parameter {p.name!r} is not supported")
             continue
-        loc = "path" if p.location == "path" else "query"
+        loc: Literal["path", "query"] = "path" if p.location == "path" else "query"
         role = role_of(p)
         if role == "symbol" and not have_symbol:
             form, lower, how = symbol_form(p, module)
             if how.endswith("(a guess)"):
                 notes.append(f"{p.name}: {how} -> {form}")
-            params.append(ParamBinding(name=p.name, location=loc, role="symbol", form=form, lower=lower, required=p.required))
+            params.append(
+                ParamBinding(name=p.name, location=loc, role="symbol", form=form, lower=lower, required=p.required)
+            )
             have_symbol = True
         elif role == "timeframe":
             const, note = _enum_pick(p, settings.timeframe, _TIMEFRAME_ALIASES.get(settings.timeframe, ()))
             notes += [note] if note else []
-            params.append(ParamBinding(name=p.name, location=loc, role="const" if const else "timeframe", value=const, required=p.required))
+            params.append(
+                ParamBinding(
+                    name=p.name, location=loc, role="const" if const else "timeframe", value=const, required=p.required
+                )
+            )
         elif role == "exchange":
             const, note = _enum_pick(p, settings.exchange)
             notes += [note] if note else []
-            params.append(ParamBinding(name=p.name, location=loc, role="const" if const else "exchange", value=const, required=p.required))
+            params.append(
+                ParamBinding(
+                    name=p.name, location=loc, role="const" if const else "exchange", value=const, required=p.required
+                )
+            )
         elif role == "depth":
             depth = settings.depth
             if p.maximum is not None and depth > p.maximum:
@@ -206,7 +234,9 @@ def bind_operation(op: Operation, module: str, settings: RequestSettings) -> Bin
                 depth = int(p.minimum)
             if depth != settings.depth:
                 notes.append(f"{p.name}: depth {settings.depth} outside [{p.minimum}, {p.maximum}]; using {depth}")
-                params.append(ParamBinding(name=p.name, location=loc, role="const", value=str(depth), required=p.required))
+                params.append(
+                    ParamBinding(name=p.name, location=loc, role="const", value=str(depth), required=p.required)
+                )
             else:
                 params.append(ParamBinding(name=p.name, location=loc, role="depth", required=p.required))
         elif p.required:
@@ -214,9 +244,12 @@ def bind_operation(op: Operation, module: str, settings: RequestSettings) -> Bin
             if value is None:
                 return Binding(
                     module,
-                    reason=f"{op.path}: required {p.location} parameter {p.name!r} has no known role, default or example",
+                    reason=f"{op.path}: required {p.location} parameter {p.name!r} "
+                    "has no known role, default or example",
                 )
-            notes.append(f"{p.name}: no known role; sending its {'default' if p.default is not None else 'example'} {value!r}")
+            notes.append(
+                f"{p.name}: no known role; sending its {'default' if p.default is not None else 'example'} {value!r}"
+            )
             params.append(ParamBinding(name=p.name, location=loc, role="const", value=str(value)))
     if not have_symbol:
         return Binding(module, reason=f"{op.path}: no parameter takes the asset or symbol")
@@ -228,7 +261,9 @@ def bind_operation(op: Operation, module: str, settings: RequestSettings) -> Bin
     return Binding(module, route=route, notes=notes, score=module_score(op, module))
 
 
-def match_spec(operations: Iterable[Operation], modules: Iterable[str], settings: RequestSettings) -> dict[str, Binding]:
+def match_spec(
+    operations: Iterable[Operation], modules: Iterable[str], settings: RequestSettings
+) -> dict[str, Binding]:
     """The best usable operation per module; unusable ones keep the best reason found."""
     ops = list(operations)
     result: dict[str, Binding] = {}
@@ -248,6 +283,7 @@ def match_spec(operations: Iterable[Operation], modules: Iterable[str], settings
 
 
 # -- without a spec: known paths, probed in order ------------------------------------
+
 
 def _r(module: str, path: str, *params: ParamBinding) -> Route:
     return Route(module=module, path=path, params=params)
@@ -276,13 +312,41 @@ ALIASES: dict[str, tuple[Route, ...]] = {
     ),
     "heatmap": (
         _r("heatmap", "/liquidations/heatmap", _sym("symbol", "okx_swap"), _role("timeframe", "timeframe")),
-        _r("heatmap", "/advanced/liquidation/heatmap/{symbol}", _sym("symbol", "base", "path"), _role("timeframe", "timeframe")),
-        _r("heatmap", "/api/v2/derivatives/liquidation-map/{instId}", _sym("instId", "okx_swap", "path"), _role("interval", "timeframe")),
+        _r(
+            "heatmap",
+            "/advanced/liquidation/heatmap/{symbol}",
+            _sym("symbol", "base", "path"),
+            _role("timeframe", "timeframe"),
+        ),
+        _r(
+            "heatmap",
+            "/api/v2/derivatives/liquidation-map/{instId}",
+            _sym("instId", "okx_swap", "path"),
+            _role("interval", "timeframe"),
+        ),
     ),
     "spot_ob": (
-        _r("spot_ob", "/spot/orderbook", _sym("symbol", "concat"), _role("exchange", "exchange"), _role("depth", "depth")),
-        _r("spot_ob", "/advanced/spot/orderbook/{symbol}", _sym("symbol", "base", "path"), _role("exchange", "exchange"), _role("depth", "depth")),
-        _r("spot_ob", "/api/v2/market/depth/{venue}/{pair}", _role("venue", "exchange", "path"), _sym("pair", "dash", "path"), _role("limit", "depth")),
+        _r(
+            "spot_ob",
+            "/spot/orderbook",
+            _sym("symbol", "concat"),
+            _role("exchange", "exchange"),
+            _role("depth", "depth"),
+        ),
+        _r(
+            "spot_ob",
+            "/advanced/spot/orderbook/{symbol}",
+            _sym("symbol", "base", "path"),
+            _role("exchange", "exchange"),
+            _role("depth", "depth"),
+        ),
+        _r(
+            "spot_ob",
+            "/api/v2/market/depth/{venue}/{pair}",
+            _role("venue", "exchange", "path"),
+            _sym("pair", "dash", "path"),
+            _role("limit", "depth"),
+        ),
     ),
     "bias": (
         _r("bias", "/institutional/bias", _sym("symbol", "okx_swap")),
@@ -326,8 +390,13 @@ def describe(binding: Binding) -> dict[str, Any]:
         "usable": True,
         "path": binding.route.path,
         "params": [
-            {"name": p.name, "in": p.location, "role": p.role, **({"form": p.form} if p.form else {}),
-             **({"value": p.value} if p.value is not None else {})}
+            {
+                "name": p.name,
+                "in": p.location,
+                "role": p.role,
+                **({"form": p.form} if p.form else {}),
+                **({"value": p.value} if p.value is not None else {}),
+            }
             for p in binding.route.params
         ],
         "notes": binding.notes,

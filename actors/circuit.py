@@ -29,10 +29,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagChanged, ModuleData, decode, encode
+from messages.control import CircuitCause
 from messages.errors import BusError, DecodeError
 
 from .actor import Actor, Sub
 from .bus import Envelope
+from .kv import KVEntry
 
 TRANSIENT = frozenset({"upstream_error", "timeout", "unreachable", "bad_payload"})
 ALL = "all"  # scope of a module-wide breaker
@@ -115,7 +117,9 @@ class CircuitSupervisor(Actor):
 
     name = "circuits"
 
-    def __init__(self, *, policy: CircuitPolicy | None = None, rng: random.Random | None = None, name: str | None = None) -> None:
+    def __init__(
+        self, *, policy: CircuitPolicy | None = None, rng: random.Random | None = None, name: str | None = None
+    ) -> None:
         super().__init__(name=name)
         self.policy = policy or CircuitPolicy()
         self.rng = rng or random.Random()
@@ -126,13 +130,19 @@ class CircuitSupervisor(Actor):
             Sub(self.subjects.data_all(), ModuleData, self.on_outcome),
             Sub(self.subjects.degraded_all(), Degraded, self.on_outcome),
             Sub(self.subjects.flags_changed(), FlagChanged, self.on_flag_changed),
-            Sub(self.subjects.command("circuit"), CircuitCommand, self.on_command, queue="circuits", on_bad=self.on_bad_command),
+            Sub(
+                self.subjects.command("circuit"),
+                CircuitCommand,
+                self.on_command,
+                queue="circuits",
+                on_bad=self.on_bad_command,
+            ),
         ]
 
     async def on_start(self) -> None:
         self.breakers.clear()
         try:
-            stored = (await (await self.bucket("circuits")).entries()).values()
+            stored: Iterable[KVEntry] = (await (await self.bucket("circuits")).entries()).values()
         except BusError as exc:  # state lives on in events; only the restart copy is missing
             self.log.warning("circuit_store_unavailable", error=str(exc))
             stored = ()
@@ -171,11 +181,17 @@ class CircuitSupervisor(Actor):
         if reason == "payment_required":
             if module.state.state != "quarantined":
                 await self._move(
-                    module, "quarantined", until=now + self.policy.quarantine, cause="entitlement",
+                    module,
+                    "quarantined",
+                    until=now + self.policy.quarantine,
+                    cause="entitlement",
                     detail=msg.detail or "payment required",
                 )
         elif reason == "rate_limited":
-            wait = min(self.policy.throttle_max, msg.retry_after if msg.retry_after is not None else self.policy.throttle_default)
+            wait = min(
+                self.policy.throttle_max,
+                msg.retry_after if msg.retry_after is not None else self.policy.throttle_default,
+            )
             await self._move(module, "open", until=now + wait, cause="throttled", detail=msg.detail or "rate limited")
         elif reason in TRANSIENT:
             if module.state.state == "half_open":  # the probe got past the paywall/limit
@@ -185,7 +201,10 @@ class CircuitSupervisor(Actor):
             elif asset.state.state == "closed":
                 self._record(asset, now, ok=False)
                 fails = sum(1 for _, ok in asset.outcomes if not ok)
-                if len(asset.outcomes) >= self.policy.min_calls and fails / len(asset.outcomes) >= self.policy.failure_rate:
+                if (
+                    len(asset.outcomes) >= self.policy.min_calls
+                    and fails / len(asset.outcomes) >= self.policy.failure_rate
+                ):
                     await self._open(asset, now, f"{fails} of {len(asset.outcomes)} calls failed ({reason})")
         else:
             # Any other real answer (not_found, say) is neither throttling, a paywall
@@ -206,7 +225,14 @@ class CircuitSupervisor(Actor):
 
     # -- transitions ----------------------------------------------------------------
     async def _move(
-        self, b: _Breaker, state: str, *, until: float | None = None, cause=None, detail: str = "", opens: int | None = None
+        self,
+        b: _Breaker,
+        state: str,
+        *,
+        until: float | None = None,
+        cause: CircuitCause | None = None,
+        detail: str = "",
+        opens: int | None = None,
     ) -> None:
         new = CircuitState(
             module=b.state.module,
@@ -221,7 +247,9 @@ class CircuitSupervisor(Actor):
         )
         b.state = new
         b.outcomes.clear()
-        self.log.info("circuit", module=new.module, scope=new.scope, state=state, cause=cause, until=until, detail=new.detail)
+        self.log.info(
+            "circuit", module=new.module, scope=new.scope, state=state, cause=cause, until=until, detail=new.detail
+        )
         self.ctx.metrics.circuit_transitions.labels(new.module, state).inc()
         self._gauge(new)
         if state in ("open", "quarantined"):
@@ -255,7 +283,7 @@ class CircuitSupervisor(Actor):
             await self._move(b, "half_open", cause=st.cause, detail="no answer to the last probe; probing again")
 
     # -- operator commands ---------------------------------------------------------
-    async def reset(self, module: str, cause: str) -> list[CircuitState]:
+    async def reset(self, module: str, cause: CircuitCause) -> list[CircuitState]:
         changed = []
         for (mod, _), b in list(self.breakers.items()):  # handlers may add breakers while this awaits
             if mod == module and b.state.state != "closed":
@@ -271,7 +299,9 @@ class CircuitSupervisor(Actor):
             await self.reply(env, CircuitReply(ok=True, circuits=[b.state for b in self.breakers.values()]))
             return
         if not cmd.module:
-            await self.reply(env, CircuitReply(ok=False, error="reset needs a module, e.g. {\"action\": \"reset\", \"module\": \"etf\"}"))
+            await self.reply(
+                env, CircuitReply(ok=False, error='reset needs a module, e.g. {"action": "reset", "module": "etf"}')
+            )
             return
         changed = await self.reset(cmd.module, "reset")
         await self.reply(env, CircuitReply(ok=True, circuits=changed))

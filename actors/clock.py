@@ -90,7 +90,7 @@ class SystemClock(Clock):
     async def timeout(self, seconds: float, aw: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(aw, seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"timed out after {seconds:g}s") from None
 
 

@@ -17,6 +17,7 @@ If discovery fails outright (backend unreachable), the last good map stays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -67,8 +68,12 @@ async def discover(
         if outcome.reason in ("unreachable", "timeout"):
             # The backend is down, not missing a spec: probing known paths now would only pile up timeouts.
             reason = f"backend {outcome.reason}: {outcome.detail}"
-            return Discovery(spec_path=None, spec_version=None, spec_problem=reason,
-                             bindings={m: Binding(m, reason=reason) for m in modules})
+            return Discovery(
+                spec_path=None,
+                spec_version=None,
+                spec_problem=reason,
+                bindings={m: Binding(m, reason=reason) for m in modules},
+            )
         if not outcome.ok:
             problems.append(f"{path}: {outcome.reason}{f' {outcome.status}' if outcome.status else ''}")
             continue
@@ -192,10 +197,8 @@ class DiscoveryActor(Actor):
 
     async def run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):  # timing out is the scheduled refresh
                 await self.clock.timeout(self.refresh_interval, self._wake.wait())
-            except TimeoutError:
-                pass  # the scheduled refresh
             if self._wake.is_set():  # on demand: at most one per min_gap
                 gap = self._last_demand + self.min_gap - self.clock.monotonic()
                 if gap > 0:
@@ -225,8 +228,12 @@ class DiscoveryActor(Actor):
             return self.current
         self.current = new
         self.log.info(
-            "routes_discovered", revision=revision, source=new.source, spec=found.spec_version,
-            routes=",".join(f"{m}={r.path}" for m, r in new.routes.items()), unusable=",".join(new.unusable),
+            "routes_discovered",
+            revision=revision,
+            source=new.source,
+            spec=found.spec_version,
+            routes=",".join(f"{m}={r.path}" for m, r in new.routes.items()),
+            unusable=",".join(new.unusable),
         )
         await self.publish(self.subjects.routes(), new)
         # 404s reported before this moment came from the replaced map: not a reason to rediscover.

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from messages import CircuitState, Degraded, FlagChanged, ModuleData, Payload, RouteMap, Tick, decode
+from messages import CircuitState, Degraded, FlagChanged, ModuleData, ModulePayload, Payload, RouteMap, Tick, decode
 from messages.errors import BusError, DecodeError
 from messages.routes import DEFAULT_ROUTES, Route
 
@@ -57,7 +57,7 @@ class Denial:
 
 @dataclass(frozen=True, slots=True)
 class _Result:
-    payload: Payload | None
+    payload: ModulePayload | None
     outcome: Outcome
 
 
@@ -91,7 +91,8 @@ class ModuleFetcher(Actor):
         self.route: Route | None = route or DEFAULT_ROUTES.get(self.module)
         self.margin = margin
         self.max_concurrency = max_concurrency
-        self._decoder = msgspec.json.Decoder(self.payload_type)
+        # Typed as the union ModuleData carries: every payload_type is one of its members.
+        self._decoder: msgspec.json.Decoder[ModulePayload] = msgspec.json.Decoder(self.payload_type)
         self._inflight: dict[str, asyncio.Future[_Result]] = {}
         self._cache: dict[str, tuple[float, _Result]] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -242,7 +243,9 @@ class ModuleFetcher(Actor):
 
     async def _call(self, key: str, budget: float) -> _Result:
         if self.route is None:
-            return _Result(None, Outcome("endpoint_missing", "not_found", detail="no route known for this module", called=False))
+            return _Result(
+                None, Outcome("endpoint_missing", "not_found", detail="no route known for this module", called=False)
+            )
         try:
             path, query = build_request(self.route, key, self.settings)
         except RouteError as exc:

@@ -21,6 +21,7 @@ and publishes every change as `FlagChanged` (who, when, why) on
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 from messages import FlagChanged, FlagCommand, FlagReply, decode, encode
@@ -46,17 +47,23 @@ class FlagKeeper(Actor):
         self.defaults = {flag_name(k): v for k, v in defaults.items()}
 
     def subscriptions(self) -> Iterable[Sub]:
-        return [Sub(self.subjects.command("flags"), FlagCommand, self.on_command, queue="flags", on_bad=self.on_bad_command)]
+        return [
+            Sub(self.subjects.command("flags"), FlagCommand, self.on_command, queue="flags", on_bad=self.on_bad_command)
+        ]
 
     async def on_start(self) -> None:
         try:
             store = await self.bucket("flags")
             for flag, enabled in self.defaults.items():
-                seed = FlagChanged(flag=flag, enabled=enabled, ts=self.clock.now(), who=f"defaults@{self.ctx.host}", why="environment default")
-                try:
-                    await store.update(flag, encode(seed), last=0)  # only where nobody has set it yet
-                except KVConflict:
-                    pass
+                seed = FlagChanged(
+                    flag=flag,
+                    enabled=enabled,
+                    ts=self.clock.now(),
+                    who=f"defaults@{self.ctx.host}",
+                    why="environment default",
+                )
+                with contextlib.suppress(KVConflict):  # only where nobody has set it yet
+                    await store.update(flag, encode(seed), last=0)
         except BusError as exc:  # commands will say so; fetchers run on their defaults
             self.log.warning("flag_store_unavailable", error=str(exc))
 
@@ -86,7 +93,7 @@ class FlagKeeper(Actor):
             await self.reply(env, FlagReply(ok=False, error=f"unknown flag {cmd.flag!r}; known: {known}"))
             return
         if cmd.enabled is None:
-            await self.reply(env, FlagReply(ok=False, error=f"set {flag} needs \"enabled\": true or false"))
+            await self.reply(env, FlagReply(ok=False, error=f'set {flag} needs "enabled": true or false'))
             return
         change = FlagChanged(flag=flag, enabled=cmd.enabled, ts=self.clock.now(), who=cmd.who or "unknown", why=cmd.why)
         for _ in range(5):  # compare-and-set: re-read and retry if someone wrote in between
@@ -101,9 +108,12 @@ class FlagKeeper(Actor):
             return
         self.ctx.metrics.flag_enabled.labels(flag).set(1 if cmd.enabled else 0)
         self.log.info("flag_changed", flag=flag, enabled=cmd.enabled, who=change.who, why=change.why)
-        await self.publish(self.subjects.flags_changed(), FlagChanged(
-            flag=flag, enabled=cmd.enabled, ts=change.ts, who=change.who, why=change.why, revision=revision
-        ))
+        await self.publish(
+            self.subjects.flags_changed(),
+            FlagChanged(
+                flag=flag, enabled=cmd.enabled, ts=change.ts, who=change.who, why=change.why, revision=revision
+            ),
+        )
         await self.reply(env, FlagReply(ok=True, flags=await self.current()))
 
     async def on_bad_command(self, err: DecodeError, env: Envelope) -> None:

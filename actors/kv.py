@@ -16,6 +16,7 @@ honour one contract (tests/test_kv_contract.py):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -86,7 +87,7 @@ class KeyValue(ABC):
 
 
 class _Watch(Subscription):
-    def __init__(self, bucket: "MemoryKeyValue", handler: WatchHandler) -> None:
+    def __init__(self, bucket: MemoryKeyValue, handler: WatchHandler) -> None:
         self.subject = f"kv.{bucket.name}"
         self._bucket = bucket
         self._handler = handler
@@ -107,10 +108,8 @@ class _Watch(Subscription):
         if self in self._bucket._watches:
             self._bucket._watches.remove(self)
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
 
 
 class MemoryKeyValue(KeyValue):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -20,7 +20,7 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 class StructLogger:
     """A logger with bound context fields; cheap to copy with `bind`."""
 
-    __slots__ = ("_logger", "_context")
+    __slots__ = ("_context", "_logger")
 
     def __init__(self, logger: logging.Logger, context: dict[str, Any] | None = None) -> None:
         self._logger = logger
@@ -30,7 +30,7 @@ class StructLogger:
     def name(self) -> str:
         return self._logger.name
 
-    def bind(self, **fields: Any) -> "StructLogger":
+    def bind(self, **fields: Any) -> StructLogger:
         return StructLogger(self._logger, {**self._context, **fields})
 
     def _log(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
@@ -74,7 +74,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -89,7 +89,7 @@ class ConsoleFormatter(logging.Formatter):
     """``HH:MM:SS level logger event key=value ...`` for people."""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S")
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
         parts = [stamp, f"{record.levelname.lower():7}", record.name, record.getMessage()]
         parts += [f"{k}={v}" for k, v in _fields(record).items()]
         line = " ".join(parts)

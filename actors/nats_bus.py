@@ -20,8 +20,9 @@ actor time, so it uses the event loop directly rather than the injected clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.js.errors
@@ -33,6 +34,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from messages.errors import BusClosedError, BusConnectError, RequestTimeoutError
 
 from .bus import Bus, BusStats, Envelope, Handler, Subscription
+
+if TYPE_CHECKING:
+    from .nats_kv import NatsKeyValue
 
 log = logging.getLogger("sniper.bus.nats")
 
@@ -65,7 +69,7 @@ class NatsBus(Bus):
         self.stats = BusStats()
         self._closed = False
         self._connecting = True
-        self._buckets: dict[str, Any] = {}
+        self._buckets: dict[str, NatsKeyValue] = {}
 
     # -- connecting ---------------------------------------------------------
     @classmethod
@@ -83,7 +87,7 @@ class NatsBus(Bus):
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
-    ) -> "NatsBus":
+    ) -> NatsBus:
         """Connect to `url` (comma-separated for a cluster) within `connect_deadline` seconds."""
         nc = Client()
         bus = cls(nc, url)
@@ -112,11 +116,9 @@ class NatsBus(Bus):
         options["max_reconnect_attempts"] = 0 if max_reconnect_attempts < 0 else max_reconnect_attempts
         try:
             await asyncio.wait_for(nc.connect(**options), connect_deadline)
-        except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
-            try:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            with contextlib.suppress(Exception):
                 await nc.close()
-            except Exception:
-                pass
             reason = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
                 reason = f"timed out (last error: {bus.stats.errors[-1]})" if bus.stats.errors else "timed out"
@@ -166,14 +168,12 @@ class NatsBus(Bus):
         """The underlying nats-py client (JetStream, KV and micro services use it)."""
         return self._nc
 
-    async def key_value(self, bucket: str) -> "KeyValue":
+    async def key_value(self, bucket: str) -> NatsKeyValue:
         """A JetStream KV bucket (created if missing, history of 5 per key)."""
         from nats.js.api import KeyValueConfig
 
-        from .kv import KeyValue  # noqa: F401
-        from .nats_kv import NatsKeyValue
-
         from .kv import KVUnavailable
+        from .nats_kv import NatsKeyValue
 
         self._check_open()
         if bucket not in self._buckets:
@@ -183,7 +183,7 @@ class NatsBus(Bus):
                     kv = await js.key_value(bucket)
                 except nats.js.errors.BucketNotFoundError:
                     kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=5))
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 raise KVUnavailable(f"bucket {bucket}: {type(exc).__name__}: {exc} (is JetStream enabled?)") from None
             self._buckets[bucket] = NatsKeyValue(bucket, kv)
         return self._buckets[bucket]
@@ -211,24 +211,22 @@ class NatsBus(Bus):
             stats.delivered += 1
             await handler(Envelope(msg.subject, msg.data, msg.reply or None, msg.headers or None))
 
-        sub = await self._nc.subscribe(
-            subject, queue=queue or "", cb=on_msg, pending_msgs_limit=DEFAULT_PENDING_MSGS
-        )
+        sub = await self._nc.subscribe(subject, queue=queue or "", cb=on_msg, pending_msgs_limit=DEFAULT_PENDING_MSGS)
         return _NatsSubscription(sub, subject)
 
-    async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:
+    async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:  # noqa: ASYNC109  # implements the Bus API, which mirrors nats-py
         self._check_open()
         try:
             msg = await self._nc.request(subject, data, timeout=timeout)
         except NoRespondersError:
             raise RequestTimeoutError(f"no responders on {subject!r}") from None
-        except (NatsTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeoutError):
             raise RequestTimeoutError(f"no reply on {subject!r} within {timeout:g}s") from None
         return Envelope(msg.subject, msg.data, msg.reply or None, msg.headers)
 
-    async def flush(self, timeout: float = 5.0) -> None:
+    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  # implements the Bus API, which mirrors nats-py
         self._check_open()
-        await self._nc.flush(timeout=timeout)
+        await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]  # nats-py annotates int; it takes seconds as float
 
     async def close(self) -> None:
         if self._closed:
@@ -240,7 +238,5 @@ class NatsBus(Bus):
             await asyncio.wait_for(self._nc.drain(), 10)
         except Exception as exc:  # drain failed (broker gone): close hard
             log.warning("NATS drain failed (%r); closing", exc)
-            try:
+            with contextlib.suppress(Exception):
                 await self._nc.close()
-            except Exception:
-                pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,19 +25,19 @@ def unavailable_as_bus_error(fn: F) -> F:
     """Turn nats-py's errors (JetStream down, timeouts) into KVUnavailable; CAS conflicts pass."""
 
     @functools.wraps(fn)
-    async def wrapper(self: "NatsKeyValue", *args: Any, **kwargs: Any) -> Any:
+    async def wrapper(self: NatsKeyValue, *args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(self, *args, **kwargs)
         except (KVConflict, ValueError):
             raise
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
             raise KVUnavailable(f"bucket {self.name}: {type(exc).__name__}: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
 
 
 class _NatsWatch(Subscription):
-    def __init__(self, name: str, watcher, handler: WatchHandler) -> None:
+    def __init__(self, name: str, watcher: JsKeyValue.KeyWatcher, handler: WatchHandler) -> None:
         self.subject = f"kv.{name}"
         self._watcher = watcher
         self._handler = handler
@@ -56,12 +57,10 @@ class _NatsWatch(Subscription):
 
     async def unsubscribe(self) -> None:
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
-        except (asyncio.CancelledError, Exception):
-            pass
         try:
-            await self._watcher.stop()
+            await self._watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves KeyWatcher.stop unannotated
         except Exception as exc:  # connection gone: nothing to stop
             log.debug("kv watcher stop: %r", exc)
 
@@ -77,7 +76,7 @@ class NatsKeyValue(KeyValue):
             entry = await self._kv.get(check_key(key))
         except jse.KeyNotFoundError:
             return None
-        return KVEntry(key, entry.value, entry.revision)
+        return KVEntry(key, entry.value, entry.revision or 0)
 
     @unavailable_as_bus_error
     async def put(self, key: str, value: bytes) -> int:

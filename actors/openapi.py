@@ -55,8 +55,8 @@ class Operation:
 def spec_version(doc: Any) -> str:
     if not isinstance(doc, dict):
         raise SpecError("the document is not a JSON object")
-    if isinstance(doc.get("openapi"), str):
-        version = doc["openapi"]
+    version = doc.get("openapi")
+    if isinstance(version, str):
         if not version.startswith("3."):
             raise SpecError(f"unsupported OpenAPI version {version!r}")
         return version

@@ -28,7 +28,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from messages import ConfigError, Health, Signal, Tick
@@ -48,7 +48,7 @@ class TradingHours:
     end: time | None  # None = 24:00
 
     @classmethod
-    def parse(cls, text: str) -> "TradingHours":
+    def parse(cls, text: str) -> TradingHours:
         m = _HOURS.match(text)
         if not m:
             raise ConfigError(f"trading hours {text!r}: expected HH:MM-HH:MM, e.g. 08:00-22:00")
@@ -62,7 +62,7 @@ class TradingHours:
         return f"{self.start.strftime('%H:%M')}-{end}"
 
     def contains(self, wall: float) -> bool:
-        now = datetime.fromtimestamp(wall, timezone.utc).astimezone(JAKARTA).time()
+        now = datetime.fromtimestamp(wall, UTC).astimezone(JAKARTA).time()
         if self.end is None:
             return now >= self.start
         if self.start <= self.end:
@@ -159,7 +159,7 @@ class Scheduler(Actor):
         inside = self.trading_hours.contains(self.clock.now())
         if inside != self._inside:
             self._inside = inside
-            local = datetime.fromtimestamp(self.clock.now(), timezone.utc).astimezone(JAKARTA)
+            local = datetime.fromtimestamp(self.clock.now(), UTC).astimezone(JAKARTA)
             self.log.info(
                 f"{'Active' if inside else 'Outside'} trading hours - Jakarta: {self.trading_hours}",
                 now=local.strftime("%Y-%m-%d %H:%M %Z"),
@@ -207,7 +207,11 @@ class Scheduler(Actor):
             verdict = "hard_fail"
             metrics.hard_fail.labels(asset).inc()
             self.log.warning(
-                "scheduler_unhealthy", asset=asset, cycle=cycle, failures=state.consecutive_failures, failed=",".join(failed)
+                "scheduler_unhealthy",
+                asset=asset,
+                cycle=cycle,
+                failures=state.consecutive_failures,
+                failed=",".join(failed),
             )
         else:
             if ok:

@@ -18,6 +18,7 @@ backoff schedule and the intensity limit in virtual time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import deque
 from collections.abc import Iterable
@@ -124,7 +125,7 @@ class Supervisor:
         """Wait until every supervised actor has stopped or failed."""
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    async def __aenter__(self) -> "Supervisor":
+    async def __aenter__(self) -> Supervisor:
         await self.start()
         return self
 
@@ -172,10 +173,8 @@ class Supervisor:
                 ActorRestarted(actor=actor.name, ts=clock.now(), attempt=attempt, delay=delay, error=error),
             )
             wake = self._wake[actor.name]
-            try:
+            with contextlib.suppress(TimeoutError):
                 await clock.timeout(delay, wake.wait())
-            except TimeoutError:
-                pass
         if actor.state is ActorState.CRASHED:
             actor._set_lifecycle(ActorState.STOPPED)
 

@@ -34,7 +34,7 @@ class Recorder(Generic[T]):
         self._changed = asyncio.Event()
         self._sub: Subscription | None = None
 
-    async def start(self) -> "Recorder[T]":
+    async def start(self) -> Recorder[T]:
         self._sub = await self.bus.subscribe(self.subject, self._on)
         return self
 
@@ -46,7 +46,7 @@ class Recorder(Generic[T]):
             self.undecodable.append(err)
         self._changed.set()
 
-    async def wait_for(self, predicate: Callable[[list[T]], bool], *, timeout: float = 10.0) -> list[T]:
+    async def wait_for(self, predicate: Callable[[list[T]], bool], *, timeout: float = 10.0) -> list[T]:  # noqa: ASYNC109  # a test helper's bounded wait in real seconds, as its docstring says
         """Wait until `predicate(messages)` holds; TimeoutError (real seconds) otherwise."""
 
         async def until() -> None:
@@ -57,14 +57,14 @@ class Recorder(Generic[T]):
         await asyncio.wait_for(until(), timeout)
         return self.messages
 
-    async def wait_count(self, n: int, *, timeout: float = 10.0) -> list[T]:
+    async def wait_count(self, n: int, *, timeout: float = 10.0) -> list[T]:  # noqa: ASYNC109  # a test helper's bounded wait in real seconds, as its docstring says
         return await self.wait_for(lambda msgs: len(msgs) >= n, timeout=timeout)
 
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
 
-    async def __aenter__(self) -> "Recorder[T]":
+    async def __aenter__(self) -> Recorder[T]:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -91,7 +91,9 @@ class FakeBackend:
         self.latency: dict[str, float] = {}
         self.calls: list[tuple[str, dict[str, str]]] = []
 
-    def fail(self, path: str, status: int, *, body: bytes = b'{"detail": "fault"}', headers: dict[str, str] | None = None) -> None:
+    def fail(
+        self, path: str, status: int, *, body: bytes = b'{"detail": "fault"}', headers: dict[str, str] | None = None
+    ) -> None:
         self.faults[path] = (status, {k.lower(): v for k, v in (headers or {}).items()}, body)
 
     def heal(self, path: str | None = None) -> None:

@@ -149,7 +149,7 @@ class UpstreamClient:
         started = self.clock.monotonic()
         try:
             resp = await self.clock.timeout(budget, self.transport.get(url, self.headers))
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             outcome = Outcome("transient", "timeout", detail=f"no answer within {budget:.2f}s")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             outcome = Outcome("transient", "unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
@@ -159,7 +159,13 @@ class UpstreamClient:
             outcome = classify(resp, now=self.clock.now())
         latency = (self.clock.monotonic() - started) * 1000
         outcome = Outcome(
-            outcome.error_class, outcome.reason, outcome.status, outcome.detail, outcome.retry_after, outcome.body, latency
+            outcome.error_class,
+            outcome.reason,
+            outcome.status,
+            outcome.detail,
+            outcome.retry_after,
+            outcome.body,
+            latency,
         )
         self.stats.count(module, outcome)
         return outcome
@@ -188,8 +194,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return None
-    if when is None:
         return None
     return max(0.0, when.timestamp() - now)
 
@@ -231,8 +235,9 @@ def _detail(body: bytes) -> str:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return body[:200].decode("utf-8", "replace")
     for key in ("detail", "msg", "message", "error"):
-        if isinstance(doc.get(key), str):
-            return doc[key][:200]
+        text = doc.get(key)
+        if isinstance(text, str):
+            return text[:200]
     return ""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
@@ -57,7 +58,9 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 
 @web.middleware
-async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Answer aiohttp's own HTTP errors and crashes with FastAPI-style JSON."""
     try:
         return await handler(request)

@@ -12,12 +12,13 @@ intermittent; each installed fault draws from its own RNG seeded by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -43,7 +44,7 @@ class _FaultBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     rate: _Rate = 1.0
 
 
-class StatusFault(_FaultBase, tag="status"):
+class StatusFault(_FaultBase, tag="status", frozen=True):
     """Answer with an HTTP error status; 429 carries ``Retry-After``."""
 
     status: Annotated[int, Meta(ge=400, le=599)]
@@ -52,23 +53,23 @@ class StatusFault(_FaultBase, tag="status"):
     detail: str | None = None
 
 
-class LatencyFault(_FaultBase, tag="latency"):
+class LatencyFault(_FaultBase, tag="latency", frozen=True):
     """Delay the answer by ``ms`` milliseconds (combines with other faults)."""
 
     ms: Annotated[float, Meta(ge=0, le=600_000)]
 
 
-class TimeoutFault(_FaultBase, tag="timeout"):
+class TimeoutFault(_FaultBase, tag="timeout", frozen=True):
     """Accept the request and never answer until the client gives up."""
 
 
-class MalformedFault(_FaultBase, tag="malformed"):
+class MalformedFault(_FaultBase, tag="malformed", frozen=True):
     """HTTP 200 with a broken body (truncated JSON, wrong types, empty, HTML)."""
 
     mode: Literal["truncated", "wrong_types", "empty", "html"] = "truncated"
 
 
-class EnvelopeFault(_FaultBase, tag="envelope"):
+class EnvelopeFault(_FaultBase, tag="envelope", frozen=True):
     """OKX-style error envelope with a string code, by default under HTTP 200."""
 
     code: str = "50011"
@@ -76,7 +77,7 @@ class EnvelopeFault(_FaultBase, tag="envelope"):
     http_status: Annotated[int, Meta(ge=200, le=599)] = 200
 
 
-Fault = Union[StatusFault, LatencyFault, TimeoutFault, MalformedFault, EnvelopeFault]
+Fault = StatusFault | LatencyFault | TimeoutFault | MalformedFault | EnvelopeFault
 FAULT_KINDS = ("status", "latency", "timeout", "malformed", "envelope")
 _POSITIONAL = {"status": "status", "latency": "ms", "malformed": "mode", "envelope": "code"}
 
@@ -93,7 +94,7 @@ def _invalid(error: Exception) -> ValueError:
 def decode_faults(body: bytes) -> list[Fault]:
     """Parse an admin request body: one fault object or a list of them."""
     try:
-        decoded = msgspec.json.decode(body, type=Union[Fault, list[Fault]])
+        decoded = msgspec.json.decode(body, type=Fault | list[Fault])
     except msgspec.DecodeError as error:
         raise _invalid(error) from None
     return decoded if isinstance(decoded, list) else [decoded]
@@ -104,7 +105,8 @@ def validate_fault(fault: Any) -> Fault:
     if not isinstance(fault, _FaultBase):
         raise TypeError(f"expected a Fault, got {type(fault).__name__}")
     try:
-        return msgspec.convert(msgspec.to_builtins(fault), type=Fault)
+        checked: Fault = msgspec.convert(msgspec.to_builtins(fault), type=Fault)
+        return checked
     except msgspec.ValidationError as error:
         raise _invalid(error) from None
 
@@ -125,7 +127,8 @@ def parse_fault_spec(spec: str) -> Fault:
             key, value = _POSITIONAL[kind], part
         fields[key] = value
     try:
-        return msgspec.convert(fields, type=Fault, strict=False)
+        parsed: Fault = msgspec.convert(fields, type=Fault, strict=False)
+        return parsed
     except msgspec.ValidationError as error:
         raise _invalid(error) from None
 
@@ -191,10 +194,8 @@ async def hang(request: web.Request, stop: asyncio.Event, poll: float = 0.25) ->
         transport = request.transport
         if transport is None or transport.is_closing():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll)
-        except asyncio.TimeoutError:
-            pass
 
 
 def _json(body: Any, status: int) -> web.Response:

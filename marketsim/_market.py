@@ -18,7 +18,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ._payloads import (
     EtfFlows,
@@ -27,6 +27,7 @@ from ._payloads import (
     LiquidationHeatmap,
     LiquidationLevel,
     SpotOrderBook,
+    Timeframe,
     WhaleAlert,
     WhaleAlerts,
 )
@@ -88,7 +89,7 @@ def round_sig(value: float, digits: int) -> float:
 class _Walk:
     """Lazily advanced GBM state of one asset."""
 
-    __slots__ = ("price", "t", "rng")
+    __slots__ = ("price", "rng", "t")
 
     def __init__(self, price: float, t: float, rng: random.Random) -> None:
         self.price = price
@@ -143,9 +144,7 @@ class Market:
             for _ in range(rng.choices((0, 1, 2), weights=(0.45, 0.35, 0.2))[0]):
                 ts = round(bucket * _WHALE_BUCKET + rng.uniform(0, _WHALE_BUCKET), 3)
                 usd = size * math.exp(rng.gauss(math.log(5e6), 0.8))
-                direction = rng.choices(
-                    ("exchange_inflow", "exchange_outflow", "transfer"), (0.4, 0.4, 0.2)
-                )[0]
+                direction = rng.choices(("exchange_inflow", "exchange_outflow", "transfer"), (0.4, 0.4, 0.2))[0]
                 exchange = rng.choice(_EXCHANGE_WALLETS)
                 src, dst = {
                     "exchange_inflow": ("unknown wallet", exchange),
@@ -177,7 +176,7 @@ class Market:
         issuers = _ETF_ISSUERS.get(base)
         if issuers is None:
             raise NoEtfError(f"no ETF for asset {base}")
-        day = datetime.fromtimestamp(self.now(), tz=timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(self.now(), tz=UTC).date().isoformat()
         rng = self._rng("etf", base, day)
         regime = rng.gauss(0.0, 1.0)  # one market mood shared by all issuers
         flows = []
@@ -188,7 +187,7 @@ class Market:
         net = float(sum(int(f.flow_usd) for f in flows))
         return EtfFlows(asset=base, as_of=day, net_flow_usd=net, issuers=flows)  # type: ignore[arg-type]
 
-    def heatmap(self, base: str, timeframe: str) -> LiquidationHeatmap:
+    def heatmap(self, base: str, timeframe: Timeframe) -> LiquidationHeatmap:
         """10-40 clusters within 8% of price; shorts above, longs below."""
         price, digits = self._quoted_price(base)
         rng = self._rng("heatmap", base, timeframe, math.floor(self.now() / 60))
@@ -208,7 +207,10 @@ class Market:
             levels[level] = LiquidationLevel(price=level, side=side, usd=usd)  # type: ignore[arg-type]
         ordered = [levels[p] for p in sorted(levels)]
         return LiquidationHeatmap(
-            symbol=OKX_SWAP.format(base), timeframe=timeframe, price=price, levels=ordered  # type: ignore[arg-type]
+            symbol=OKX_SWAP.format(base),
+            timeframe=timeframe,
+            price=price,
+            levels=ordered,
         )
 
     def order_book(self, base: str, exchange: str, depth: int) -> SpotOrderBook:

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "PAYLOAD_TYPES",
     "BiasLabel",
     "Direction",
     "EtfFlows",
@@ -26,7 +27,6 @@ __all__ = [
     "Timeframe",
     "WhaleAlert",
     "WhaleAlerts",
-    "PAYLOAD_TYPES",
 ]
 
 Direction = Literal["exchange_inflow", "exchange_outflow", "transfer"]
@@ -39,9 +39,7 @@ EXCHANGES: tuple[str, ...] = ("binance", "okx", "bybit", "coinbase")
 
 _Usd = Annotated[float, Meta(description="Value in US dollars")]
 _Ts = Annotated[float, Meta(description="Unix time in seconds", examples=[1764000000.0])]
-_PriceLevel = Annotated[
-    tuple[float, float], Meta(description="[price, size in base units]")
-]
+_PriceLevel = Annotated[tuple[float, float], Meta(description="[price, size in base units]")]
 
 
 class WhaleAlert(msgspec.Struct):

@@ -119,9 +119,7 @@ class Route:
 
     def __post_init__(self) -> None:
         parts = re.split(r"\{(\w+)\}", self.path)
-        pattern = "".join(
-            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-        )
+        pattern = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts))
         object.__setattr__(self, "_regex", re.compile(pattern))
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -137,10 +135,7 @@ class Route:
         exist, whatever the options).
         """
         ordered = sorted(self.params, key=lambda p: p.location != "path")
-        return {
-            p.key: p.parse(path_values.get(p.name) if p.location == "path" else query.get(p.name))
-            for p in ordered
-        }
+        return {p.key: p.parse(path_values.get(p.name) if p.location == "path" else query.get(p.name)) for p in ordered}
 
 
 @dataclass(frozen=True, slots=True)

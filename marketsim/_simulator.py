@@ -58,7 +58,7 @@ class Counters:
         by_status[key] = by_status.get(key, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
-        return msgspec.json.decode(msgspec.json.encode(self._data))  # deep copy
+        return msgspec.json.decode(msgspec.json.encode(self._data), type=dict[str, Any])  # deep copy
 
 
 class Simulator:

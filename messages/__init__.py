@@ -75,7 +75,6 @@ ALL_MESSAGE_TYPES = AnyMessage
 
 __all__ = [
     "ALL_MESSAGE_TYPES",
-    "AnyMessage",
     "DEFAULT_PREFIX",
     "DEFAULT_ROUTES",
     "MAX_MESSAGE_BYTES",
@@ -84,12 +83,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "ActorGaveUp",
     "ActorRestarted",
+    "AnyMessage",
     "BusClosedError",
     "BusConnectError",
+    "BusError",
     "CircuitCommand",
     "CircuitReply",
     "CircuitState",
-    "BusError",
     "ConfigError",
     "ContractError",
     "DecodeError",

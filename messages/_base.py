@@ -32,9 +32,7 @@ def snake_tag(class_name: str) -> str:
 
 
 Asset = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$", description="Base asset, e.g. SOL")]
-Module = Annotated[
-    str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Module name, e.g. spot_ob")
-]
+Module = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Module name, e.g. spot_ob")]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, description="Seconds since the Unix epoch")]
 Cycle = Annotated[int, msgspec.Meta(ge=0, description="Per-asset cycle number, starting at 0")]
 

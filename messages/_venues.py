@@ -4,6 +4,7 @@ Private: import from ``messages.symbols``.  Split out only to keep each file
 readable; nothing here knows about parsing policy (defaults, ``kind=``), only
 how venues spell things and how to cut a string into parts.
 """
+
 from __future__ import annotations
 
 import enum
@@ -15,7 +16,8 @@ from .errors import SymbolError
 if TYPE_CHECKING:
     from .symbols import Instrument
 
-class Kind(str, enum.Enum):
+
+class Kind(enum.StrEnum):
     """Market type; a str enum so it encodes as plain ``"spot"`` etc. in messages."""
 
     SPOT = "spot"
@@ -23,7 +25,7 @@ class Kind(str, enum.Enum):
     FUTURE = "future"  # dated, carries an expiry
 
 
-class Venue(str, enum.Enum):
+class Venue(enum.StrEnum):
     """Spelling families understood by :func:`parse` and :func:`format`."""
 
     BINANCE = "binance"  # spot and USD-M: SOLUSDT, 1000PEPEUSDT, BTCUSDT_250328
@@ -38,17 +40,48 @@ class Venue(str, enum.Enum):
 
 
 KNOWN_QUOTES: tuple[str, ...] = (
-    "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", "TRY",
-    "BRL", "JPY", "BTC", "ETH", "BNB",
+    "USDT",
+    "USDC",
+    "FDUSD",
+    "BUSD",
+    "TUSD",
+    "DAI",
+    "USD",
+    "EUR",
+    "GBP",
+    "TRY",
+    "BRL",
+    "JPY",
+    "BTC",
+    "ETH",
+    "BNB",
 )
 ALIASES = {"XBT": "BTC", "XDG": "DOGE"}  # Kraken's names -> canonical
 KRAKEN_NAMES = {v: k for k, v in ALIASES.items()}
 SUFFIXES = sorted((*KNOWN_QUOTES, "XBT"), key=len, reverse=True)  # longest match wins
 # Real assets whose names end in a quote: a bare "WBTC" is an asset, not W/BTC.
-ASSETS_ENDING_IN_QUOTE = frozenset({
-    "WBTC", "TBTC", "HBTC", "RENBTC", "WETH", "STETH", "WSTETH", "BETH", "WBETH",
-    "CBETH", "RETH", "WBNB", "SUSD", "LUSD", "GUSD", "PYUSD", "AEUR", "SDAI",
-})
+ASSETS_ENDING_IN_QUOTE = frozenset(
+    {
+        "WBTC",
+        "TBTC",
+        "HBTC",
+        "RENBTC",
+        "WETH",
+        "STETH",
+        "WSTETH",
+        "BETH",
+        "WBETH",
+        "CBETH",
+        "RETH",
+        "WBNB",
+        "SUSD",
+        "LUSD",
+        "GUSD",
+        "PYUSD",
+        "AEUR",
+        "SDAI",
+    }
+)
 BINANCE_1M = frozenset({"BABYDOGE"})  # Binance lists 1MBABYDOGEUSDT, not 1000000BABYDOGE
 MULTIPLIERS = (1000, 10000, 1_000_000)
 MULT_PREFIX = re.compile(r"(1000000|10000|1000|1M)(?=[A-Z])")
@@ -85,8 +118,7 @@ def clean(text: object) -> str:
     if not s:
         raise SymbolError(f"{text!r}: empty symbol")
     if bad := sorted(set(s) - ALLOWED):
-        raise SymbolError(f"{text!r}: bad character(s) {''.join(bad)!r}; "
-                          "expected letters, digits and / - _ : or space")
+        raise SymbolError(f"{text!r}: bad character(s) {''.join(bad)!r}; expected letters, digits and / - _ : or space")
     return s
 
 

@@ -11,7 +11,7 @@ subject and a preview, so an actor can count and log it and carry on.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -34,12 +34,12 @@ def encode(msg: Message) -> bytes:
 class Decoder(Generic[T]):
     """A reusable typed decoder: a Message type, or a union of tagged Message types."""
 
-    __slots__ = ("type", "max_bytes", "_dec")
+    __slots__ = ("_dec", "max_bytes", "type")
 
     def __init__(self, type: Any, *, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.type = type
         self.max_bytes = max_bytes
-        self._dec = msgspec.json.Decoder(type)
+        self._dec: msgspec.json.Decoder[T] = msgspec.json.Decoder(type)
 
     def decode(self, data: bytes, *, subject: str | None = None) -> T:
         """Decode `data` or raise DecodeError; never any other exception."""
@@ -74,6 +74,10 @@ def decoder_for(type: Any) -> Decoder[Any]:
     return dec
 
 
+@overload
+def decode(data: bytes, type: type[T], *, subject: str | None = None) -> T: ...
+@overload
+def decode(data: bytes, type: Any, *, subject: str | None = None) -> Any: ...
 def decode(data: bytes, type: Any, *, subject: str | None = None) -> Any:
     """Decode one message of `type` (or a union) or raise DecodeError."""
     return decoder_for(type).decode(data, subject=subject)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from ._base import Message, Module, Timestamp
 
 CircuitStateName = Literal["closed", "open", "half_open", "quarantined"]
 ErrorClassName = Literal["transient", "throttled", "entitlement"]
+CircuitCause = ErrorClassName | Literal["reset", "recovered", "flag_changed"]
 
 
-class CircuitState(Message, kw_only=True):
+class CircuitState(Message, frozen=True, kw_only=True):
     """A breaker's state, published on ``circuit.<module>`` and stored in the circuits bucket.
 
     `scope` is ``all`` for a module-wide breaker (entitlement, throttling) or
@@ -30,13 +33,13 @@ class CircuitState(Message, kw_only=True):
     state: CircuitStateName
     ts: Timestamp
     until: Timestamp | None = None
-    cause: ErrorClassName | Literal["reset", "recovered", "flag_changed"] | None = None
+    cause: CircuitCause | None = None
     detail: str = ""
     opens: int = 0
     probes: int = 1
 
 
-class FlagChanged(Message, kw_only=True):
+class FlagChanged(Message, frozen=True, kw_only=True):
     """A feature flag changed (also the value stored per flag in the flags bucket)."""
 
     flag: str
@@ -47,7 +50,7 @@ class FlagChanged(Message, kw_only=True):
     revision: int = 0
 
 
-class FlagCommand(Message, kw_only=True, forbid_unknown_fields=True):
+class FlagCommand(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``{"flag": "ETF", "enabled": false, "why": "..."}``; without `flag` it only lists."""
 
     flag: str | None = None
@@ -56,22 +59,22 @@ class FlagCommand(Message, kw_only=True, forbid_unknown_fields=True):
     who: str = ""
 
 
-class FlagReply(Message, kw_only=True):
+class FlagReply(Message, frozen=True, kw_only=True):
     """``{"ok": true, "flags": {...}}``, or ``{"ok": false, "error": "..."}`` with nothing changed."""
 
     ok: bool
-    flags: dict[str, bool] = {}
+    flags: dict[str, bool] = msgspec.field(default_factory=dict)
     error: str | None = None
 
 
-class CircuitCommand(Message, kw_only=True, forbid_unknown_fields=True):
+class CircuitCommand(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``{"action": "reset", "module": "etf"}`` or ``{"action": "list"}``."""
 
     action: Literal["list", "reset"]
     module: str | None = None
 
 
-class CircuitReply(Message, kw_only=True):
+class CircuitReply(Message, frozen=True, kw_only=True):
     ok: bool
-    circuits: list[CircuitState] = []
+    circuits: list[CircuitState] = msgspec.field(default_factory=list)
     error: str | None = None

@@ -12,7 +12,7 @@ from .modules import UnitScore
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 
-class Tick(Message, kw_only=True):
+class Tick(Message, frozen=True, kw_only=True):
     """Start of cycle `cycle` for `asset`; fetchers answer before `deadline`.
 
     The tick carries the window so every fetcher can size its HTTP timeout to
@@ -41,7 +41,7 @@ class ModuleStatus(msgspec.Struct, frozen=True, kw_only=True):
 Direction = Literal["long", "short", "flat"]
 
 
-class Signal(Message, kw_only=True):
+class Signal(Message, frozen=True, kw_only=True):
     """The trading signal for one (asset, cycle). Published on ``signal.<ASSET>``.
 
     `score` is the weighted mean of the module sub-scores present; `confidence`
@@ -57,14 +57,14 @@ class Signal(Message, kw_only=True):
     confidence: Unit
     modules: dict[str, ModuleStatus]
     etf_available: bool
-    components: dict[str, UnitScore] = {}
+    components: dict[str, UnitScore] = msgspec.field(default_factory=dict)
     complete: bool = False
 
 
 HealthState = Literal["healthy", "soft_fail", "hard_fail"]
 
 
-class Health(Message, kw_only=True):
+class Health(Message, frozen=True, kw_only=True):
     """The scheduler's verdict on a finished cycle. Published on ``health.<ASSET>``.
 
     Soft failure: only optional modules failed; does not count. Hard failure:

@@ -50,7 +50,7 @@ class WhaleAlert(msgspec.Struct, frozen=True, kw_only=True):
     tx: str = ""
 
 
-class WhaleAlerts(Payload, tag="whale", kw_only=True):
+class WhaleAlerts(Payload, tag="whale", frozen=True, kw_only=True):
     """Large on-chain transfers of the asset in a recent window."""
 
     symbol: str
@@ -63,7 +63,7 @@ class EtfIssuerFlow(msgspec.Struct, frozen=True, kw_only=True):
     flow_usd: float
 
 
-class EtfFlows(Payload, tag="etf", kw_only=True):
+class EtfFlows(Payload, tag="etf", frozen=True, kw_only=True):
     """Daily net flow of BTC or ETH spot ETFs (keyed by BTC/ETH, not the traded asset)."""
 
     asset: Literal["BTC", "ETH"]
@@ -78,7 +78,7 @@ class LiquidationLevel(msgspec.Struct, frozen=True, kw_only=True):
     usd: NonNegative
 
 
-class LiquidationHeatmap(Payload, tag="heatmap", kw_only=True):
+class LiquidationHeatmap(Payload, tag="heatmap", frozen=True, kw_only=True):
     """Estimated liquidation clusters around the current price of a perpetual swap."""
 
     symbol: str
@@ -90,7 +90,7 @@ class LiquidationHeatmap(Payload, tag="heatmap", kw_only=True):
 PriceLevel = tuple[Positive, NonNegative]
 
 
-class OrderBook(Payload, tag="spot_ob", kw_only=True):
+class OrderBook(Payload, tag="spot_ob", frozen=True, kw_only=True):
     """Spot order book snapshot: bids descending, asks ascending, ``[price, size]``."""
 
     symbol: str
@@ -100,7 +100,7 @@ class OrderBook(Payload, tag="spot_ob", kw_only=True):
     asks: tuple[PriceLevel, ...]
 
 
-class InstitutionalBias(Payload, tag="bias", kw_only=True):
+class InstitutionalBias(Payload, tag="bias", frozen=True, kw_only=True):
     """Positioning of the perpetual swap: a label and a score in [-1, 1]."""
 
     symbol: str
@@ -123,7 +123,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
 }
 
 
-class ModuleData(Message, kw_only=True):
+class ModuleData(Message, frozen=True, kw_only=True):
     """A module answered for (asset, cycle). Published on ``data.<module>.<ASSET>``."""
 
     module: Module
@@ -134,7 +134,7 @@ class ModuleData(Message, kw_only=True):
     payload: ModulePayload
 
 
-class Degraded(Message, kw_only=True):
+class Degraded(Message, frozen=True, kw_only=True):
     """A module has no data for (asset, cycle), and why. Published on ``degraded.<module>.<ASSET>``.
 
     This is the "failures are data" rule: the assembler treats it as a fact

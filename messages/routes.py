@@ -45,7 +45,7 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
 RouteSource = Literal["default", "openapi", "alias", "learned"]
 
 
-class RouteMap(Message, kw_only=True):
+class RouteMap(Message, frozen=True, kw_only=True):
     """The routes fetchers should use, and why a module has none.
 
     `origin` says per module where its route came from (``openapi``: bound
@@ -56,10 +56,10 @@ class RouteMap(Message, kw_only=True):
 
     ts: Timestamp
     source: RouteSource
-    routes: dict[str, Route] = {}
-    unusable: dict[str, str] = {}
-    origin: dict[str, RouteSource] = {}
-    notes: dict[str, list[str]] = {}
+    routes: dict[str, Route] = msgspec.field(default_factory=dict)
+    unusable: dict[str, str] = msgspec.field(default_factory=dict)
+    origin: dict[str, RouteSource] = msgspec.field(default_factory=dict)
+    notes: dict[str, list[str]] = msgspec.field(default_factory=dict)
     spec_version: str | None = None
     revision: int = 0
 

@@ -9,7 +9,7 @@ from ._base import Message, Timestamp
 ActorStateName = Literal["new", "starting", "running", "stopping", "stopped", "crashed", "failed"]
 
 
-class Heartbeat(Message, kw_only=True):
+class Heartbeat(Message, frozen=True, kw_only=True):
     """Published by every running actor on ``heartbeat.<actor>`` at a fixed interval.
 
     A missing heartbeat is how an operator (or a later watchdog) notices a
@@ -26,7 +26,7 @@ class Heartbeat(Message, kw_only=True):
     restarts: int = 0
 
 
-class ActorRestarted(Message, kw_only=True):
+class ActorRestarted(Message, frozen=True, kw_only=True):
     """An actor crashed and its supervisor is restarting it after `delay` seconds."""
 
     actor: str
@@ -36,7 +36,7 @@ class ActorRestarted(Message, kw_only=True):
     error: str
 
 
-class ActorGaveUp(Message, kw_only=True):
+class ActorGaveUp(Message, frozen=True, kw_only=True):
     """An actor crashed more than the restart intensity allows; it stays down.
 
     Mirrors OTP: more than `max_restarts` restarts within `period` seconds.

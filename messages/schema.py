@@ -23,7 +23,8 @@ def normalise(schema: Any) -> Any:
     """
     if isinstance(schema, dict):
         return {
-            key: inspect.cleandoc(value) if key in ("description", "title") and isinstance(value, str)
+            key: inspect.cleandoc(value)
+            if key in ("description", "title") and isinstance(value, str)
             else normalise(value)
             for key, value in schema.items()
         }
@@ -32,21 +33,26 @@ def normalise(schema: Any) -> Any:
     return schema
 
 
+def _normalised_document(schema: dict[str, Any]) -> dict[str, Any]:
+    normalised: dict[str, Any] = normalise(schema)
+    return normalised
+
+
 def message_schema() -> dict[str, Any]:
     """One JSON Schema document: ``oneOf`` over every message, tagged by ``type``."""
     from . import ALL_MESSAGE_TYPES
 
-    (refs,), components = msgspec.json.schema_components(
-        [ALL_MESSAGE_TYPES], ref_template="#/$defs/{name}"
+    (refs,), components = msgspec.json.schema_components([ALL_MESSAGE_TYPES], ref_template="#/$defs/{name}")
+    return _normalised_document(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "sniper wire messages",
+            "description": f"Every message sniper publishes, schema version {SCHEMA_VERSION}. "
+            "Dispatch on the 'type' field.",
+            **refs,
+            "$defs": components,
+        }
     )
-    return normalise({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "sniper wire messages",
-        "description": f"Every message sniper publishes, schema version {SCHEMA_VERSION}. "
-        "Dispatch on the 'type' field.",
-        **refs,
-        "$defs": components,
-    })
 
 
 def upstream_schema() -> dict[str, Any]:
@@ -54,10 +60,12 @@ def upstream_schema() -> dict[str, Any]:
     from .modules import PAYLOAD_TYPES
 
     (*refs,), components = msgspec.json.schema_components(list(PAYLOAD_TYPES.values()), ref_template="#/$defs/{name}")
-    return normalise({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "sniper upstream payloads",
-        "description": "The JSON body each module's backend route must return; the 'module' tag is optional.",
-        "properties": dict(zip(PAYLOAD_TYPES, refs)),
-        "$defs": components,
-    })
+    return _normalised_document(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "sniper upstream payloads",
+            "description": "The JSON body each module's backend route must return; the 'module' tag is optional.",
+            "properties": dict(zip(PAYLOAD_TYPES, refs, strict=True)),
+            "$defs": components,
+        }
+    )

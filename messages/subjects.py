@@ -37,9 +37,7 @@ _PREFIX = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
 def token(value: str, what: str = "token") -> str:
     """Return `value` if it is safe as one subject token, else raise SubjectError."""
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        raise SubjectError(
-            f"{what} {value!r} cannot be a subject token: use letters, digits, '_' or '-'"
-        )
+        raise SubjectError(f"{what} {value!r} cannot be a subject token: use letters, digits, '_' or '-'")
     return value
 
 

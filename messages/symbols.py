@@ -20,11 +20,13 @@ Rules the whole module follows:
 
 Venue spelling tables and the lexer live in the private ``messages._venues``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import re
 import warnings
+from typing import Any
 
 import msgspec
 
@@ -33,9 +35,22 @@ from ._venues import KNOWN_QUOTES, MULTIPLIERS, Kind, Venue
 from .errors import SymbolError
 
 __all__ = [
-    "FORMS", "KNOWN_QUOTES", "Instrument", "Kind", "SymbolError", "Venue",
-    "bybit_category", "convert", "detect_form", "form_from_pattern", "format",
-    "format_form", "instrument", "parse", "spot_symbol", "swap_symbol",
+    "FORMS",
+    "KNOWN_QUOTES",
+    "Instrument",
+    "Kind",
+    "SymbolError",
+    "Venue",
+    "bybit_category",
+    "convert",
+    "detect_form",
+    "form_from_pattern",
+    "format",
+    "format_form",
+    "instrument",
+    "parse",
+    "spot_symbol",
+    "swap_symbol",
 ]
 
 
@@ -97,20 +112,25 @@ def _validate(i: Instrument) -> None:
     if i.base == i.quote:
         raise SymbolError(f"base and quote are both {i.base!r}")
     if m := _v.MULT_PREFIX.match(i.base):
-        raise SymbolError(f"base {i.base!r} carries a multiplier prefix; use "
-                          f"base={i.base[m.end():]!r} with multiplier={_v.mult_value(m[1])}")
+        raise SymbolError(
+            f"base {i.base!r} carries a multiplier prefix; use "
+            f"base={i.base[m.end() :]!r} with multiplier={_v.mult_value(m[1])}"
+        )
     if not isinstance(i.kind, Kind):
         raise SymbolError(f"kind must be a Kind, got {i.kind!r}")
     if type(i.multiplier) is not int or i.multiplier not in (1, *MULTIPLIERS):
         raise SymbolError(f"multiplier {i.multiplier!r} must be one of 1, {MULTIPLIERS}")
     if i.multiplier != 1 and not i.base[0].isalpha():
-        raise SymbolError(f"multiplier {i.multiplier} needs a base starting with a letter: "
-                          f"{i.multiplier}{i.base} would not read back")
+        raise SymbolError(
+            f"multiplier {i.multiplier} needs a base starting with a letter: {i.multiplier}{i.base} would not read back"
+        )
     if i.kind is Kind.SPOT and i.settle is not None:
         raise SymbolError(f"spot {i.base}/{i.quote} cannot have settle {i.settle!r}")
     if i.kind is not Kind.SPOT and i.settle not in (i.base, i.quote):
-        raise SymbolError(f"{i.kind.value} {i.base}/{i.quote} needs settle {i.quote!r} "
-                          f"(linear) or {i.base!r} (inverse), got {i.settle!r}")
+        raise SymbolError(
+            f"{i.kind.value} {i.base}/{i.quote} needs settle {i.quote!r} "
+            f"(linear) or {i.base!r} (inverse), got {i.settle!r}"
+        )
     if i.kind is Kind.FUTURE:
         _check_expiry(i.expiry)
     elif i.expiry is not None:
@@ -131,9 +151,20 @@ def _venue(venue: Venue | str) -> Venue:
         raise SymbolError(f"unknown venue {venue!r}; expected one of {[v.value for v in Venue]}") from None
 
 
-def instrument(base: str, quote: str = "USDT", kind: Kind | str = Kind.SPOT, *,
-               settle: str | None = None, expiry: str | None = None,
-               multiplier: int = 1) -> Instrument:
+def _canonical_code(code: Any) -> Any:
+    """Upper-case and de-alias a currency code; anything else is left for validation to reject."""
+    return _v.ALIASES.get(code.upper(), code.upper()) if isinstance(code, str) else code
+
+
+def instrument(
+    base: str,
+    quote: str = "USDT",
+    kind: Kind | str = Kind.SPOT,
+    *,
+    settle: str | None = None,
+    expiry: str | None = None,
+    multiplier: int = 1,
+) -> Instrument:
     """Build a validated Instrument from loose parts.
 
     Case-folds, maps Kraken aliases (XBT -> BTC), turns a ``1000PEPE`` base into
@@ -141,12 +172,11 @@ def instrument(base: str, quote: str = "USDT", kind: Kind | str = Kind.SPOT, *,
     callers need not know the canonical conventions.
     """
     k = _kind(kind)
-    codes = [c.upper() if isinstance(c, str) else c for c in (base, quote, settle)]
-    b, q, s = (_v.ALIASES.get(c, c) if isinstance(c, str) else c for c in codes)
+    b, q, s = (_canonical_code(c) for c in (base, quote, settle))
     if isinstance(b, str) and (m := _v.MULT_PREFIX.match(b)):
         if multiplier != 1:
             raise SymbolError(f"base {base!r} has a multiplier prefix and multiplier={multiplier}")
-        b, multiplier = b[m.end():], _v.mult_value(m[1])
+        b, multiplier = b[m.end() :], _v.mult_value(m[1])
     if k is not Kind.SPOT and s is None and isinstance(b, str) and isinstance(q, str):
         s = _v.implied_settle(b, q)
     return Instrument(base=b, quote=q, kind=k, settle=s, expiry=expiry, multiplier=multiplier)
@@ -155,8 +185,9 @@ def instrument(base: str, quote: str = "USDT", kind: Kind | str = Kind.SPOT, *,
 # ---------------------------------------------------------------- parsing
 
 
-def parse(text: str, *, venue: Venue | str | None = None, kind: Kind | str | None = None,
-          default_quote: str = "USDT") -> Instrument:
+def parse(
+    text: str, *, venue: Venue | str | None = None, kind: Kind | str | None = None, default_quote: str = "USDT"
+) -> Instrument:
     """Read any common spelling into an Instrument.
 
     Case and separators (``/ - _ :`` and space) are free; an ``@stream`` tail is
@@ -215,19 +246,28 @@ def _parse_text(text: str, s: str, dq: str, want: Kind | None, v: Venue | None) 
     elif len(toks) == 1 and deribit:  # BTC-PERPETUAL, BTC-28MAR25: inverse on USD
         base, quote = toks[0], "USD"
     elif len(toks) == 1:
-        base, quote = _v.split_single(toks[0])
+        base, single_quote = _v.split_single(toks[0])
+        quote = single_quote or dq
     else:
         raise SymbolError(f"{text!r}: expected BASE and QUOTE, found {len(toks)} parts {toks}")
     return _resolve(text, base, quote or dq, settle, expiry, marker, want, v)
 
 
-def _resolve(text: str, base_tok: str, quote: str, settle: str | None, expiry: str | None,
-             marker: Kind | None, want: Kind | None, v: Venue | None) -> Instrument:
+def _resolve(
+    text: str,
+    base_tok: str,
+    quote: str,
+    settle: str | None,
+    expiry: str | None,
+    marker: Kind | None,
+    want: Kind | None,
+    v: Venue | None,
+) -> Instrument:
     """Settle kind/settle/multiplier/aliases from what the text said and what the caller wants."""
     if want is not None and marker is not None and want is not marker:
         raise SymbolError(f"{text!r} names a {marker.value} but kind={want.value!r} was requested")
     m = _v.MULT_PREFIX.match(base_tok)
-    mult, base = (_v.mult_value(m[1]), base_tok[m.end():]) if m else (1, base_tok)
+    mult, base = (_v.mult_value(m[1]), base_tok[m.end() :]) if m else (1, base_tok)
     base, quote = _v.ALIASES.get(base, base), _v.ALIASES.get(quote, quote)
     k = marker or want
     if k is None:
@@ -251,14 +291,15 @@ def _need(inst: object) -> None:
         raise SymbolError(f"expected an Instrument, got {type(inst).__name__}")
 
 
-def format(inst: Instrument, venue: Venue | str) -> str:  # noqa: A001 - the public name is the point
+def format(inst: Instrument, venue: Venue | str) -> str:
     """Spell ``inst`` for ``venue``; SymbolError if the venue has no such market shape."""
     _need(inst)
     return _v.render(inst, _venue(venue))
 
 
-def convert(text: str, to_venue: Venue | str, *, from_venue: Venue | str | None = None,
-            kind: Kind | str | None = None) -> str:
+def convert(
+    text: str, to_venue: Venue | str, *, from_venue: Venue | str | None = None, kind: Kind | str | None = None
+) -> str:
     """``format(parse(text, venue=from_venue, kind=kind), to_venue)``."""
     return format(parse(text, venue=from_venue, kind=kind), to_venue)
 
@@ -280,11 +321,24 @@ def bybit_category(inst: Instrument) -> str:
 
 # ---------------------------------------------------------------- generic forms
 
-FORMS: tuple[str, ...] = ("base", "concat", "dash", "underscore", "slash",
-                          "okx_swap", "ccxt_swap", "binance_coinm", "deribit")
+FORMS: tuple[str, ...] = (
+    "base",
+    "concat",
+    "dash",
+    "underscore",
+    "slash",
+    "okx_swap",
+    "ccxt_swap",
+    "binance_coinm",
+    "deribit",
+)
 _SIMPLE_SEP = {"concat": "", "dash": "-", "underscore": "_", "slash": "/"}
-_DERIV_VENUE = {"okx_swap": Venue.OKX, "ccxt_swap": Venue.CCXT,
-                "binance_coinm": Venue.BINANCE_COINM, "deribit": Venue.DERIBIT}
+_DERIV_VENUE = {
+    "okx_swap": Venue.OKX,
+    "ccxt_swap": Venue.CCXT,
+    "binance_coinm": Venue.BINANCE_COINM,
+    "deribit": Venue.DERIBIT,
+}
 
 
 def format_form(inst: Instrument, form: str, *, lower: bool = False) -> str:

@@ -13,13 +13,15 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from actors import Actor, Clock, Context, NatsBus, Supervisor, SystemClock
+from actors import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
 from actors.assembler import SignalAssembler
+from actors.bus import Envelope
 from actors.circuit import CircuitPolicy, CircuitSupervisor
 from actors.discovery import DiscoveryActor
-from actors.flags import FlagKeeper
 from actors.fetchers import FETCHERS
+from actors.flags import FlagKeeper
 from actors.logs import get_logger
 from actors.scheduler import HealthPolicy, Scheduler
 from actors.upstream import AiohttpTransport, UpstreamClient
@@ -50,7 +52,9 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
     if "flags" in wanted:
         actors.append(FlagKeeper(settings.flags))
     if "circuits" in wanted:
-        actors.append(CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)))
+        actors.append(
+            CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes))
+        )
     if "discovery" in wanted:
         actors.append(
             DiscoveryActor(
@@ -63,7 +67,7 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
         )
     for module, cls in FETCHERS.items():
         if module in wanted:
-            kwargs = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
+            kwargs: dict[str, Any] = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
             actors.append(cls(upstream, settings=settings.request, enabled=settings.flags[module], **kwargs))
     if "assembler" in wanted:
         actors.append(SignalAssembler(modules=MODULES, window=settings.window))
@@ -137,7 +141,13 @@ async def run_pipeline(
         supervisor = Supervisor(ctx, build_actors(settings, upstream))
         stack.push_async_callback(supervisor.stop)  # before start: a failed start stops what did start
         await supervisor.start()
-        log.info("pipeline_started", nats=url, backend=settings.backend, assets=",".join(settings.assets), metrics=metrics_url)
+        log.info(
+            "pipeline_started",
+            nats=url,
+            backend=settings.backend,
+            assets=",".join(settings.assets),
+            metrics=metrics_url,
+        )
         yield Running(bus, supervisor, upstream, url, ctx, metrics_url)
 
 
@@ -174,11 +184,11 @@ def format_signal(sig: Signal) -> str:
     )
 
 
-async def print_signals(bus: NatsBus, settings: Settings, out: Callable[[str], None]) -> Callable[[], int]:
+async def print_signals(bus: Bus, settings: Settings, out: Callable[[str], None]) -> Callable[[], int]:
     """Subscribe to every signal over NATS and print it; returns a counter."""
     count = 0
 
-    async def on_signal(env) -> None:
+    async def on_signal(env: Envelope) -> None:
         nonlocal count
         count += 1
         out(format_signal(decode(env.data, Signal, subject=env.subject)))

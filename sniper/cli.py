@@ -54,11 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run everything in one process and print signals")
-    demo.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument(
+        "--for", dest="duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)"
+    )
     demo.add_argument("--nats", help="use this NATS instead of an embedded server")
     demo.add_argument("--backend", help="use this backend instead of the embedded reference backend")
-    demo.add_argument("--fault", action="append", type=parse_fault_arg, default=[], metavar="MODULE=SPEC",
-                      help="extra fault on the embedded backend, e.g. heatmap=status:500 (repeatable)")
+    demo.add_argument(
+        "--fault",
+        action="append",
+        type=parse_fault_arg,
+        default=[],
+        metavar="MODULE=SPEC",
+        help="extra fault on the embedded backend, e.g. heatmap=status:500 (repeatable)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="seed of the embedded backend's market data")
     add_pipeline_arguments(demo)
 
@@ -86,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     conn.add_argument("--nats", default=argparse.SUPPRESS, help="NATS URL (SNIPER_NATS)")
     conn.add_argument("--prefix", default=argparse.SUPPRESS, help="subject prefix (default sniper)")
 
-    flags = sub.add_parser("flags", parents=[conn], help="list or set feature flags (request/reply on <prefix>.cmd.flags)")
+    flags = sub.add_parser(
+        "flags", parents=[conn], help="list or set feature flags (request/reply on <prefix>.cmd.flags)"
+    )
     flags_sub = flags.add_subparsers(dest="flags_command", required=True, metavar="list|set")
     flags_sub.add_parser("list", parents=[conn], help="show every flag")
     set_ = flags_sub.add_parser("set", parents=[conn], help="switch a module on or off")
@@ -94,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("value", type=_switch, help="on or off")
     set_.add_argument("--why", default="", help="reason, recorded with the change")
 
-    circuit = sub.add_parser("circuit", parents=[conn], help="list circuit breakers or reset a module's (request/reply on <prefix>.cmd.circuit)")
+    circuit = sub.add_parser(
+        "circuit",
+        parents=[conn],
+        help="list circuit breakers or reset a module's (request/reply on <prefix>.cmd.circuit)",
+    )
     circuit_sub = circuit.add_subparsers(dest="circuit_command", required=True, metavar="list|reset")
     circuit_sub.add_parser("list", parents=[conn], help="show every breaker")
     reset = circuit_sub.add_parser("reset", parents=[conn], help="close every breaker of a module (lifts a quarantine)")
@@ -116,7 +130,9 @@ def _nats_url(args: argparse.Namespace) -> str:
 
     url = getattr(args, "nats", None) or os.environ.get("SNIPER_NATS")
     if not url:
-        raise ConfigError(f"--nats / SNIPER_NATS is required for 'sniper {args.command}' (it talks to a running pipeline)")
+        raise ConfigError(
+            f"--nats / SNIPER_NATS is required for 'sniper {args.command}' (it talks to a running pipeline)"
+        )
     return url
 
 
@@ -138,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "record":
                 from .demo import record
 
-                return asyncio.run(record(_nats_url(args), args.out, args.subjects or f"{args.prefix}.>", args.duration))
+                return asyncio.run(
+                    record(_nats_url(args), args.out, args.subjects or f"{args.prefix}.>", args.duration)
+                )
             case "flags":
                 from .control import flags_command
 

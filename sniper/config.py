@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from urllib.parse import urlsplit
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from actors.routing import RequestSettings
 from actors.scheduler import DEFAULT_CORE, TradingHours
@@ -107,6 +107,14 @@ def _modules(text: str) -> frozenset[str]:
     return frozenset(m.strip() for m in text.split(",") if m.strip())
 
 
+def _actor_names(text: str) -> tuple[str, ...]:
+    return tuple(_modules(text))
+
+
+_DEFAULT_ASSETS: tuple[str, ...] = ("SOL",)
+_ALL_ACTORS: tuple[str, ...] = ()  # empty: every actor
+
+
 _ON = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 
 
@@ -138,23 +146,47 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("pipeline")
     g.add_argument("--assets", type=_assets, help="comma-separated assets (SNIPER_ASSETS, default SOL)")
     g.add_argument("--interval", type=_positive, help="seconds between cycles (SNIPER_INTERVAL, default 5)")
-    g.add_argument("--window", type=_positive, help="assembly window in seconds (SNIPER_WINDOW, default 0.6 x interval, max 3)")
-    g.add_argument("--off-hours-interval", type=_positive, help="interval outside trading hours (SNIPER_OFF_HOURS_INTERVAL)")
-    g.add_argument("--trading-hours", type=TradingHours.parse, help="HH:MM-HH:MM in Asia/Jakarta (SNIPER_TRADING_HOURS)")
+    g.add_argument(
+        "--window", type=_positive, help="assembly window in seconds (SNIPER_WINDOW, default 0.6 x interval, max 3)"
+    )
+    g.add_argument(
+        "--off-hours-interval", type=_positive, help="interval outside trading hours (SNIPER_OFF_HOURS_INTERVAL)"
+    )
+    g.add_argument(
+        "--trading-hours", type=TradingHours.parse, help="HH:MM-HH:MM in Asia/Jakarta (SNIPER_TRADING_HOURS)"
+    )
     g.add_argument("--prefix", help="subject prefix (SNIPER_PREFIX, default sniper)")
     g.add_argument("--core", type=_modules, help="core modules for health (SNIPER_CORE, default whale,heatmap,spot_ob)")
-    g.add_argument("--actors", type=lambda t: tuple(_modules(t)), help="run only these actors (SNIPER_ACTORS), e.g. scheduler,assembler")
+    g.add_argument(
+        "--actors",
+        type=lambda t: tuple(_modules(t)),
+        help="run only these actors (SNIPER_ACTORS), e.g. scheduler,assembler",
+    )
     g.add_argument("--exchange", help="spot order book exchange (SNIPER_EXCHANGE, default binance)")
     g.add_argument("--depth", type=int, help="order book depth (SNIPER_DEPTH, default 50)")
     g.add_argument("--timeframe", help="heatmap timeframe (SNIPER_TIMEFRAME, default 1h)")
     g.add_argument("--etf-proxy", choices=("BTC", "ETH"), help="ETF flows used for other assets (SNIPER_ETF_PROXY)")
-    g.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port, 0 = any (SNIPER_METRICS_PORT)")
-    g.add_argument("--no-stagger", dest="stagger", action="store_const", const=False,
-                   help="tick every asset at the same instant (SNIPER_STAGGER=off)")
-    g.add_argument("--discovery-interval", type=_positive,
-                   help="seconds between route discoveries from /openapi.json (SNIPER_DISCOVERY_INTERVAL, default 600)")
-    g.add_argument("--circuit-probes", type=int, help="calls let through a half-open breaker (SNIPER_CIRCUIT_PROBES, default 1)")
-    g.add_argument("--quarantine", type=_positive, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)")
+    g.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics on this port, 0 = any (SNIPER_METRICS_PORT)"
+    )
+    g.add_argument(
+        "--no-stagger",
+        dest="stagger",
+        action="store_const",
+        const=False,
+        help="tick every asset at the same instant (SNIPER_STAGGER=off)",
+    )
+    g.add_argument(
+        "--discovery-interval",
+        type=_positive,
+        help="seconds between route discoveries from /openapi.json (SNIPER_DISCOVERY_INTERVAL, default 600)",
+    )
+    g.add_argument(
+        "--circuit-probes", type=int, help="calls let through a half-open breaker (SNIPER_CIRCUIT_PROBES, default 1)"
+    )
+    g.add_argument(
+        "--quarantine", type=_positive, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)"
+    )
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None, **fixed: Any) -> Settings:
@@ -174,14 +206,16 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     values: dict[str, Any] = dict(
         nats=pick("nats", "SNIPER_NATS", str, None),
         backend=pick("backend", "SNIPER_BACKEND", str, None),
-        assets=pick("assets", "SNIPER_ASSETS", _assets, ("SOL",)),
+        assets=pick("assets", "SNIPER_ASSETS", _assets, _DEFAULT_ASSETS),
         interval=interval,
         window=pick("window", "SNIPER_WINDOW", _positive, min(3.0, round(0.6 * interval, 3))),
         off_hours_interval=pick("off_hours_interval", "SNIPER_OFF_HOURS_INTERVAL", _positive, None),
-        trading_hours=pick("trading_hours", "SNIPER_TRADING_HOURS", TradingHours.parse, TradingHours.parse("00:00-24:00")),
+        trading_hours=pick(
+            "trading_hours", "SNIPER_TRADING_HOURS", TradingHours.parse, TradingHours.parse("00:00-24:00")
+        ),
         prefix=pick("prefix", "SNIPER_PREFIX", str, "sniper"),
         core=pick("core", "SNIPER_CORE", _modules, DEFAULT_CORE),
-        actors=pick("actors", "SNIPER_ACTORS", lambda t: tuple(_modules(t)), ()),
+        actors=pick("actors", "SNIPER_ACTORS", _actor_names, _ALL_ACTORS),
         request=request,
         etf_proxy=pick("etf_proxy", "SNIPER_ETF_PROXY", str, "BTC"),
         flags=feature_defaults(env),

@@ -12,10 +12,25 @@ import argparse
 import getpass
 import socket
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
 
 from actors import NatsBus
-from messages import CircuitCommand, CircuitReply, FlagCommand, FlagReply, RequestTimeoutError, SniperError, Subjects, decode, encode
+from messages import (
+    CircuitCommand,
+    CircuitReply,
+    FlagCommand,
+    FlagReply,
+    RequestTimeoutError,
+    SniperError,
+    Subjects,
+    decode,
+    encode,
+)
+
+R = TypeVar("R", bound=msgspec.Struct)
 
 
 def _who() -> str:
@@ -26,12 +41,14 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-async def _request(nats_url: str, subject: str, payload: bytes, reply_type, name: str):
+async def _request(nats_url: str, subject: str, payload: bytes, reply_type: type[R], name: str) -> R:
     bus = await NatsBus.connect(nats_url, name=name)
     try:
         env = await bus.request(subject, payload, timeout=5.0)
     except RequestTimeoutError as exc:
-        raise SniperError(f"{exc}: is a sniper process with the '{subject.rsplit('.', 1)[-1]}' actor running?") from None
+        raise SniperError(
+            f"{exc}: is a sniper process with the '{subject.rsplit('.', 1)[-1]}' actor running?"
+        ) from None
     finally:
         await bus.close()
     return decode(env.data, reply_type, subject=subject)
@@ -53,7 +70,7 @@ async def flags_command(nats_url: str, args: argparse.Namespace) -> int:
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 async def circuit_command(nats_url: str, args: argparse.Namespace) -> int:
@@ -62,14 +79,17 @@ async def circuit_command(nats_url: str, args: argparse.Namespace) -> int:
         cmd = CircuitCommand(action="reset", module=args.module)
     else:
         cmd = CircuitCommand(action="list")
-    reply: CircuitReply = await _request(nats_url, subjects.command("circuit"), encode(cmd), CircuitReply, "sniper-circuit")
+    reply: CircuitReply = await _request(
+        nats_url, subjects.command("circuit"), encode(cmd), CircuitReply, "sniper-circuit"
+    )
     if not reply.ok:
         print(f"sniper: circuit: {reply.error}", file=sys.stderr)
         return 1
     if args.circuit_command == "reset" and not reply.circuits:
         print(f"{args.module}: nothing to reset (every breaker closed)")
     for st in sorted(reply.circuits, key=lambda c: (c.module, c.scope)):
-        print(f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}".rstrip())
+        line = f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}"
+        print(line.rstrip())
     return 0
 
 
@@ -92,8 +112,18 @@ async def discover_command(backend: str, asset: str, as_json: bool) -> int:
         await upstream.close()
     rows = [describe(found.bindings[m]) for m in MODULES]
     if as_json:
-        print(json.dumps({"spec": found.spec_path, "version": found.spec_version, "spec_problem": found.spec_problem,
-                          "modules": rows, "requests": upstream.stats.requests}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "spec": found.spec_path,
+                    "version": found.spec_version,
+                    "spec_problem": found.spec_problem,
+                    "modules": rows,
+                    "requests": upstream.stats.requests,
+                },
+                indent=2,
+            )
+        )
         return 0 if all(r["usable"] for r in rows) else 1
     if found.spec_version:
         print(f"spec: {backend}{found.spec_path} (OpenAPI {found.spec_version})")
@@ -104,7 +134,9 @@ async def discover_command(backend: str, asset: str, as_json: bool) -> int:
             print(f"{row['module']:<8} UNUSABLE  {row['reason']}")
             continue
         params = " ".join(
-            f"{p['name']}={p['role']}" + (f"[{p['form']}]" if "form" in p else "") + (f"({p['value']})" if "value" in p else "")
+            f"{p['name']}={p['role']}"
+            + (f"[{p['form']}]" if "form" in p else "")
+            + (f"({p['value']})" if "value" in p else "")
             + ("" if p["in"] == "query" else f"@{p['in']}")
             for p in row["params"]
         )

@@ -8,9 +8,12 @@ and prints one line per signal, received over NATS like any other bot would.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 
+from actors import Bus
 from actors.logs import get_logger
 
 from .app import format_signal, print_signals, run_pipeline, wait_for_stop
@@ -36,9 +39,9 @@ async def demo(args: argparse.Namespace) -> int:
             backend = srv.url
             log.info("reference_backend_started", url=backend, flavor=srv.sim.flavor)
         settings = settings_from(args, backend=backend, nats=args.nats)
-        counter: list = []
+        counter: list[Callable[[], int]] = []
 
-        async def subscribe_printer(bus) -> None:
+        async def subscribe_printer(bus: Bus) -> None:
             counter.append(await print_signals(bus, settings, _out))
 
         running = await stack.enter_async_context(run_pipeline(settings, before_start=subscribe_printer))
@@ -62,13 +65,12 @@ async def run(settings: Settings, duration: float | None) -> int:
 
 async def record(nats_url: str, out: str, subjects: str, duration: float | None) -> int:
     from actors import NatsBus, SystemClock
+    from messages import ConfigError
 
     from .recording import StreamRecorder
 
-    from messages import ConfigError
-
     try:  # open the output first: a bad path fails before any connection is made
-        fh = sys.stdout.buffer if out == "-" else open(out, "ab")
+        fh = sys.stdout.buffer if out == "-" else await asyncio.to_thread(open, out, "ab")
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc.strerror or exc}") from None
     try:

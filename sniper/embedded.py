@@ -148,7 +148,7 @@ class EmbeddedNats:
             raise EmbeddedServerError(f"could not run {argv[0]}: {exc}") from None
         try:
             await asyncio.wait_for(self._wait_ready(), self.ready_timeout)
-        except (asyncio.TimeoutError, EmbeddedServerError) as exc:
+        except (TimeoutError, EmbeddedServerError) as exc:
             tail = "\n".join(self.log_tail[-10:])
             await self.stop()
             reason = "did not become ready in time" if isinstance(exc, asyncio.TimeoutError) else str(exc)
@@ -191,7 +191,7 @@ class EmbeddedNats:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  # the grace period before SIGKILL, not a cancel scope
         """Terminate the server (kill after `timeout`) and remove its storage. Idempotent."""
         proc, self.process = self.process, None
         if proc is not None and proc.returncode is None:
@@ -199,7 +199,7 @@ class EmbeddedNats:
                 proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
@@ -214,7 +214,7 @@ class EmbeddedNats:
         if self.store_dir is not None:
             shutil.rmtree(self.store_dir, ignore_errors=True)
 
-    async def __aenter__(self) -> "EmbeddedNats":
+    async def __aenter__(self) -> EmbeddedNats:
         await self.start()
         return self
 

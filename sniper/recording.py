@@ -101,7 +101,7 @@ def read_recording(path: str | Path, *, subjects: str | None = None) -> Iterator
     so a bad file fails with its line number instead of half-way through a replay.
     """
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115  # opened apart so only open errors become RecordingError; `with fh` closes it
     except OSError as exc:
         raise RecordingError(f"{path}: {exc.strerror or exc}") from None
     with fh:
@@ -136,7 +136,7 @@ class StreamRecorder:
         self.count = 0
         self._sub: Subscription | None = None
 
-    async def start(self) -> "StreamRecorder":
+    async def start(self) -> StreamRecorder:
         self._sub = await self.bus.subscribe(self.subjects, self._on)
         return self
 

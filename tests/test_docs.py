@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,48 @@ class TestReadme:
     def test_ci_runs_the_readme_test_command(self) -> None:
         """.ci/run calls the same `make test` the README gives."""
         assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+    def test_ci_runs_the_quality_gate(self) -> None:
+        """.ci/run runs `make check`, and the Makefile's check runs ruff (lint and format) and mypy."""
+        assert "make check" in (ROOT / ".ci" / "run").read_text()
+        makefile = (ROOT / "Makefile").read_text()
+        for command in ("ruff check", "ruff format --check", "mypy"):
+            assert command in makefile and command in README
+
+
+def _locked(path: Path) -> dict[str, str]:
+    """`name -> version` of a compiled requirements file, checking that every pin carries hashes."""
+    pins: dict[str, str] = {}
+    for block in re.split(r"\n(?=[a-z0-9])", path.read_text()):
+        if not re.match(r"[a-z0-9]", block):
+            continue
+        match = re.match(r"([a-z0-9][a-z0-9._-]*)==([^ ;\\]+)", block)
+        assert match, f"{path.name}: not an exact pin: {block.splitlines()[0]}"
+        assert "--hash=sha256:" in block, f"{path.name}: {match[1]} has no hash"
+        pins[match[1]] = match[2]
+    return pins
+
+
+class TestLock:
+    @pytest.mark.parametrize("lock, extras", [("runtime.txt", ()), ("dev.txt", ("dev",))])
+    def test_every_declared_dependency_is_pinned_with_hashes(self, lock: str, extras: tuple[str, ...]) -> None:
+        """Each dependency pyproject.toml declares appears in the lock as `==` with sha256 hashes."""
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        declared = list(project["dependencies"])
+        for extra in extras:
+            declared += project["optional-dependencies"][extra]
+        pins = _locked(ROOT / "requirements" / lock)
+        for requirement in declared:
+            name = re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+            assert name in pins, f"{name} is declared in pyproject.toml but missing from requirements/{lock}"
+
+    def test_installs_use_the_lock_with_hashes(self) -> None:
+        """make and the Dockerfile install with --require-hashes from the lock, the project with --no-deps."""
+        makefile = (ROOT / "Makefile").read_text()
+        dockerfile = (ROOT / "Dockerfile").read_text()
+        assert "--require-hashes" in makefile and "requirements/dev.txt" in makefile
+        assert "--require-hashes" in dockerfile and "requirements/runtime.txt" in dockerfile
+        assert makefile.count("--no-deps") >= 2 and "--no-build-isolation" in makefile
 
     @pytest.mark.parametrize("module", sorted(DEFAULT_ROUTES))
     def test_upstream_table_matches_default_routes(self, module: str) -> None:
@@ -68,7 +111,9 @@ class TestGeneratedDocs:
         "change",
         [
             pytest.param(lambda s: s["$defs"]["Signal"]["properties"].pop("score"), id="field-removed"),
-            pytest.param(lambda s: s["$defs"]["Signal"]["properties"]["cycle"].update(type="string"), id="type-changed"),
+            pytest.param(
+                lambda s: s["$defs"]["Signal"]["properties"]["cycle"].update(type="string"), id="type-changed"
+            ),
             pytest.param(lambda s: s["$defs"]["Signal"]["required"].remove("asset"), id="now-optional"),
             pytest.param(lambda s: s["$defs"]["Signal"].update(description="Something else."), id="doc-reworded"),
         ],

@@ -7,6 +7,8 @@ key: answers are single-flight and cached, since the data is daily.
 
 from __future__ import annotations
 
+from typing import Any
+
 from messages import EtfFlows
 
 from ..fetcher import ModuleFetcher
@@ -21,7 +23,7 @@ class EtfFetcher(ModuleFetcher):
     payload_type = EtfFlows
     cache_ttl = 60.0
 
-    def __init__(self, *args, proxy_asset: str = "BTC", **kwargs) -> None:
+    def __init__(self, *args: Any, proxy_asset: str = "BTC", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if proxy_asset not in ETF_ASSETS:
             raise ValueError(f"ETF proxy asset must be one of {sorted(ETF_ASSETS)}, not {proxy_asset!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from messages import OrderBook, Payload
 
 from ..fetcher import ModuleFetcher
@@ -19,8 +21,8 @@ class SpotOrderBookFetcher(ModuleFetcher):
             return "order book has an empty side"
         if payload.bids[0][0] >= payload.asks[0][0]:
             return f"crossed book: best bid {payload.bids[0][0]} >= best ask {payload.asks[0][0]}"
-        if any(a[0] <= b[0] for a, b in zip(payload.bids, payload.bids[1:])):
+        if any(a[0] <= b[0] for a, b in itertools.pairwise(payload.bids)):
             return "bids are not in descending price order"
-        if any(a[0] >= b[0] for a, b in zip(payload.asks, payload.asks[1:])):
+        if any(a[0] >= b[0] for a, b in itertools.pairwise(payload.asks)):
             return "asks are not in ascending price order"
         return None
