@@ -18,15 +18,17 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nats  # noqa: E402
+import nats
+from nats.aio.msg import Msg
 
-from actors import Actor, Context, NatsBus, Sub, Supervisor, SystemClock  # noqa: E402
-from messages import Tick, encode  # noqa: E402
-from sniper.embedded import EmbeddedNats  # noqa: E402
+from actors import Actor, Context, NatsBus, Sub, Supervisor, SystemClock
+from messages import Tick, encode
+from sniper.embedded import EmbeddedNats
 
 SUBJECT = "bench.tick.SOL"
 
@@ -41,7 +43,7 @@ async def raw_round(url: str, n: int) -> float:
     done = asyncio.Event()
     count = 0
 
-    async def cb(msg) -> None:
+    async def cb(msg: Msg) -> None:
         nonlocal count
         count += 1
         if count == n:
@@ -71,7 +73,7 @@ class Sink(Actor):
         self.count = 0
         self.done = asyncio.Event()
 
-    def subscriptions(self):
+    def subscriptions(self) -> Iterable[Sub]:
         return [Sub("bench.tick.*", Tick, self.on_tick)]
 
     async def on_tick(self, tick: Tick) -> None:
@@ -93,7 +95,10 @@ async def runtime_round(url: str, n: int) -> float:
     nats_bus.DEFAULT_PENDING_MSGS = n + 1  # same queue bound as the raw baseline
     sink, source = Sink(n), Source()
     clock = SystemClock()
-    async with Supervisor(Context(bus=sub_bus, clock=clock), [sink]), Supervisor(Context(bus=pub_bus, clock=clock), [source]):
+    async with (
+        Supervisor(Context(bus=sub_bus, clock=clock), [sink]),
+        Supervisor(Context(bus=pub_bus, clock=clock), [source]),
+    ):
         await sub_bus.flush()
         msgs = [sample(i) for i in range(n)]
         started = time.perf_counter()
@@ -123,8 +128,10 @@ async def main() -> None:
             ours.append(await runtime_round(server.url, args.messages))
     r, o = statistics.median(raw), statistics.median(ours)
     print(f"messages per round: {args.messages}, rounds: {args.rounds}")
-    print(f"raw nats-py publish -> callback:            median {r:>9,.0f} msg/s  (rounds: {', '.join(f'{x:,.0f}' for x in raw)})")
-    print(f"actor runtime publish -> typed decode -> handler: median {o:>9,.0f} msg/s  (rounds: {', '.join(f'{x:,.0f}' for x in ours)})")
+    raw_rounds = ", ".join(f"{x:,.0f}" for x in raw)
+    our_rounds = ", ".join(f"{x:,.0f}" for x in ours)
+    print(f"raw nats-py publish -> callback:            median {r:>9,.0f} msg/s  (rounds: {raw_rounds})")
+    print(f"actor runtime publish -> typed decode -> handler: median {o:>9,.0f} msg/s  (rounds: {our_rounds})")
     print(f"runtime / raw: {o / r:.0%} (target >= 60%)")
 
 

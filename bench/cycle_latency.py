@@ -31,17 +31,18 @@ import statistics
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors import NatsBus  # noqa: E402
-from actors.fetchers import FETCHERS  # noqa: E402
-from actors.logs import configure  # noqa: E402
-from actors.testing import Recorder  # noqa: E402
-from messages import Signal, Subjects  # noqa: E402
-from sniper.app import run_pipeline  # noqa: E402
-from sniper.config import MODULES, Settings  # noqa: E402
-from sniper.embedded import EmbeddedNats  # noqa: E402
+from actors import NatsBus
+from actors.fetchers import FETCHERS
+from actors.logs import configure
+from actors.testing import Recorder
+from messages import Signal, Subjects
+from sniper.app import run_pipeline
+from sniper.config import MODULES, Settings
+from sniper.embedded import EmbeddedNats
 
 LATENCY_MS = {"whale": 40, "heatmap": 80, "spot_ob": 120, "bias": 30}
 
@@ -59,29 +60,41 @@ async def start_backend(extra: list[str]) -> tuple[asyncio.subprocess.Process, s
     return proc, url.group(0)
 
 
-def counters(url: str) -> dict:
+def counters(url: str) -> dict[str, dict[str, Any]]:
     with urllib.request.urlopen(url + "/_admin/counters", timeout=5) as resp:
-        return json.load(resp)
+        data: dict[str, dict[str, Any]] = json.load(resp)
+    return data
 
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def scenario(
-    name: str, assets: list[str], interval: float, cycles: int, backend_extra: list[str],
-    *, stagger: bool = True, etf: bool = True,
-) -> dict:
+    name: str,
+    assets: list[str],
+    interval: float,
+    cycles: int,
+    backend_extra: list[str],
+    *,
+    stagger: bool = True,
+    etf: bool = True,
+) -> dict[str, Any]:
     """The pipeline exactly as `sniper run` builds it (circuit breaker and flags included)."""
     proc, url = await start_backend(backend_extra)
     try:
         async with EmbeddedNats() as nats:
             observer = await NatsBus.connect(nats.url, name="observer")
-            signals = await Recorder(observer, Subjects().signal_all(), Signal).start()
+            signals = await Recorder[Signal](observer, Subjects().signal_all(), Signal).start()
             settings = Settings(
-                nats=nats.url, backend=url, assets=tuple(assets), interval=interval, window=3.0,
-                stagger=stagger, flags={m: (m != "etf" or etf) for m in MODULES},
+                nats=nats.url,
+                backend=url,
+                assets=tuple(assets),
+                interval=interval,
+                window=3.0,
+                stagger=stagger,
+                flags={m: (m != "etf" or etf) for m in MODULES},
             )
             before = counters(url)
             async with run_pipeline(settings):
@@ -132,8 +145,14 @@ async def main() -> None:
         await scenario("etf_off", assets, args.interval, args.cycles, dead_etf, etf=False),
         await scenario("burst_dead", assets, args.interval, args.cycles, dead_etf, stagger=False),
     ]
-    print(f"{args.assets} assets, interval {args.interval:g}s, window 3s, {args.cycles} cycles; backend latency {LATENCY_MS}")
-    print(f"{'scenario':<11} {'signals':>8} {'latency p50/p99 ms':>20} {'limit p50/p99 ms':>18} {'overhead p50/p99 ms':>21} {'req/asset-cycle':>16}")
+    print(
+        f"{args.assets} assets, interval {args.interval:g}s, window 3s, {args.cycles} cycles; "
+        f"backend latency {LATENCY_MS}"
+    )
+    print(
+        f"{'scenario':<11} {'signals':>8} {'latency p50/p99 ms':>20} {'limit p50/p99 ms':>18} "
+        f"{'overhead p50/p99 ms':>21} {'req/asset-cycle':>16}"
+    )
     for r in results:
         print(
             f"{r['name']:<11} {r['signals']:>8} {r['latency_p50']:>9.1f}/{r['latency_p99']:<9.1f} "
@@ -141,7 +160,8 @@ async def main() -> None:
             f"{r['requests_per_asset_cycle']:>12.2f}   per module {r['per_module']}"
         )
     dead, absent, _ = results
-    print(f"dead ETF vs ETF switched off, p99 overhead difference: {dead['overhead_p99'] - absent['overhead_p99']:+.1f} ms")
+    diff = dead["overhead_p99"] - absent["overhead_p99"]
+    print(f"dead ETF vs ETF switched off, p99 overhead difference: {diff:+.1f} ms")
 
 
 if __name__ == "__main__":

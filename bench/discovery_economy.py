@@ -10,8 +10,12 @@ The seed's client (shared/seed, section 3), reimplemented faithfully:
   else '/liquidations/heatmap' / '/spot/orderbook'.
   Then per fetch, three URL shapes in order, moving on only after a 404
   (any other error fails the fetch):
-    heatmap: {base}?symbol=SOL-USDT-SWAP&timeframe=1h | {base}/SOL-USDT-SWAP?timeframe=1h | {base}?asset=SOL-USDT-SWAP&tf=1h
-    spot:    {base}?symbol=SOLUSDT&exchange=binance&depth=50 | {base}/binance/SOLUSDT?depth=50 | {base}/SOLUSDT?ex=binance&limit=50
+    heatmap: {base}?symbol=SOL-USDT-SWAP&timeframe=1h
+           | {base}/SOL-USDT-SWAP?timeframe=1h
+           | {base}?asset=SOL-USDT-SWAP&tf=1h
+    spot:    {base}?symbol=SOLUSDT&exchange=binance&depth=50
+           | {base}/binance/SOLUSDT?depth=50
+           | {base}/SOLUSDT?ex=binance&limit=50
 
 sniper: one discovery (GET /openapi.json, bind by meaning; without a spec,
 known paths probed once and the one that answers remembered), then one
@@ -28,19 +32,23 @@ import argparse
 import asyncio
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from actors import SystemClock  # noqa: E402
-from actors.discovery import discover  # noqa: E402
-from actors.routing import RequestSettings, build_request  # noqa: E402
-from actors.upstream import AiohttpTransport, UpstreamClient  # noqa: E402
-from marketsim import FLAVOR_NAMES, serve  # noqa: E402
+from actors import SystemClock
+from actors.discovery import discover
+from actors.routing import RequestSettings, build_request
+from actors.upstream import AiohttpTransport, UpstreamClient
+from marketsim import FLAVOR_NAMES, serve
 
 MODULES = ("heatmap", "spot_ob")
+
+
+Client = Callable[[str, int], Awaitable[dict[str, int]]]
 
 
 async def seed_client(url: str, fetches: int) -> dict[str, int]:
@@ -95,14 +103,16 @@ async def sniper_client(url: str, fetches: int) -> dict[str, int]:
     return ok
 
 
-async def measure(flavor: str, spec: bool, client, fetches: int) -> tuple[int, int, int]:
+async def measure(flavor: str, spec: bool, client: Client, fetches: int) -> tuple[int, int, int]:
     """(requests to the backend, of which spec reads, successful fetches)."""
     async with serve(port=0, flavor=flavor, seed=4, spec=spec) as srv:
         ok = await client(srv.url, fetches)
         counters = srv.sim.counters()
-    requests = sum(counters.get(m, {}).get("requests", 0) for m in MODULES) + counters.get("unmatched", {}).get("requests", 0)
-    spec = counters.get("openapi", {}).get("requests", 0)
-    return requests + spec, spec, sum(ok.values())
+    requests = sum(counters.get(m, {}).get("requests", 0) for m in MODULES) + counters.get("unmatched", {}).get(
+        "requests", 0
+    )
+    spec_reads: int = counters.get("openapi", {}).get("requests", 0)
+    return requests + spec_reads, spec_reads, sum(ok.values())
 
 
 async def main() -> None:
@@ -111,7 +121,10 @@ async def main() -> None:
     args = parser.parse_args()
     attempted = args.fetches * len(MODULES)
     print(f"{args.fetches} fetches each of {', '.join(MODULES)} for SOL per client and flavor ({attempted} attempted)")
-    print(f"{'backend':<18} {'client':<7} {'requests':>9} {'spec reads':>11} {'successful':>11} {'requests per success':>21}")
+    print(
+        f"{'backend':<18} {'client':<7} {'requests':>9} {'spec reads':>11} {'successful':>11} "
+        f"{'requests per success':>21}"
+    )
     scenarios = [(f, True) for f in FLAVOR_NAMES] + [(f, False) for f in FLAVOR_NAMES]
     for flavor, spec in scenarios:
         label = f"{flavor}{'' if spec else ' (no spec)'}"

@@ -7,6 +7,8 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+WAIT_TIMEOUT = 5.0  # real seconds `Collector.wait` allows before failing the test
+
 
 class Collector(Generic[T]):
     """An async callback that keeps what it is called with; `wait(n)` waits without sleeping."""
@@ -19,11 +21,13 @@ class Collector(Generic[T]):
         self.items.append(item)
         self._changed.set()
 
-    async def wait(self, n: int, timeout: float = 5.0) -> list[T]:
+    async def wait(self, n: int) -> list[T]:
+        """Wait until `n` items have arrived; TimeoutError after `WAIT_TIMEOUT` real seconds."""
+
         async def until() -> None:
             while len(self.items) < n:
                 self._changed.clear()
                 await self._changed.wait()
 
-        await asyncio.wait_for(until(), timeout)
+        await asyncio.wait_for(until(), WAIT_TIMEOUT)
         return self.items

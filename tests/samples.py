@@ -6,20 +6,55 @@ WHALE = {
     "symbol": "SOL",
     "window": "1h",
     "alerts": [
-        {"id": "wh-1", "ts": 1767225000.0, "amount": 30000.0, "amount_usd": 5.4e6, "from": "binance",
-         "to": "unknown wallet", "direction": "exchange_outflow", "tx": "0xabc"},
-        {"id": "wh-2", "ts": 1767225100.0, "amount": 10000.0, "amount_usd": 1.8e6, "from": "unknown wallet",
-         "to": "okx", "direction": "exchange_inflow", "tx": "0xdef"},
+        {
+            "id": "wh-1",
+            "ts": 1767225000.0,
+            "amount": 30000.0,
+            "amount_usd": 5.4e6,
+            "from": "binance",
+            "to": "unknown wallet",
+            "direction": "exchange_outflow",
+            "tx": "0xabc",
+        },
+        {
+            "id": "wh-2",
+            "ts": 1767225100.0,
+            "amount": 10000.0,
+            "amount_usd": 1.8e6,
+            "from": "unknown wallet",
+            "to": "okx",
+            "direction": "exchange_inflow",
+            "tx": "0xdef",
+        },
     ],
 }
-ETF = {"asset": "BTC", "as_of": "2026-01-01", "net_flow_usd": 1.2e8,
-       "issuers": [{"ticker": "IBIT", "flow_usd": 1.0e8}, {"ticker": "FBTC", "flow_usd": 2.0e7}]}
-HEATMAP = {"symbol": "SOL-USDT-SWAP", "timeframe": "1h", "price": 180.0,
-           "levels": [{"price": 184.0, "side": "short", "usd": 2.0e6}, {"price": 176.0, "side": "long", "usd": 1.0e6}]}
-ORDER_BOOK = {"symbol": "SOLUSDT", "exchange": "binance", "ts": 1767225600.0,
-              "bids": [[179.9, 40.0], [179.8, 10.0]], "asks": [[180.1, 10.0], [180.2, 10.0]]}
-BIAS = {"symbol": "SOL-USDT-SWAP", "bias": "bullish", "score": 0.4, "long_short_ratio": 1.3,
-        "funding_rate": 0.0001, "oi_change_pct": 2.0}
+ETF = {
+    "asset": "BTC",
+    "as_of": "2026-01-01",
+    "net_flow_usd": 1.2e8,
+    "issuers": [{"ticker": "IBIT", "flow_usd": 1.0e8}, {"ticker": "FBTC", "flow_usd": 2.0e7}],
+}
+HEATMAP = {
+    "symbol": "SOL-USDT-SWAP",
+    "timeframe": "1h",
+    "price": 180.0,
+    "levels": [{"price": 184.0, "side": "short", "usd": 2.0e6}, {"price": 176.0, "side": "long", "usd": 1.0e6}],
+}
+ORDER_BOOK = {
+    "symbol": "SOLUSDT",
+    "exchange": "binance",
+    "ts": 1767225600.0,
+    "bids": [[179.9, 40.0], [179.8, 10.0]],
+    "asks": [[180.1, 10.0], [180.2, 10.0]],
+}
+BIAS = {
+    "symbol": "SOL-USDT-SWAP",
+    "bias": "bullish",
+    "score": 0.4,
+    "long_short_ratio": 1.3,
+    "funding_rate": 0.0001,
+    "oi_change_pct": 2.0,
+}
 
 #: The reference backend's default ("seed" flavor) paths, as in messages.routes.DEFAULT_ROUTES.
 PATHS = {
@@ -29,5 +64,10 @@ PATHS = {
     "spot_ob": "/spot/orderbook",
     "bias": "/institutional/bias",
 }
-BODIES = {PATHS["whale"]: WHALE, PATHS["etf"]: ETF, PATHS["heatmap"]: HEATMAP,
-          PATHS["spot_ob"]: ORDER_BOOK, PATHS["bias"]: BIAS}
+BODIES = {
+    PATHS["whale"]: WHALE,
+    PATHS["etf"]: ETF,
+    PATHS["heatmap"]: HEATMAP,
+    PATHS["spot_ob"]: ORDER_BOOK,
+    PATHS["bias"]: BIAS,
+}

@@ -12,7 +12,7 @@ from messages import BusClosedError, RequestTimeoutError
 from .helpers import Collector
 
 
-def Inbox() -> Collector[Envelope]:  # noqa: N802 - reads like the class it was
+def Inbox() -> Collector[Envelope]:
     return Collector()
 
 

@@ -35,7 +35,9 @@ EXAMPLES: list[m.Message] = [
         asset="BTC",
         cycle=0,
         ts=1.0,
-        payload=m.EtfFlows(asset="BTC", as_of="2026-11-24", net_flow_usd=-1e8, issuers=(m.EtfIssuerFlow(ticker="IBIT", flow_usd=-1e8),)),
+        payload=m.EtfFlows(
+            asset="BTC", as_of="2026-11-24", net_flow_usd=-1e8, issuers=(m.EtfIssuerFlow(ticker="IBIT", flow_usd=-1e8),)
+        ),
     ),
     m.Degraded(module="etf", asset="SOL", cycle=3, ts=10.1, reason="payment_required", status=402),
     m.Signal(
@@ -46,7 +48,10 @@ EXAMPLES: list[m.Message] = [
         direction="long",
         score=0.4,
         confidence=0.8,
-        modules={"whale": m.ModuleStatus(status="ok"), "etf": m.ModuleStatus(status="degraded", reason="payment_required")},
+        modules={
+            "whale": m.ModuleStatus(status="ok"),
+            "etf": m.ModuleStatus(status="degraded", reason="payment_required"),
+        },
         etf_available=False,
         components={"whale": 0.4},
     ),
@@ -67,13 +72,17 @@ class TestRoundTrip:
     def test_wire_is_plain_json_with_type_and_version(self, msg: m.Message) -> None:
         """The wire form is JSON any language reads, with a type tag and the schema version."""
         doc = json.loads(m.encode(msg))
-        assert doc["type"] == msgspec.inspect.type_info(type(msg)).tag
+        info = msgspec.inspect.type_info(type(msg))
+        assert isinstance(info, msgspec.inspect.StructType)
+        assert doc["type"] == info.tag
         assert doc["v"] == m.SCHEMA_VERSION
 
     def test_messages_are_immutable(self) -> None:
         """Messages are frozen: a consumer cannot change a fact for others."""
+        tick = EXAMPLES[0]
+        assert isinstance(tick, m.Tick)
         with pytest.raises(AttributeError):
-            EXAMPLES[0].cycle = 4  # type: ignore[misc]
+            tick.cycle = 4  # type: ignore[misc]  # assigning to a frozen field is the point of the test
 
     @settings(max_examples=150, deadline=None)
     @given(
@@ -83,11 +92,20 @@ class TestRoundTrip:
         score=st.floats(-1, 1, allow_nan=False),
         conf=st.floats(0, 1, allow_nan=False),
     )
-    def test_signal_round_trips_for_any_valid_values(self, asset: str, cycle: int, ts: float, score: float, conf: float) -> None:
+    def test_signal_round_trips_for_any_valid_values(
+        self, asset: str, cycle: int, ts: float, score: float, conf: float
+    ) -> None:
         """Any in-range Signal survives encode/decode unchanged."""
         sig = m.Signal(
-            asset=asset, cycle=cycle, ts=ts, started=ts, direction="flat", score=score, confidence=conf,
-            modules={}, etf_available=True,
+            asset=asset,
+            cycle=cycle,
+            ts=ts,
+            started=ts,
+            direction="flat",
+            score=score,
+            confidence=conf,
+            modules={},
+            etf_available=True,
         )
         assert m.decode(m.encode(sig), m.Signal) == sig
 
@@ -105,9 +123,18 @@ class TestRejection:
             (b'{"type":"tick","asset":"SOL","cycle":"3","ts":1,"deadline":2}', "Expected `int`, got `str`"),
             (b'{"type":"tick","asset":"sol.>","cycle":3,"ts":1,"deadline":2}', "matching regex"),
             (b'{"type":"tick","asset":"SOL","cycle":-1,"ts":1,"deadline":2}', ">= 0"),
-            (b'{"type":"signal","asset":"SOL","cycle":1,"ts":1,"started":1,"direction":"up","score":0,"confidence":0,"modules":{},"etf_available":true}', "Invalid enum value 'up'"),
-            (b'{"type":"signal","asset":"SOL","cycle":1,"ts":1,"started":1,"direction":"long","score":2,"confidence":0,"modules":{},"etf_available":true}', "<= 1"),
-            (b'{"type":"degraded","module":"etf","asset":"SOL","cycle":1,"ts":1,"reason":"bored"}', "Invalid enum value 'bored'"),
+            (
+                b'{"type":"signal","asset":"SOL","cycle":1,"ts":1,"started":1,"direction":"up","score":0,"confidence":0,"modules":{},"etf_available":true}',
+                "Invalid enum value 'up'",
+            ),
+            (
+                b'{"type":"signal","asset":"SOL","cycle":1,"ts":1,"started":1,"direction":"long","score":2,"confidence":0,"modules":{},"etf_available":true}',
+                "<= 1",
+            ),
+            (
+                b'{"type":"degraded","module":"etf","asset":"SOL","cycle":1,"ts":1,"reason":"bored"}',
+                "Invalid enum value 'bored'",
+            ),
             (b'{"type":"tick","v":99,"asset":"SOL","cycle":3,"ts":1,"deadline":2}', "schema version 99"),
         ],
         ids=lambda x: x if isinstance(x, str) else None,

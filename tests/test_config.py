@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from operator import attrgetter
 from typing import Any
 
@@ -36,7 +36,15 @@ def jakarta(hour: int, minute: int = 0, second: int = 0) -> float:
 
 # (attribute, flag argv, flag value, env var, env text, env value, default)
 PRECEDENCE = [
-    ("nats", ["--nats", "nats://flag:4222"], "nats://flag:4222", "SNIPER_NATS", "nats://env:4222", "nats://env:4222", None),
+    (
+        "nats",
+        ["--nats", "nats://flag:4222"],
+        "nats://flag:4222",
+        "SNIPER_NATS",
+        "nats://env:4222",
+        "nats://env:4222",
+        None,
+    ),
     ("backend", ["--backend", "http://flag"], "http://flag", "SNIPER_BACKEND", "http://env", "http://env", None),
     ("assets", ["--assets", "btc, eth"], ("BTC", "ETH"), "SNIPER_ASSETS", "sol,xrp,sol", ("SOL", "XRP"), ("SOL",)),
     ("interval", ["--interval", "10"], 10.0, "SNIPER_INTERVAL", "20", 20.0, 5.0),
@@ -52,7 +60,15 @@ PRECEDENCE = [
         TradingHours(time(0), None),
     ),
     ("prefix", ["--prefix", "flag.pfx"], "flag.pfx", "SNIPER_PREFIX", "env_pfx", "env_pfx", "sniper"),
-    ("core", ["--core", "whale,etf"], frozenset({"whale", "etf"}), "SNIPER_CORE", "bias", frozenset({"bias"}), DEFAULT_CORE),
+    (
+        "core",
+        ["--core", "whale,etf"],
+        frozenset({"whale", "etf"}),
+        "SNIPER_CORE",
+        "bias",
+        frozenset({"bias"}),
+        DEFAULT_CORE,
+    ),
     ("actors", ["--actors", "scheduler"], ("scheduler",), "SNIPER_ACTORS", "assembler", ("assembler",), ()),
     ("request.exchange", ["--exchange", "okx"], "okx", "SNIPER_EXCHANGE", "bybit", "bybit", "binance"),
     ("request.depth", ["--depth", "20"], 20, "SNIPER_DEPTH", "100", 100, 50),
@@ -63,7 +79,9 @@ PRECEDENCE_IDS = [row[0] for row in PRECEDENCE]
 
 
 class TestPrecedence:
-    @pytest.mark.parametrize(("attr", "argv", "flag_value", "var", "text", "env_value", "default"), PRECEDENCE, ids=PRECEDENCE_IDS)
+    @pytest.mark.parametrize(
+        ("attr", "argv", "flag_value", "var", "text", "env_value", "default"), PRECEDENCE, ids=PRECEDENCE_IDS
+    )
     def test_flag_beats_environment(
         self, attr: str, argv: list[str], flag_value: Any, var: str, text: str, env_value: Any, default: Any
     ) -> None:
@@ -73,14 +91,18 @@ class TestPrecedence:
             environ[var] = "BTC"
         assert attrgetter(attr)(load(argv, environ)) == flag_value
 
-    @pytest.mark.parametrize(("attr", "argv", "flag_value", "var", "text", "env_value", "default"), PRECEDENCE, ids=PRECEDENCE_IDS)
+    @pytest.mark.parametrize(
+        ("attr", "argv", "flag_value", "var", "text", "env_value", "default"), PRECEDENCE, ids=PRECEDENCE_IDS
+    )
     def test_environment_beats_default(
         self, attr: str, argv: list[str], flag_value: Any, var: str, text: str, env_value: Any, default: Any
     ) -> None:
         """Without a flag, the environment variable wins over the default."""
         assert attrgetter(attr)(load([], {var: text})) == env_value
 
-    @pytest.mark.parametrize(("attr", "argv", "flag_value", "var", "text", "env_value", "default"), PRECEDENCE, ids=PRECEDENCE_IDS)
+    @pytest.mark.parametrize(
+        ("attr", "argv", "flag_value", "var", "text", "env_value", "default"), PRECEDENCE, ids=PRECEDENCE_IDS
+    )
     def test_default_when_neither(
         self, attr: str, argv: list[str], flag_value: Any, var: str, text: str, env_value: Any, default: Any
     ) -> None:
@@ -218,7 +240,19 @@ class TestTradingHours:
 
     @pytest.mark.parametrize(
         "text",
-        ["25:00-01:00", "24:00-08:00", "08:00-24:30", "08:60-09:00", "08:00-09:61", "8-22", "08:00", "", "0800-2200", "08:00-22:00:00", "a:bc-d:ef"],
+        [
+            "25:00-01:00",
+            "24:00-08:00",
+            "08:00-24:30",
+            "08:60-09:00",
+            "08:00-09:61",
+            "8-22",
+            "08:00",
+            "",
+            "0800-2200",
+            "08:00-22:00:00",
+            "a:bc-d:ef",
+        ],
     )
     def test_bad_text_is_config_error(self, text: str) -> None:
         """Anything that is not HH:MM-HH:MM with real times raises ConfigError quoting the text."""
@@ -262,8 +296,11 @@ class TestTradingHours:
     @pytest.mark.parametrize("month", [1, 4, 7, 10])
     def test_no_daylight_saving(self, month: int) -> None:
         """The same UTC hour is inside the window all year round."""
-        wall = datetime(2026, month, 15, 1, 0, tzinfo=timezone.utc).timestamp()
-        assert (TradingHours.parse("08:00-09:00").contains(wall), TradingHours.parse("08:00-09:00").contains(wall - 1)) == (
+        wall = datetime(2026, month, 15, 1, 0, tzinfo=UTC).timestamp()
+        assert (
+            TradingHours.parse("08:00-09:00").contains(wall),
+            TradingHours.parse("08:00-09:00").contains(wall - 1),
+        ) == (
             True,
             False,
         )
@@ -285,10 +322,14 @@ class TestHealthPolicyDelay:
         policy = HealthPolicy(backoff_factor=2.0, backoff_max=300.0, jitter=0.0)
         assert policy.delay(5.0, failures, random.Random(0)) == expected
 
-    @pytest.mark.parametrize(("factor", "cap", "expected"), [(3.0, 1000.0, 45.0), (1.5, 1000.0, 11.25), (3.0, 30.0, 30.0)])
+    @pytest.mark.parametrize(
+        ("factor", "cap", "expected"), [(3.0, 1000.0, 45.0), (1.5, 1000.0, 11.25), (3.0, 30.0, 30.0)]
+    )
     def test_factor_and_cap_are_configurable(self, factor: float, cap: float, expected: float) -> None:
         """backoff_factor and backoff_max come from the policy."""
-        assert HealthPolicy(backoff_factor=factor, backoff_max=cap, jitter=0.0).delay(5.0, 2, random.Random(0)) == expected
+        assert (
+            HealthPolicy(backoff_factor=factor, backoff_max=cap, jitter=0.0).delay(5.0, 2, random.Random(0)) == expected
+        )
 
     @pytest.mark.parametrize("seed", [0, 1, 42])
     @pytest.mark.parametrize(("failures", "base"), [(1, 10.0), (3, 40.0), (20, 300.0)])

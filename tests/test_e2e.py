@@ -48,8 +48,8 @@ async def stack(nats_server: EmbeddedNats) -> AsyncIterator[Stack]:
     async with serve(port=0, seed=5) as backend:
         bus = await NatsBus.connect(nats_server.url, name="observer-bot")
         subjects = Subjects()
-        signals = await Recorder(bus, subjects.signal_all(), Signal).start()
-        health = await Recorder(bus, subjects.health_all(), Health).start()
+        signals = await Recorder[Signal](bus, subjects.signal_all(), Signal).start()
+        health = await Recorder[Health](bus, subjects.health_all(), Health).start()
         yield Stack(nats_server, backend, bus, signals, health)
         await bus.close()
 
@@ -73,7 +73,9 @@ class TestPipelineEndToEnd:
         reasons = [statuses(sig).pop("etf") for sig in stack.signals.messages[:4]]
         assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
         for sig in stack.signals.messages[:4]:
-            assert {m: r for m, r in statuses(sig).items() if m != "etf"} == {m: "ok" for m in ("whale", "heatmap", "spot_ob", "bias")}
+            assert {m: r for m, r in statuses(sig).items() if m != "etf"} == {
+                m: "ok" for m in ("whale", "heatmap", "spot_ob", "bias")
+            }
             assert sig.etf_available is False and sig.complete
         assert stack.backend.sim.counters()["etf"]["requests"] == 1
         assert {h.state for h in stack.health.messages} <= {"soft_fail"}
@@ -113,12 +115,15 @@ class TestPipelineEndToEnd:
     async def test_actors_split_across_processes_share_one_bus(self, stack: Stack) -> None:
         """Scheduler+assembler in one 'host' and fetchers in another still produce signals."""
         fetchers = ("whale", "etf", "heatmap", "spot_ob", "bias")
-        async with run_pipeline(settings(stack, actors=fetchers)), run_pipeline(settings(stack, actors=("scheduler", "assembler"))):
+        async with (
+            run_pipeline(settings(stack, actors=fetchers)),
+            run_pipeline(settings(stack, actors=("scheduler", "assembler"))),
+        ):
             await stack.signals.wait_count(2)
         assert statuses(stack.signals.messages[0])["whale"] == "ok"
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SNIPER, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
     )
@@ -133,7 +138,10 @@ class TestCommandLine:
         assert result.returncode == 0, result.stderr
         lines = [ln for ln in result.stdout.splitlines() if "cycle=" in ln]
         assert len(lines) >= 4 and {ln.split()[0] for ln in lines} == {"SOL", "BTC"}
-        assert all(("etf=degraded(payment_required)" in ln or "etf=degraded(circuit_open)" in ln) and "whale=ok" in ln for ln in lines)
+        assert all(
+            ("etf=degraded(payment_required)" in ln or "etf=degraded(circuit_open)" in ln) and "whale=ok" in ln
+            for ln in lines
+        )
         assert sum("etf=degraded(payment_required)" in ln for ln in lines) == 1, "one 402, then the quarantine"
         assert set(glob.glob(pattern)) <= before
 
@@ -142,7 +150,11 @@ class TestCommandLine:
         pattern = os.path.join(tempfile.gettempdir(), "sniper-nats-*")
         before = set(glob.glob(pattern))
         with subprocess.Popen(
-            [*SNIPER, "demo", "--interval", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+            [*SNIPER, "demo", "--interval", "0.5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
         ) as proc:
             try:
                 assert proc.stdout is not None
@@ -165,11 +177,21 @@ class TestCommandLine:
             (["run", "--backend", "http://x", "--interval", "1", "--window", "2"], {}, "--window / SNIPER_WINDOW"),
             (["run", "--backend", "http://x"], {"SNIPER_ASSETS": "sol.>"}, "SNIPER_ASSETS"),
             (["run", "--backend", "http://x", "--actors", "nope"], {}, "--actors: unknown"),
-            (["run", "--backend", "localhost:8000"], {}, "--backend / SNIPER_BACKEND: 'localhost:8000' is not an http(s) URL"),
-            (["record", "--nats", "nats://127.0.0.1:1", "--out", "/no/such/dir/x.jsonl"], {}, "--out /no/such/dir/x.jsonl"),
+            (
+                ["run", "--backend", "localhost:8000"],
+                {},
+                "--backend / SNIPER_BACKEND: 'localhost:8000' is not an http(s) URL",
+            ),
+            (
+                ["record", "--nats", "nats://127.0.0.1:1", "--out", "/no/such/dir/x.jsonl"],
+                {},
+                "--out /no/such/dir/x.jsonl",
+            ),
         ],
     )
-    def test_bad_configuration_exits_2_with_one_clear_line(self, args: list[str], env: dict, message: str) -> None:
+    def test_bad_configuration_exits_2_with_one_clear_line(
+        self, args: list[str], env: dict[str, str], message: str
+    ) -> None:
         """A bad flag or environment value exits 2 naming it, without a traceback."""
         result = run_cli(*args, env={"SNIPER_NATS": "", **env})
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -202,8 +224,17 @@ class TestCommandLine:
             busy.listen()
             port = busy.getsockname()[1]
             proc = await asyncio.create_subprocess_exec(
-                *SNIPER, "run", "--nats", stack.nats.url, "--backend", stack.backend.url, "--metrics-port", str(port),
-                cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                *SNIPER,
+                "run",
+                "--nats",
+                stack.nats.url,
+                "--backend",
+                stack.backend.url,
+                "--metrics-port",
+                str(port),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
             )
             _, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 1 and b"Traceback" not in err and b"address already in use" in err.lower()
@@ -224,9 +255,21 @@ class TestCommandLine:
     async def test_run_against_existing_nats_and_backend(self, stack: Stack) -> None:
         """`sniper run --nats --backend --assets --interval --window` serves signals to another bot."""
         proc = await asyncio.create_subprocess_exec(
-            *SNIPER, "run", "--nats", stack.nats.url, "--backend", stack.backend.url,
-            "--assets", "ETH", "--interval", "0.5", "--window", "0.4", cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            *SNIPER,
+            "run",
+            "--nats",
+            stack.nats.url,
+            "--backend",
+            stack.backend.url,
+            "--assets",
+            "ETH",
+            "--interval",
+            "0.5",
+            "--window",
+            "0.4",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             await stack.signals.wait_for(lambda ss: any(s.asset == "ETH" for s in ss), timeout=30)
@@ -236,10 +279,17 @@ class TestCommandLine:
 
     async def test_environment_mirrors_flags(self, stack: Stack) -> None:
         """`sniper run` configured only by SNIPER_* variables behaves like the flags."""
-        env = {**os.environ, "SNIPER_NATS": stack.nats.url, "SNIPER_BACKEND": stack.backend.url,
-               "SNIPER_ASSETS": "BTC", "SNIPER_INTERVAL": "0.5", "SNIPER_WINDOW": "0.4"}
-        proc = await asyncio.create_subprocess_exec(*SNIPER, "run", cwd=ROOT, env=env,
-                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "SNIPER_NATS": stack.nats.url,
+            "SNIPER_BACKEND": stack.backend.url,
+            "SNIPER_ASSETS": "BTC",
+            "SNIPER_INTERVAL": "0.5",
+            "SNIPER_WINDOW": "0.4",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            *SNIPER, "run", cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
         try:
             await stack.signals.wait_for(lambda ss: any(s.asset == "BTC" for s in ss), timeout=30)
         finally:
@@ -251,15 +301,30 @@ class TestCommandLine:
         source = ROOT / "tests" / "recordings" / "etf_402.jsonl"
         out = tmp_path / "copy.jsonl"
         recorder = await asyncio.create_subprocess_exec(
-            *SNIPER, "record", "--nats", nats_server.url, "--out", str(out), cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            *SNIPER,
+            "record",
+            "--nats",
+            nats_server.url,
+            "--out",
+            str(out),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert recorder.stderr is not None
         while b"recording" not in await asyncio.wait_for(recorder.stderr.readline(), 20):
             pass
         replayer = await asyncio.create_subprocess_exec(
-            *SNIPER, "replay", str(source), "--nats", nats_server.url, "--speed", "8", cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            *SNIPER,
+            "replay",
+            str(source),
+            "--nats",
+            nats_server.url,
+            "--speed",
+            "8",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         assert await asyncio.wait_for(replayer.wait(), 30) == 0
         recorder.send_signal(signal.SIGINT)
@@ -288,7 +353,13 @@ class TestOperatorCommands:
 
         async def cli(*args: str) -> tuple[int, str, str]:
             proc = await asyncio.create_subprocess_exec(
-                *SNIPER, *args, "--nats", stack.nats.url, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                *SNIPER,
+                *args,
+                "--nats",
+                stack.nats.url,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await asyncio.wait_for(proc.communicate(), 30)
             return proc.returncode or 0, out.decode(), err.decode()
@@ -316,7 +387,9 @@ class TestSimCommand:
         import json
         import urllib.request
 
-        with subprocess.Popen([*SNIPER, "sim", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT) as proc:
+        with subprocess.Popen(
+            [*SNIPER, "sim", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+        ) as proc:
             try:
                 assert proc.stdout is not None
                 line = proc.stdout.readline()

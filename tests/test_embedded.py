@@ -32,6 +32,7 @@ class TestEmbeddedNats:
         server = EmbeddedNats()
         url = await server.start()
         assert url.startswith("nats://127.0.0.1:") and server.running
+        assert server.process is not None
         pid, store = server.process.pid, server.store_dir
         bus = await NatsBus.connect(url)
         kv = await bus.client.jetstream().create_key_value(bucket="probe")
@@ -58,6 +59,7 @@ class TestEmbeddedNats:
         """Leaving the context through an exception still stops the server."""
         with pytest.raises(RuntimeError):
             async with EmbeddedNats() as server:
+                assert server.process is not None and server.store_dir is not None
                 pid, store = server.process.pid, server.store_dir
                 raise RuntimeError("boom")
         assert not pid_alive(pid) and not store.exists()
@@ -74,9 +76,12 @@ class TestEmbeddedNats:
         """With monitor=True the server also exposes its HTTP monitoring endpoint."""
         import aiohttp
 
-        async with EmbeddedNats(monitor=True) as server:
-            async with aiohttp.ClientSession() as http, http.get(server.monitor_url + "/healthz") as resp:
-                assert resp.status == 200
+        async with (
+            EmbeddedNats(monitor=True) as server,
+            aiohttp.ClientSession() as http,
+            http.get(server.monitor_url + "/healthz") as resp,
+        ):
+            assert resp.status == 200
 
     async def test_bad_config_is_a_clear_error(self, tmp_path: Path) -> None:
         """A config the server rejects raises EmbeddedServerError with the server's words."""
@@ -97,9 +102,12 @@ class TestEmbeddedNats:
         never_ready.chmod(0o755)
         server = EmbeddedNats(binary=str(never_ready), ready_timeout=60)
         task = asyncio.create_task(server.start())
-        while server.process is None:  # spawned, not ready: yields only, no waiting on the clock
-            await asyncio.sleep(0)
+        async with asyncio.timeout(10):
+            # spawned, not ready: yields only, no waiting on the clock
+            while server.process is None:  # noqa: ASYNC110  # bounded; nothing to await but the start task's progress
+                await asyncio.sleep(0)
         pid, store = server.process.pid, server.store_dir
+        assert store is not None
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -146,12 +154,13 @@ class TestNatsConnect:
         second = EmbeddedNats(port=port)
         await second.start()
         try:
+
             async def delivered() -> bytes:
                 while True:
                     try:
                         await bus.publish("r", b"again")
                         return await asyncio.wait_for(got.get(), 0.2)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
 
             assert await asyncio.wait_for(delivered(), 10) == b"again"

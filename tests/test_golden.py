@@ -10,6 +10,7 @@ replay) and over a real nats-server.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -32,18 +33,21 @@ def split(name: str) -> tuple[list[Line], list[Signal]]:
     return inputs, signals
 
 
-def comparable(sig: Signal) -> dict:
+def comparable(sig: Signal) -> dict[str, Any]:
     """Everything but the publish time, which depends on delivery jitter."""
-    doc = msgspec.to_builtins(sig)
+    doc: dict[str, Any] = msgspec.to_builtins(sig)
     doc.pop("ts")
     return doc
 
 
+def signal_key(sig: Signal) -> tuple[str, int]:
+    return sig.asset, sig.cycle
+
+
 def check(expected: list[Signal], got: list[Signal], *, ts_tolerance: float) -> None:
-    key = lambda s: (s.asset, s.cycle)  # noqa: E731
-    expected, got = sorted(expected, key=key), sorted(got, key=key)
+    expected, got = sorted(expected, key=signal_key), sorted(got, key=signal_key)
     assert [comparable(s) for s in got] == [comparable(s) for s in expected]
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         assert abs(e.ts - g.ts) <= ts_tolerance, (e.asset, e.cycle, e.ts, g.ts)
 
 
@@ -58,7 +62,10 @@ class TestRecordings:
 
     def test_scenarios_show_what_they_are_named_for(self) -> None:
         """normal: all ok; etf_402: one 402 then the quarantine, the rest ok; core_down: every core module degraded."""
-        statuses = {name: [{m: st.reason or st.status for m, st in s.modules.items()} for s in split(name)[1]] for name in SCENARIOS}
+        statuses = {
+            name: [{m: st.reason or st.status for m, st in s.modules.items()} for s in split(name)[1]]
+            for name in SCENARIOS
+        }
         assert all(set(s.values()) == {"ok"} for s in statuses["normal"])
         etf = [s["etf"] for s in statuses["etf_402"]]
         assert etf[0] == "payment_required" and set(etf[1:]) == {"circuit_open"}
@@ -75,10 +82,12 @@ class TestGoldenReplay:
         bus = MemoryBus(clock=clock)
         ctx = Context(bus=bus, clock=clock)
         try:
-            async with Recorder(bus, ctx.subjects.signal_all(), Signal) as rec:
-                async with Supervisor(ctx, [SignalAssembler(modules=MODULES, window=0.6)]):
-                    await replay(inputs, bus, clock)
-                    await clock.sleep(5)
+            async with (
+                Recorder[Signal](bus, ctx.subjects.signal_all(), Signal) as rec,
+                Supervisor(ctx, [SignalAssembler(modules=MODULES, window=0.6)]),
+            ):
+                await replay(inputs, bus, clock)
+                await clock.sleep(5)
             check(expected, rec.messages, ts_tolerance=0.05)
         finally:
             clock.stop_autojump()
@@ -89,10 +98,12 @@ class TestGoldenReplay:
         """Over a real nats-server at four times the speed, the replayed inputs give the recorded signals."""
         inputs, expected = split(name)
         ctx = Context(bus=nats_bus, clock=SystemClock())
-        async with Recorder(nats_bus, ctx.subjects.signal_all(), Signal) as rec:
-            async with Supervisor(ctx, [SignalAssembler(modules=MODULES, window=0.6)]):
-                await nats_bus.flush()
-                await replay(inputs, nats_bus, ctx.clock, speed=4.0)
-                await rec.wait_count(len(expected), timeout=10)
+        async with (
+            Recorder[Signal](nats_bus, ctx.subjects.signal_all(), Signal) as rec,
+            Supervisor(ctx, [SignalAssembler(modules=MODULES, window=0.6)]),
+        ):
+            await nats_bus.flush()
+            await replay(inputs, nats_bus, ctx.clock, speed=4.0)
+            await rec.wait_count(len(expected), timeout=10)
         # Publish times shift with the replay speed; the signal contents must not.
         check(expected, rec.messages, ts_tolerance=float("inf"))

@@ -10,7 +10,7 @@ from actors.kv import KVConflict, KVEntry
 from .helpers import Collector
 
 
-def Changes() -> Collector[KVEntry]:  # noqa: N802
+def Changes() -> Collector[KVEntry]:
     return Collector()
 
 

@@ -27,11 +27,18 @@ class TestStructuredLogs:
     def test_json_lines_carry_event_and_fields(self, stream: io.StringIO) -> None:
         """--log-format json writes one JSON object per line with ts, level, logger, event and fields."""
         configure("info", "json", stream)
-        get_logger("actor.whale", actor="whale").bind(asset="SOL").warning("bad_message", subject="sniper.tick.SOL", size=3)
+        get_logger("actor.whale", actor="whale").bind(asset="SOL").warning(
+            "bad_message", subject="sniper.tick.SOL", size=3
+        )
         doc = json.loads(stream.getvalue())
         assert {k: doc[k] for k in ("level", "logger", "event", "actor", "asset", "subject", "size")} == {
-            "level": "warning", "logger": "sniper.actor.whale", "event": "bad_message",
-            "actor": "whale", "asset": "SOL", "subject": "sniper.tick.SOL", "size": 3,
+            "level": "warning",
+            "logger": "sniper.actor.whale",
+            "event": "bad_message",
+            "actor": "whale",
+            "asset": "SOL",
+            "subject": "sniper.tick.SOL",
+            "size": 3,
         }
         assert doc["ts"].endswith("+00:00")
 

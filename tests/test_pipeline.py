@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -62,13 +64,17 @@ async def world(vclock: VirtualClock, memory_bus: MemoryBus) -> AsyncIterator[Wo
     ctx = Context(bus=memory_bus, clock=vclock, host="test")
     backend = FakeBackend(vclock, samples.BODIES)
     upstream = UpstreamClient("http://backend.test", MockTransport(backend), clock=vclock)
-    recs = [
-        await Recorder(memory_bus, ctx.subjects.signal_all(), Signal).start(),
-        await Recorder(memory_bus, ctx.subjects.data_all(), ModuleData).start(),
-        await Recorder(memory_bus, ctx.subjects.degraded_all(), Degraded).start(),
-        await Recorder(memory_bus, ctx.subjects.health_all(), Health).start(),
-    ]
-    yield World(vclock, memory_bus, ctx, backend, upstream, *recs)
+    yield World(
+        vclock,
+        memory_bus,
+        ctx,
+        backend,
+        upstream,
+        signals=await Recorder[Signal](memory_bus, ctx.subjects.signal_all(), Signal).start(),
+        data=await Recorder[ModuleData](memory_bus, ctx.subjects.data_all(), ModuleData).start(),
+        degraded=await Recorder[Degraded](memory_bus, ctx.subjects.degraded_all(), Degraded).start(),
+        health=await Recorder[Health](memory_bus, ctx.subjects.health_all(), Health).start(),
+    )
 
 
 class TestFetcher:
@@ -101,7 +107,7 @@ class TestFetcher:
         ],
     )
     async def test_failures_become_degraded_with_a_reason(
-        self, world: World, status: int, headers: dict, body: bytes, reason: str, retry_after: float | None
+        self, world: World, status: int, headers: dict[str, str], body: bytes, reason: str, retry_after: float | None
     ) -> None:
         """Every upstream failure is a Degraded event with the right reason; the actor lives on."""
         world.backend.fail(samples.PATHS["whale"], status, body=body, headers=headers)
@@ -127,7 +133,9 @@ class TestFetcher:
         """A tick that arrives after its deadline is answered `timeout` without an upstream call."""
         async with Supervisor(world.ctx, world.fetchers("bias")):
             now = world.clock.now()
-            await world.publish(world.ctx.subjects.tick("SOL"), Tick(asset="SOL", cycle=0, ts=now - 5, deadline=now - 2))
+            await world.publish(
+                world.ctx.subjects.tick("SOL"), Tick(asset="SOL", cycle=0, ts=now - 5, deadline=now - 2)
+            )
             await world.clock.sleep(1)
         assert world.degraded.messages[0].reason == "timeout" and world.backend.calls == []
 
@@ -184,7 +192,7 @@ class TestFetcher:
             ({"bids": [[1.0, -1.0]], "asks": [[2.0, 1.0]]}, "Expected `float` >= 0"),
         ],
     )
-    async def test_insane_order_books_are_bad_payload(self, world: World, book: dict, problem: str) -> None:
+    async def test_insane_order_books_are_bad_payload(self, world: World, book: dict[str, Any], problem: str) -> None:
         """A book that decodes but cannot be right (crossed, unsorted, empty side) is bad_payload."""
         world.backend.bodies[samples.PATHS["spot_ob"]] = {**samples.ORDER_BOOK, **book}
         async with Supervisor(world.ctx, [SpotOrderBookFetcher(world.upstream)]):
@@ -306,7 +314,9 @@ class TestAssembler:
 
     async def test_disabled_module_does_not_lower_confidence(self, world: World) -> None:
         """`disabled` is shown as such and is left out of the expected weight."""
-        async with Supervisor(world.ctx, [*world.fetchers("whale", "heatmap", "spot_ob", "bias"), SignalAssembler(modules=MODULES)]):
+        async with Supervisor(
+            world.ctx, [*world.fetchers("whale", "heatmap", "spot_ob", "bias"), SignalAssembler(modules=MODULES)]
+        ):
             await world.tick()
             await world.publish(
                 world.ctx.subjects.degraded("etf", "SOL"),
@@ -366,7 +376,7 @@ def scheduler(assets=("SOL",), **kw) -> Scheduler:
 class TestScheduler:
     async def test_ticks_every_interval_with_the_window(self, world: World) -> None:
         """Cycles start every interval; each tick carries the deadline and the modules."""
-        ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
+        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
         async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
             await world.clock.sleep(21)
         starts = [t.ts - world.clock.EPOCH for t in ticks.messages]
@@ -417,7 +427,9 @@ class TestScheduler:
         """With core = {bias}, bias alone failing is a hard failure."""
         world.backend.fail(samples.PATHS["bias"], 500)
         policy = HealthPolicy(core=frozenset({"bias"}))
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(policy=policy)]):
+        async with Supervisor(
+            world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(policy=policy)]
+        ):
             await world.clock.sleep(1)
         assert world.health.messages[0].state == "hard_fail"
 
@@ -426,19 +438,21 @@ class TestScheduler:
         # The virtual clock starts at 2026-01-01 00:00 UTC = 07:00 in Jakarta.
         caplog.set_level(logging.INFO, logger="sniper")
         hours = TradingHours.parse("08:00-22:00")
-        ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
+        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
         sched = scheduler(interval=60, window=3, off_hours_interval=600, trading_hours=hours)
         async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), sched]):
             await world.clock.sleep(2 * 3600)
-        gaps = {round(b.ts - a.ts) for a, b in zip(ticks.messages, ticks.messages[1:])}
+        gaps = {round(b.ts - a.ts) for a, b in itertools.pairwise(ticks.messages)}
         assert gaps == {600, 60}
         assert "Outside trading hours - Jakarta: 08:00-22:00" in caplog.text
         assert "Active trading hours - Jakarta: 08:00-22:00" in caplog.text
 
     async def test_many_assets_are_staggered_over_the_interval(self, world: World) -> None:
         """Each asset runs its own cycles, started evenly spread over the interval."""
-        ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"))]):
+        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
+        async with Supervisor(
+            world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"))]
+        ):
             await world.clock.sleep(15)
         first = {t.asset: round(t.ts - world.clock.EPOCH, 3) for t in reversed(ticks.messages)}
         assert first == {"SOL": 0.0, "BTC": round(5 / 3, 3), "ETH": round(10 / 3, 3)}
@@ -447,7 +461,10 @@ class TestScheduler:
 
     async def test_stagger_can_be_switched_off(self, world: World) -> None:
         """With stagger=False every asset ticks at the same instant."""
-        ticks = await Recorder(world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"), stagger=False)]):
+        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
+        async with Supervisor(
+            world.ctx,
+            [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"), stagger=False)],
+        ):
             await world.clock.sleep(1)
         assert {t.ts for t in ticks.messages} == {world.clock.EPOCH}

@@ -88,18 +88,21 @@ class TestToLine:
 
 
 class TestReadRecording:
-    LINES = [
+    LINES = (
         to_line(1.0, "sniper.tick.SOL", b'{"n":1}'),
         to_line(2.0, "sniper.data.whale.SOL", b'{"n":2}'),
         to_line(3.0, "sniper.tick.BTC", b"\x00raw"),
         to_line(4.0, "sniper.health.SOL", b'{"n":4}'),
         to_line(5.0, "other.tick.SOL", b'{"n":5}'),
-    ]
+    )
 
     @pytest.mark.parametrize(
         ("pattern", "subjects"),
         [
-            (None, ["sniper.tick.SOL", "sniper.data.whale.SOL", "sniper.tick.BTC", "sniper.health.SOL", "other.tick.SOL"]),
+            (
+                None,
+                ["sniper.tick.SOL", "sniper.data.whale.SOL", "sniper.tick.BTC", "sniper.health.SOL", "other.tick.SOL"],
+            ),
             ("sniper.>", ["sniper.tick.SOL", "sniper.data.whale.SOL", "sniper.tick.BTC", "sniper.health.SOL"]),
             ("sniper.tick.*", ["sniper.tick.SOL", "sniper.tick.BTC"]),
             ("*.tick.SOL", ["sniper.tick.SOL", "other.tick.SOL"]),
@@ -257,7 +260,9 @@ class TestReplay:
         await bus.flush()
         assert [t for t, _, _ in seen] == [100.0, 101.0, 103.0]
 
-    async def test_raw_lines_replay_their_bytes(self, clocked_bus: tuple[MemoryBus, VirtualClock], tmp_path: Path) -> None:
+    async def test_raw_lines_replay_their_bytes(
+        self, clocked_bus: tuple[MemoryBus, VirtualClock], tmp_path: Path
+    ) -> None:
         """Lines from a file, JSON or raw_b64, are published with their original bytes."""
         bus, clock = clocked_bus
         payloads = [b'{"a": 1}', b"\xff\x00binary", b""]
@@ -289,7 +294,9 @@ class TestReplay:
         assert [(t - base, s, d) for t, s, d in seen] == sent
 
     @pytest.mark.parametrize("speed", [0.0, -1.0, -0.5])
-    async def test_non_positive_speed_is_refused(self, speed: float, clocked_bus: tuple[MemoryBus, VirtualClock]) -> None:
+    async def test_non_positive_speed_is_refused(
+        self, speed: float, clocked_bus: tuple[MemoryBus, VirtualClock]
+    ) -> None:
         """speed <= 0 raises ValueError before anything is published."""
         bus, clock = clocked_bus
         with pytest.raises(ValueError, match="speed"):

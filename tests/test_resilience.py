@@ -85,7 +85,9 @@ class TestEntitlementQuarantine:
         assert len(pipe.signals.messages) == 720
         reasons = [s.modules["etf"].reason for s in pipe.signals.messages]
         assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
-        assert all(s.modules[m].status == "ok" for s in pipe.signals.messages for m in ("whale", "heatmap", "spot_ob", "bias"))
+        assert all(
+            s.modules[m].status == "ok" for s in pipe.signals.messages for m in ("whale", "heatmap", "spot_ob", "bias")
+        )
         assert loop.time() - started < 10, "an hour must run in seconds of real time"
 
     async def test_quarantine_ends_with_one_probe(self, pipe: Pipeline) -> None:
@@ -95,7 +97,11 @@ class TestEntitlementQuarantine:
             await pipe.clock.sleep(3600 * 2 + 60)
         assert etf_calls_at(pipe) == 3
         states = [(c.state, c.cause) for c in pipe.circuits.messages if c.module == "etf"]
-        assert states[:3] == [("quarantined", "entitlement"), ("half_open", "entitlement"), ("quarantined", "entitlement")]
+        assert states[:3] == [
+            ("quarantined", "entitlement"),
+            ("half_open", "entitlement"),
+            ("quarantined", "entitlement"),
+        ]
 
     async def test_paid_plan_restored_closes_after_the_probe(self, pipe: Pipeline) -> None:
         """If the probe after the quarantine succeeds, the breaker closes and ETF data flows again."""
@@ -112,7 +118,9 @@ class TestEntitlementQuarantine:
         async with Supervisor(pipe.ctx, pipe.actors()):
             await pipe.clock.sleep(60)
             pipe.backend.heal(ETF)
-            env = await pipe.ctx.bus.request(pipe.ctx.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="etf")), timeout=1)
+            env = await pipe.ctx.bus.request(
+                pipe.ctx.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="etf")), timeout=1
+            )
             reply = decode(env.data, CircuitReply)
             await pipe.clock.sleep(10)
         assert reply.ok and [c.state for c in reply.circuits] == ["closed"]
@@ -128,7 +136,7 @@ class TestEntitlementQuarantine:
             for enabled in (False, True):
                 await pipe.ctx.bus.request(subject, encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1)
             await pipe.clock.sleep(10)
-        assert [c.cause for c in pipe.circuits.messages if c.state == "closed"][0] == "flag_changed"
+        assert next(c.cause for c in pipe.circuits.messages if c.state == "closed") == "flag_changed"
         assert pipe.signals.messages[-1].etf_available
 
 
@@ -144,7 +152,8 @@ class TestThrottling:
             assert pipe.backend.count(path) == 1
             await pipe.clock.sleep(1.0)  # t = 30.5: half-open, the 31st tick probes
             assert pipe.backend.count(path) == 2
-        opened = [c for c in pipe.circuits.messages if c.module == "bias" and c.state == "open"][0]
+        opened = next(c for c in pipe.circuits.messages if c.module == "bias" and c.state == "open")
+        assert opened.until is not None
         assert opened.cause == "throttled" and opened.until - opened.ts == pytest.approx(30.0)
 
     async def test_retry_after_is_capped(self, pipe: Pipeline) -> None:
@@ -152,7 +161,8 @@ class TestThrottling:
         pipe.backend.fail(samples.PATHS["bias"], 429, headers={"Retry-After": "86400"})
         async with Supervisor(pipe.ctx, pipe.actors(policy=CircuitPolicy(throttle_max=120))):
             await pipe.clock.sleep(1)
-        opened = [c for c in pipe.circuits.messages if c.state == "open"][0]
+        opened = next(c for c in pipe.circuits.messages if c.state == "open")
+        assert opened.until is not None
         assert opened.until - opened.ts == pytest.approx(120.0)
 
     async def test_okx_style_envelope_throttles_too(self, pipe: Pipeline) -> None:
@@ -180,7 +190,11 @@ class TestTransient:
             assert pipe.backend.count(path) == 6, "reopened for longer"
             pipe.backend.heal(path)
             await pipe.clock.sleep(15)  # probe at ~t=95 succeeds: closed, normal calls again
-        heat = [(c.state, c.cause, round(c.until - c.ts) if c.until else None) for c in pipe.circuits.messages if c.module == "heatmap"]
+        heat = [
+            (c.state, c.cause, round(c.until - c.ts) if c.until else None)
+            for c in pipe.circuits.messages
+            if c.module == "heatmap"
+        ]
         assert heat[:5] == [
             ("open", "transient", 30),
             ("half_open", "transient", None),
@@ -234,8 +248,12 @@ class TestTransient:
             return await pipe.backend(url)
 
         upstream = UpstreamClient("http://b", MockTransport(every_third_fails), clock=pipe.clock)
-        actors = [CircuitSupervisor(), *(FETCHERS[m](upstream) for m in MODULES), SignalAssembler(modules=MODULES),
-                  Scheduler(("SOL",), modules=MODULES, interval=1.0, window=0.5)]
+        actors = [
+            CircuitSupervisor(),
+            *(FETCHERS[m](upstream) for m in MODULES),
+            SignalAssembler(modules=MODULES),
+            Scheduler(("SOL",), modules=MODULES, interval=1.0, window=0.5),
+        ]
         async with Supervisor(pipe.ctx, actors):
             await pipe.clock.sleep(120)
         assert [c for c in pipe.circuits.messages if c.module == "whale"] == []
@@ -275,11 +293,13 @@ class TestCircuitView:
 class TestHalfOpenAlwaysResolves:
     async def test_probe_answered_not_found_closes(self, pipe: Pipeline) -> None:
         """A half-open breaker whose probe gets a 404 (route moved) closes instead of hanging."""
-        from messages import Degraded, encode as enc
+        from messages import Degraded, Reason
+        from messages import encode as enc
 
+        steps: tuple[tuple[Reason | None, int | None], ...] = (("rate_limited", 429), (None, None), ("not_found", 404))
         sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5))
         async with Supervisor(pipe.ctx, [sup]):
-            for reason, status in (("rate_limited", 429), (None, None), ("not_found", 404)):
+            for reason, status in steps:
                 if reason is None:
                     await pipe.clock.sleep(6)  # open -> half-open
                     continue
@@ -290,7 +310,8 @@ class TestHalfOpenAlwaysResolves:
 
     async def test_lost_probe_is_offered_again(self, pipe: Pipeline) -> None:
         """No answer to a half-open probe within probe_timeout: a fresh half-open state, so a new probe may go."""
-        from messages import Degraded, encode as enc
+        from messages import Degraded
+        from messages import encode as enc
 
         sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5, probe_timeout=60))
         async with Supervisor(pipe.ctx, [sup]):
@@ -302,7 +323,8 @@ class TestHalfOpenAlwaysResolves:
 
     async def test_degradations_without_a_call_teach_the_breaker_nothing(self, pipe: Pipeline) -> None:
         """A late tick's made-up timeout (called=False) neither closes a half-open breaker nor counts as a failure."""
-        from messages import Degraded, encode as enc
+        from messages import Degraded
+        from messages import encode as enc
 
         sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5))
         async with Supervisor(pipe.ctx, [sup]):
@@ -310,7 +332,9 @@ class TestHalfOpenAlwaysResolves:
             await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
             await pipe.clock.sleep(6)
             for i in range(10):
-                fake = Degraded(module="bias", asset="SOL", cycle=i, ts=pipe.clock.now(), reason="timeout", called=False)
+                fake = Degraded(
+                    module="bias", asset="SOL", cycle=i, ts=pipe.clock.now(), reason="timeout", called=False
+                )
                 await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(fake))
             await pipe.clock.sleep(1)
         assert [c.state for c in pipe.circuits.messages] == ["open", "half_open"]
@@ -333,21 +357,27 @@ class TestFlags:
             (b'{"flag": 5, "enabled": false}', "bad command: Expected `str | null`"),
         ],
     )
-    async def test_bad_commands_get_a_clear_error_and_change_nothing(self, pipe: Pipeline, command: bytes, error: str) -> None:
+    async def test_bad_commands_get_a_clear_error_and_change_nothing(
+        self, pipe: Pipeline, command: bytes, error: str
+    ) -> None:
         """Unknown flags, bad values and malformed JSON are answered ok=false; the flags stay as they were."""
         async with Supervisor(pipe.ctx, pipe.actors()):
             env = await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), command, timeout=1)
             reply = decode(env.data, FlagReply)
-            after = decode((await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), b"{}", timeout=1)).data, FlagReply)
+            after = decode(
+                (await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), b"{}", timeout=1)).data, FlagReply
+            )
         assert not reply.ok and error in (reply.error or "")
         assert after.flags == {m.upper(): True for m in MODULES}
 
     async def test_set_replies_with_all_flags_and_publishes_the_change(self, pipe: Pipeline) -> None:
         """A good command is answered ok with every flag; a FlagChanged event says who, when and why."""
-        changes = await Recorder(pipe.ctx.bus, pipe.ctx.subjects.flags_changed(), FlagChanged).start()
+        changes = await Recorder[FlagChanged](pipe.ctx.bus, pipe.ctx.subjects.flags_changed(), FlagChanged).start()
         async with Supervisor(pipe.ctx, pipe.actors()):
             cmd = FlagCommand(flag="etf", enabled=False, why="plan expired", who="ops@desk")
-            reply = decode((await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), encode(cmd), timeout=1)).data, FlagReply)
+            reply = decode(
+                (await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), encode(cmd), timeout=1)).data, FlagReply
+            )
             await pipe.clock.sleep(0.01)
         assert reply.ok and reply.flags["ETF"] is False and reply.flags["WHALE"] is True
         (change,) = changes.messages
@@ -398,7 +428,9 @@ class TestSeedTestPlan:
             (("whale", "heatmap", "spot_ob", "etf", "bias"), True),
         ],
     )
-    async def test_unhealthy_only_when_every_core_module_fails(self, pipe: Pipeline, failing: tuple, hard: bool) -> None:
+    async def test_unhealthy_only_when_every_core_module_fails(
+        self, pipe: Pipeline, failing: tuple[str, ...], hard: bool
+    ) -> None:
         """The scheduler is marked unhealthy (hard_fail) exactly when every core module fails."""
         for module in failing:
             pipe.backend.fail(samples.PATHS[module], 503)
@@ -424,16 +456,20 @@ class TestOverRealNats:
         backend = FakeBackend(clock, samples.BODIES)
         fetcher = FETCHERS["bias"](UpstreamClient("http://b", MockTransport(backend), clock=clock))
         try:
-            async with Supervisor(Context(bus=bus_a, clock=clock), [FlagKeeper(ALL_ON)]), Supervisor(Context(bus=bus_b, clock=clock), [fetcher]):
+            async with (
+                Supervisor(Context(bus=bus_a, clock=clock), [FlagKeeper(ALL_ON)]),
+                Supervisor(Context(bus=bus_b, clock=clock), [fetcher]),
+            ):
                 env = await bus_a.request("sniper.cmd.flags", b'{"flag": "BIAS", "enabled": false}', timeout=2)
                 assert decode(env.data, FlagReply).ok
 
                 async def applied() -> None:
-                    while fetcher.enabled:
+                    while fetcher.enabled:  # noqa: ASYNC110  # poll of another process's flag, bounded by wait_for
                         await asyncio.sleep(0.01)
 
                 await asyncio.wait_for(applied(), 5)
-                assert fetcher.admit("SOL").reason == "disabled"
+                denial = fetcher.admit("SOL")
+                assert denial is not None and denial.reason == "disabled"
         finally:
             await bus_a.close()
             await bus_b.close()
@@ -446,10 +482,13 @@ class TestOverRealNats:
         backend = FakeBackend(clock, samples.BODIES)
         backend.fail(ETF, 402)
         upstream = UpstreamClient("http://b", MockTransport(backend), clock=clock)
-        circuits = await Recorder(bus, ctx.subjects.circuit_all(), CircuitState).start()
+        circuits = await Recorder[CircuitState](bus, ctx.subjects.circuit_all(), CircuitState).start()
         async with Supervisor(ctx, [CircuitSupervisor(), FETCHERS["etf"](upstream)]):
             now = clock.now()
-            await bus.publish(ctx.subjects.tick("SOL"), encode(__import__("messages").Tick(asset="SOL", cycle=0, ts=now, deadline=now + 2)))
+            await bus.publish(
+                ctx.subjects.tick("SOL"),
+                encode(__import__("messages").Tick(asset="SOL", cycle=0, ts=now, deadline=now + 2)),
+            )
             await circuits.wait_count(1)
         await bus.close()
 
@@ -460,15 +499,20 @@ class TestOverRealNats:
             async with Supervisor(ctx2, [sup2, fetcher2]):
                 restored = sup2.breakers[("etf", "all")].state
                 assert restored.state == "quarantined" and restored.cause == "entitlement"
-                assert fetcher2.admit("SOL").reason == "circuit_open"
+                denial = fetcher2.admit("SOL")
+                assert denial is not None and denial.reason == "circuit_open"
                 env = await bus2.request("sniper.cmd.circuit", b'{"action": "list"}', timeout=2)
-                assert [c.state for c in decode(env.data, CircuitReply).circuits if c.scope == "all"] == ["quarantined"]
+                circuits_all = [c.state for c in decode(env.data, CircuitReply).circuits if c.scope == "all"]
+                assert circuits_all == ["quarantined"]
         finally:
             await bus2.close()
         assert backend.count(ETF) == 1
 
     async def test_without_jetstream_the_pipeline_degrades_not_dies(self) -> None:
-        """On a nats-server without JetStream: signals flow, the breaker works on events, flag commands say why they fail."""
+        """On a nats-server without JetStream the pipeline degrades instead of dying.
+
+        Signals flow, the breaker works on events, flag commands say why they fail.
+        """
         from marketsim import serve
         from sniper.app import run_pipeline
         from sniper.config import Settings
@@ -476,7 +520,7 @@ class TestOverRealNats:
 
         async with EmbeddedNats(jetstream=False) as nats, serve(port=0) as backend:
             bus = await NatsBus.connect(nats.url, name="observer")
-            signals = await Recorder(bus, "sniper.signal.*", Signal).start()
+            signals = await Recorder[Signal](bus, "sniper.signal.*", Signal).start()
             settings = Settings(nats=nats.url, backend=backend.url, interval=0.4, window=0.3)
             async with run_pipeline(settings) as running:
                 await signals.wait_count(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,8 @@ from messages import (
 )
 
 CFG = ScoringConfig()
+Flow = Literal["exchange_inflow", "exchange_outflow", "transfer"]  # WhaleAlert.direction
+Side = Literal["long", "short"]  # LiquidationLevel.side
 ALL = frozenset(DEFAULT_WEIGHTS)
 
 
@@ -39,22 +42,22 @@ def book(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> Or
     return OrderBook(symbol="SOLUSDT", exchange="binance", ts=0.0, bids=tuple(bids), asks=tuple(asks))
 
 
-def whales(*flows: tuple[str, float]) -> WhaleAlerts:
+def whales(*flows: tuple[Flow, float]) -> WhaleAlerts:
     return WhaleAlerts(
         symbol="SOL",
         alerts=tuple(
-            WhaleAlert(id=f"w{i}", ts=0.0, amount=1.0, amount_usd=usd, source="a", to="b", direction=d)  # type: ignore[arg-type]
+            WhaleAlert(id=f"w{i}", ts=0.0, amount=1.0, amount_usd=usd, source="a", to="b", direction=d)
             for i, (d, usd) in enumerate(flows)
         ),
     )
 
 
-def heat(price: float, *levels: tuple[float, str, float]) -> LiquidationHeatmap:
+def heat(price: float, *levels: tuple[float, Side, float]) -> LiquidationHeatmap:
     return LiquidationHeatmap(
         symbol="SOLUSDT",
         timeframe="1h",
         price=price,
-        levels=tuple(LiquidationLevel(price=p, side=s, usd=u) for p, s, u in levels),  # type: ignore[arg-type]
+        levels=tuple(LiquidationLevel(price=p, side=s, usd=u) for p, s, u in levels),
     )
 
 
@@ -100,7 +103,9 @@ class TestOrderBook:
             "ask-outside-edge",
         ],
     )
-    def test_imbalance_near_mid(self, bids: list[tuple[float, float]], asks: list[tuple[float, float]], expected: float) -> None:
+    def test_imbalance_near_mid(
+        self, bids: list[tuple[float, float]], asks: list[tuple[float, float]], expected: float
+    ) -> None:
         """Imbalance is (bid - ask) / (bid + ask) over levels within near_mid of the mid only."""
         assert score_order_book(book(bids, asks), CFG) == pytest.approx(expected)
 
@@ -124,9 +129,18 @@ class TestWhale:
             ((("transfer", 9e9), ("exchange_outflow", 1e6)), 1.0),
             ((), 0.0),
         ],
-        ids=["net-outflow", "net-inflow", "only-out", "only-in", "balanced", "transfers-ignored", "transfer-plus-out", "none"],
+        ids=[
+            "net-outflow",
+            "net-inflow",
+            "only-out",
+            "only-in",
+            "balanced",
+            "transfers-ignored",
+            "transfer-plus-out",
+            "none",
+        ],
     )
-    def test_outflow_minus_inflow(self, flows: tuple[tuple[str, float], ...], expected: float) -> None:
+    def test_outflow_minus_inflow(self, flows: tuple[tuple[Flow, float], ...], expected: float) -> None:
         """(outflows - inflows) / total in USD; exchange outflow is bullish, plain transfers do not count."""
         assert score_whale(whales(*flows), CFG) == pytest.approx(expected)
 
@@ -146,9 +160,18 @@ class TestHeatmap:
             (((100.0, "short", 1e6), (100.0, "long", 1e6)), 0),
             ((), 0),
         ],
-        ids=["short-above", "long-below", "symmetric", "near-short-wins", "near-long-wins", "wrong-sides", "at-price", "empty"],
+        ids=[
+            "short-above",
+            "long-below",
+            "symmetric",
+            "near-short-wins",
+            "near-long-wins",
+            "wrong-sides",
+            "at-price",
+            "empty",
+        ],
     )
-    def test_sign(self, levels: tuple[tuple[float, str, float], ...], sign: int) -> None:
+    def test_sign(self, levels: tuple[tuple[float, Side, float], ...], sign: int) -> None:
         """Shorts above push up, longs below pull down; closer clusters weigh more."""
         score = score_heatmap(heat(100.0, *levels), CFG)
         assert (score > 0) - (score < 0) == sign
@@ -188,7 +211,10 @@ class TestEtf:
 
 
 class TestBias:
-    @pytest.mark.parametrize(("score", "expected"), [(0.0, 0.0), (0.42, 0.42), (-0.7, -0.7), (1.0, 1.0), (-1.0, -1.0), (3.0, 1.0), (-3.0, -1.0)])
+    @pytest.mark.parametrize(
+        ("score", "expected"),
+        [(0.0, 0.0), (0.42, 0.42), (-0.7, -0.7), (1.0, 1.0), (-1.0, -1.0), (3.0, 1.0), (-3.0, -1.0)],
+    )
     def test_passthrough_clipped(self, score: float, expected: float) -> None:
         """The backend's score passes through unchanged, clipped to [-1, 1]."""
         assert score_bias(bias(score), CFG) == expected
@@ -213,7 +239,7 @@ class TestSubScore:
     def test_unknown_payload_is_a_type_error(self) -> None:
         """A payload type without a scorer raises TypeError naming it."""
 
-        class Other(Payload, tag="other"):
+        class Other(Payload, frozen=True, tag="other"):
             pass
 
         with pytest.raises(TypeError, match="Other"):
@@ -224,7 +250,13 @@ finite = st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinit
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 levels = st.lists(st.tuples(prices, finite), max_size=8)
 payloads = st.one_of(
-    st.builds(lambda b, a, bb, aa: book([b, *bb], [a, *aa]), st.tuples(prices, finite), st.tuples(prices, finite), levels, levels),
+    st.builds(
+        lambda b, a, bb, aa: book([b, *bb], [a, *aa]),
+        st.tuples(prices, finite),
+        st.tuples(prices, finite),
+        levels,
+        levels,
+    ),
     st.builds(
         lambda fs: whales(*fs),
         st.lists(st.tuples(st.sampled_from(["exchange_inflow", "exchange_outflow", "transfer"]), finite), max_size=8),

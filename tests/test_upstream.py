@@ -10,7 +10,16 @@ import aiohttp
 import pytest
 
 from actors.clock import VirtualClock
-from actors.upstream import MockTransport, Outcome, Response, Transport, UpstreamClient, classify, parse_retry_after
+from actors.upstream import (
+    ErrorClass,
+    MockTransport,
+    Outcome,
+    Response,
+    Transport,
+    UpstreamClient,
+    classify,
+    parse_retry_after,
+)
 
 NOW = VirtualClock.EPOCH
 
@@ -79,7 +88,12 @@ class TestClassifyStatus:
     def test_entitlement(self, status: int, body: bytes, detail: str) -> None:
         """402, and 401/403 with or without a plan message, are entitlement/payment_required."""
         out = classify(resp(status, body), now=NOW)
-        assert (out.error_class, out.reason, out.status, out.detail) == ("entitlement", "payment_required", status, detail)
+        assert (out.error_class, out.reason, out.status, out.detail) == (
+            "entitlement",
+            "payment_required",
+            status,
+            detail,
+        )
 
     @pytest.mark.parametrize("status", [404, 400, 405, 409, 410, 422, 301, 302])
     def test_other_non_2xx_is_endpoint_missing(self, status: int) -> None:
@@ -106,7 +120,18 @@ class TestClassifyStatus:
             b'{"code": "success"}',
             b"[1, 2, 3]",
         ],
-        ids=["object", "empty-list", "empty-body", "cg-code-0", "int-0", "00000", "int-200", "ok-text", "success", "list"],
+        ids=[
+            "object",
+            "empty-list",
+            "empty-body",
+            "cg-code-0",
+            "int-0",
+            "00000",
+            "int-200",
+            "ok-text",
+            "success",
+            "list",
+        ],
     )
     @pytest.mark.parametrize("status", [200, 204])
     def test_ok_bodies(self, status: int, body: bytes) -> None:
@@ -130,12 +155,37 @@ class TestClassifyEnvelope:
             (b'{"code": 1, "data": null}', "transient", "upstream_error", "code 1: "),
             (b'{"code": "50011", "msg": "Too frequent"}', "throttled", "rate_limited", "code 50011: Too frequent"),
             (b'{"code": "50061", "msg": "Too many"}', "throttled", "rate_limited", "code 50061: Too many"),
-            (b'{"code": -1003, "msg": "Way too many requests"}', "throttled", "rate_limited", "code -1003: Way too many requests"),
+            (
+                b'{"code": -1003, "msg": "Way too many requests"}',
+                "throttled",
+                "rate_limited",
+                "code -1003: Way too many requests",
+            ),
             (b'{"code": 429, "msg": "slow down"}', "throttled", "rate_limited", "code 429: slow down"),
-            (b'{"code": "50111", "msg": "Plan does not include"}', "entitlement", "payment_required", "code 50111: Plan does not include"),
-            (b'{"code": "40301", "msg": "Upgrade plan"}', "entitlement", "payment_required", "code 40301: Upgrade plan"),
-            (b'{"code": 402, "msg": "Payment required"}', "entitlement", "payment_required", "code 402: Payment required"),
-            (b'{"code": "401", "msg": "API key missing"}', "entitlement", "payment_required", "code 401: API key missing"),
+            (
+                b'{"code": "50111", "msg": "Plan does not include"}',
+                "entitlement",
+                "payment_required",
+                "code 50111: Plan does not include",
+            ),
+            (
+                b'{"code": "40301", "msg": "Upgrade plan"}',
+                "entitlement",
+                "payment_required",
+                "code 40301: Upgrade plan",
+            ),
+            (
+                b'{"code": 402, "msg": "Payment required"}',
+                "entitlement",
+                "payment_required",
+                "code 402: Payment required",
+            ),
+            (
+                b'{"code": "401", "msg": "API key missing"}',
+                "entitlement",
+                "payment_required",
+                "code 401: API key missing",
+            ),
         ],
         ids=[
             "cg-40001",
@@ -298,7 +348,7 @@ class TestUpstreamClient:
             (OSError("name resolution failed"), "unreachable"),
             (aiohttp.ClientPayloadError("truncated body"), "upstream_error"),
             (aiohttp.InvalidURL("http://b/w"), "upstream_error"),
-            (asyncio.TimeoutError(), "timeout"),
+            (TimeoutError(), "timeout"),
         ],
         ids=["conn-error", "server-disconnected", "refused", "oserror", "payload", "invalid-url", "timeout-error"],
     )
@@ -329,7 +379,8 @@ class TestUpstreamClient:
             out = await client.get("bias", "/b", None, budget=5)
         finally:
             clock.stop_autojump()
-        assert (out.ok, out.latency_ms) == (True, pytest.approx(delay * 1000))
+        assert out.ok is True
+        assert out.latency_ms == pytest.approx(delay * 1000)
 
     async def test_retry_after_http_date_uses_clock_wall_time(self) -> None:
         """An HTTP-date Retry-After is measured against the injected clock's wall time."""
@@ -346,8 +397,16 @@ class TestUpstreamClient:
     async def test_stats_count_requests_per_module_and_class(self) -> None:
         """stats.requests counts every call per module; by_class splits them by error class."""
         answers = {"/ok": Response(200, {}, b"[]"), "/gone": Response(404, {}, b""), "/pay": Response(402, {}, b"")}
-        client = UpstreamClient("http://b", MockTransport(lambda url: answers[url.removeprefix("http://b")]), clock=VirtualClock())
-        for module, path in [("whale", "/ok"), ("whale", "/ok"), ("whale", "/gone"), ("etf", "/pay"), ("spot_ob", "/ok")]:
+        client = UpstreamClient(
+            "http://b", MockTransport(lambda url: answers[url.removeprefix("http://b")]), clock=VirtualClock()
+        )
+        for module, path in [
+            ("whale", "/ok"),
+            ("whale", "/ok"),
+            ("whale", "/gone"),
+            ("etf", "/pay"),
+            ("spot_ob", "/ok"),
+        ]:
             await client.get(module, path, None, budget=1)
         assert client.stats.requests == {"whale": 3, "etf": 1, "spot_ob": 1}
         assert client.stats.by_class == {
@@ -389,8 +448,15 @@ class TestUpstreamClient:
 class TestOutcome:
     @pytest.mark.parametrize(
         ("error_class", "ok"),
-        [("ok", True), ("transient", False), ("throttled", False), ("entitlement", False), ("endpoint_missing", False), ("bad_payload", False)],
+        [
+            ("ok", True),
+            ("transient", False),
+            ("throttled", False),
+            ("entitlement", False),
+            ("endpoint_missing", False),
+            ("bad_payload", False),
+        ],
     )
-    def test_ok_property(self, error_class: str, ok: bool) -> None:
+    def test_ok_property(self, error_class: ErrorClass, ok: bool) -> None:
         """Outcome.ok is true only for the ok class."""
-        assert Outcome(error_class, "x").ok is ok  # type: ignore[arg-type]
+        assert Outcome(error_class, "x").ok is ok

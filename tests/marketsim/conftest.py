@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the package lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from marketsim import RunningServer, start_server  # noqa: E402
+from marketsim import RunningServer, start_server  # noqa: E402  # after the sys.path fix-up above
 
 
 class FakeClock:
@@ -86,12 +86,12 @@ def call(session: aiohttp.ClientSession) -> Callable[..., Awaitable[Reply]]:
 
 
 @pytest.fixture
-def wait_until() -> Callable[..., Awaitable[None]]:
+def wait_until() -> Callable[[Callable[[], bool]], Awaitable[None]]:
     """Poll a condition (not a fixed sleep) until it holds, failing after 2 s."""
 
-    async def _wait(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
+    async def _wait(predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(2.0):
+            while not predicate():  # noqa: ASYNC110  # bounded poll of a plain predicate (no event to await)
                 await asyncio.sleep(0.005)
 
     return _wait

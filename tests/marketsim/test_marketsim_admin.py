@@ -28,7 +28,11 @@ class TestFaultsApi:
         """Every module is listed; only etf carries the default paywall."""
         srv = await start()
         assert (await call(srv, "GET", "/_admin/faults")).json() == {
-            "whale": [], "etf": [PAYWALL], "heatmap": [], "spot_ob": [], "bias": []
+            "whale": [],
+            "etf": [PAYWALL],
+            "heatmap": [],
+            "spot_ob": [],
+            "bias": [],
         }
 
     @pytest.mark.parametrize(
@@ -39,8 +43,10 @@ class TestFaultsApi:
             ({"kind": "timeout"}, [("timeout", None)]),
             ({"kind": "malformed", "mode": "truncated"}, [("malformed", None)]),
             ({"kind": "envelope"}, [("envelope", None)]),
-            ([{"kind": "latency", "ms": 10}, {"kind": "status", "status": 500, "rate": 0.5}],
-             [("latency", None), ("status", 500)]),
+            (
+                [{"kind": "latency", "ms": 10}, {"kind": "status", "status": 500, "rate": 0.5}],
+                [("latency", None), ("status", 500)],
+            ),
             ([], []),
         ],
     )
@@ -129,8 +135,11 @@ class TestCounters:
         for path in (WHALE, WHALE, "/whales/alerts", "/advanced/etf/flows?asset=BTC", "/openapi.json", "/nope"):
             await call(srv, "GET", path)
         counters = (await call(srv, "GET", "/_admin/counters")).json()
-        assert counters["whale"] == {"requests": 3, "by_status": {"200": 2, "422": 1},
-                                     "by_route": {"/whales/alerts": 3}}
+        assert counters["whale"] == {
+            "requests": 3,
+            "by_status": {"200": 2, "422": 1},
+            "by_route": {"/whales/alerts": 3},
+        }
         assert counters["etf"] == {"requests": 1, "by_status": {"402": 1}, "by_route": {"/advanced/etf/flows": 1}}
         assert counters["heatmap"]["requests"] == counters["spot_ob"]["requests"] == 0
         assert counters["openapi"]["by_route"] == {"/openapi.json": 1}
@@ -169,7 +178,8 @@ class TestFlavorApi:
         """GET reports the current flavor and the choices."""
         srv = await start(flavor="guessed")
         assert (await call(srv, "GET", "/_admin/flavor")).json() == {
-            "flavor": "guessed", "flavors": ["seed", "guessed", "v2"]
+            "flavor": "guessed",
+            "flavors": ["seed", "guessed", "v2"],
         }
 
     @pytest.mark.parametrize("flavor", ["seed", "guessed", "v2"])
@@ -181,8 +191,12 @@ class TestFlavorApi:
 
     @pytest.mark.parametrize(
         ("body", "message"),
-        [({"flavor": "v3"}, "Invalid enum value 'v3'"), ({}, "missing required field `flavor`"),
-         ({"flavor": "v2", "x": 1}, "unknown field `x`"), ({"flavor": 2}, "Expected `str`")],
+        [
+            ({"flavor": "v3"}, "Invalid enum value 'v3'"),
+            ({}, "missing required field `flavor`"),
+            ({"flavor": "v2", "x": 1}, "unknown field `x`"),
+            ({"flavor": 2}, "Expected `str`"),
+        ],
     )
     async def test_invalid_put(self, start, call, body, message):
         """Invalid flavor bodies are a 400 and keep the flavor."""

@@ -43,8 +43,16 @@ class TestParseArgs:
     def test_faults_combine_per_module(self):
         """Repeated --fault flags accumulate per module, in order."""
         options = parse_args(
-            ["--fault", "whale=latency:200", "--fault", "whale=status:429:retry_after=30",
-             "--fault", "bias=envelope", "--fault", "etf=timeout"]
+            [
+                "--fault",
+                "whale=latency:200",
+                "--fault",
+                "whale=status:429:retry_after=30",
+                "--fault",
+                "bias=envelope",
+                "--fault",
+                "etf=timeout",
+            ]
         )
         assert options.faults == {
             "whale": [LatencyFault(ms=200), StatusFault(status=429, retry_after=30)],
@@ -88,10 +96,21 @@ class TestProcess:
         """``python -m marketsim --port 0`` prints its URL, serves, exits 0 on SIGTERM."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "marketsim", "--port", "0", "--flavor", "v2", "--no-default-faults",
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "marketsim",
+            "--port",
+            "0",
+            "--flavor",
+            "v2",
+            "--no-default-faults",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
+            assert proc.stdout is not None
             line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
             match = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
             assert match and int(match.group(2)) > 0, line
@@ -110,8 +129,15 @@ class TestProcess:
         """A bad flag fails fast with exit status 2 and a usage message."""
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "marketsim", "--fault", "etf=nope",
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "marketsim",
+            "--fault",
+            "etf=nope",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 2 and b"invalid fault" in err

@@ -26,8 +26,14 @@ BIAS = "/institutional/bias?symbol=SOL-USDT-SWAP"
 class TestStatusFaults:
     @pytest.mark.parametrize(
         ("status", "detail"),
-        [(402, "Payment Required"), (404, "Not Found"), (418, "I'm a Teapot"), (500, "Internal Server Error"),
-         (503, "Service Unavailable"), (599, "HTTP 599")],
+        [
+            (402, "Payment Required"),
+            (404, "Not Found"),
+            (418, "I'm a Teapot"),
+            (500, "Internal Server Error"),
+            (503, "Service Unavailable"),
+            (599, "HTTP 599"),
+        ],
     )
     async def test_status_and_default_detail(self, start, call, status, detail):
         """The module answers the configured status with a FastAPI-style detail."""
@@ -173,7 +179,11 @@ class TestBrokenBodies:
         [
             (EnvelopeFault(), 200, {"code": "50011", "msg": "Too frequent", "data": None}),
             (EnvelopeFault(http_status=429), 429, {"code": "50011", "msg": "Too frequent", "data": None}),
-            (EnvelopeFault(code="40001", msg="Invalid sign"), 200, {"code": "40001", "msg": "Invalid sign", "data": None}),
+            (
+                EnvelopeFault(code="40001", msg="Invalid sign"),
+                200,
+                {"code": "40001", "msg": "Invalid sign", "data": None},
+            ),
         ],
     )
     async def test_envelope(self, start, call, fault, status, body):
@@ -204,8 +214,15 @@ class TestRate:
 class TestPythonApi:
     @pytest.mark.parametrize(
         "fault",
-        [StatusFault(status=200), StatusFault(status=600), LatencyFault(ms=-1), StatusFault(status=500, rate=1.5),
-         MalformedFault(mode="bogus"), "status:500", None],  # type: ignore[arg-type]
+        [
+            StatusFault(status=200),
+            StatusFault(status=600),
+            LatencyFault(ms=-1),
+            StatusFault(status=500, rate=1.5),
+            MalformedFault(mode="bogus"),  # type: ignore[arg-type]  # an invalid mode is the point of the test
+            "status:500",
+            None,
+        ],
     )
     def test_invalid_fault_changes_nothing(self, fault):
         """Invalid faults raise and leave the installed faults unchanged."""
@@ -245,8 +262,19 @@ class TestPythonApi:
 
     @pytest.mark.parametrize(
         "spec",
-        ["", "boom", "status", "status:abc", "status:200", "status:500:501", "latency:-5", "timeout:5",
-         "malformed:bogus", "status:500:colour=red", "status:500:rate=2"],
+        [
+            "",
+            "boom",
+            "status",
+            "status:abc",
+            "status:200",
+            "status:500:501",
+            "latency:-5",
+            "timeout:5",
+            "malformed:bogus",
+            "status:500:colour=red",
+            "status:500:rate=2",
+        ],
     )
     def test_parse_fault_spec_rejects(self, spec):
         """Bad specs raise ValueError with a reason."""

@@ -21,7 +21,11 @@ EXPECTED: dict[str, dict[str, tuple[str, dict[str, tuple[str, bool, Any]]]]] = {
         ),
         "/spot/orderbook": (
             "getSpotOrderBook",
-            {"symbol": ("query", True, "SOLUSDT"), "exchange": ("query", False, "binance"), "depth": ("query", False, 50)},
+            {
+                "symbol": ("query", True, "SOLUSDT"),
+                "exchange": ("query", False, "binance"),
+                "depth": ("query", False, 50),
+            },
         ),
         "/institutional/bias": ("getInstitutionalBias", {"symbol": ("query", True, "SOL-USDT-SWAP")}),
     },
@@ -73,14 +77,15 @@ def walk(node: Any):
             yield from walk(value)
 
 
-async def fetch_doc(call, srv, kind: str) -> dict:
+async def fetch_doc(call, srv, kind: str) -> dict[str, Any]:
     path = {"3.1": "/openapi.json", "3.0": "/openapi.json?version=3.0", "swagger": "/swagger.json"}[kind]
     reply = await call(srv, "GET", path)
     assert reply.status == 200
-    return reply.json()
+    doc: dict[str, Any] = reply.json()
+    return doc
 
 
-def flat_param(param: dict) -> dict:
+def flat_param(param: dict[str, Any]) -> dict[str, Any]:
     """Swagger 2 puts schema keywords inline; OpenAPI 3 nests them in ``schema``."""
     return {**param, **param.get("schema", {})}
 
@@ -156,7 +161,9 @@ class TestDocuments:
         srv = await start(default_faults=False)
         doc = await fetch_doc(call, srv, "3.1")
         path = SEED_REQUESTS[module]
-        ref = doc["paths"][path.split("?")[0]]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        ref = doc["paths"][path.split("?")[0]]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
+            "$ref"
+        ]
         schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
         body = (await call(srv, "GET", path)).json()
         assert set(schema["required"]) == set(schema["properties"]) == set(body)

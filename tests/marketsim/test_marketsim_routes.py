@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import msgspec
 import pytest
 
-from marketsim._payloads import PAYLOAD_TYPES
+from marketsim._payloads import (
+    PAYLOAD_TYPES,
+    EtfFlows,
+    InstitutionalBias,
+    LiquidationHeatmap,
+    SpotOrderBook,
+    WhaleAlerts,
+)
 
 FLAVORS = ["seed", "guessed", "v2"]
 MODULES = ["whale", "etf", "heatmap", "spot_ob", "bias"]
@@ -38,31 +46,36 @@ REQUESTS = {
 }
 
 
-def check_invariants(module: str, body: dict) -> None:
+def check_invariants(module: str, body: dict[str, Any]) -> None:
     """Shape (strict msgspec decode) plus the module's semantic invariants."""
     payload = msgspec.convert(body, type=PAYLOAD_TYPES[module], strict=True)
     if module == "whale":
+        assert isinstance(payload, WhaleAlerts)
         assert payload.symbol == "SOL" and 0 <= len(payload.alerts) <= 8
         prices = {round(a.amount_usd / a.amount, 1) for a in payload.alerts}
         assert all(90 < p < 360 for p in prices)  # consistent with SOL ~180
     elif module == "etf":
+        assert isinstance(payload, EtfFlows)
         assert payload.asset == "BTC"
         assert [i.ticker for i in payload.issuers] == ["IBIT", "FBTC", "GBTC", "ARKB", "BITB"]
         assert payload.net_flow_usd == sum(i.flow_usd for i in payload.issuers)
     elif module == "heatmap":
+        assert isinstance(payload, LiquidationHeatmap)
         assert payload.symbol == "SOL-USDT-SWAP" and payload.timeframe == "4h"
         assert 10 <= len(payload.levels) <= 40
         for level in payload.levels:
             assert level.side == ("short" if level.price > payload.price else "long")
             assert abs(level.price / payload.price - 1) <= 0.08
     elif module == "spot_ob":
+        assert isinstance(payload, SpotOrderBook)
         assert payload.symbol == "SOLUSDT" and payload.exchange == "okx"
         assert len(payload.bids) == len(payload.asks) == 20
-        assert all(a[0] > b[0] for a, b in zip(payload.bids, payload.bids[1:]))
-        assert all(b[0] > a[0] for a, b in zip(payload.asks, payload.asks[1:]))
+        assert all(a[0] > b[0] for a, b in itertools.pairwise(payload.bids))
+        assert all(b[0] > a[0] for a, b in itertools.pairwise(payload.asks))
         assert payload.bids[0][0] < payload.asks[0][0]
         assert all(size > 0 for _, size in payload.bids + payload.asks)
     else:
+        assert isinstance(payload, InstitutionalBias)
         assert payload.symbol == "SOL-USDT-SWAP"
         expected = "bullish" if payload.score > 0.15 else "bearish" if payload.score < -0.15 else "neutral"
         assert payload.bias == expected
@@ -173,9 +186,7 @@ class TestValidation:
 
 
 class TestRouting:
-    @pytest.mark.parametrize(
-        ("current", "other"), [(c, o) for c, o in itertools.permutations(FLAVORS, 2)]
-    )
+    @pytest.mark.parametrize(("current", "other"), [(c, o) for c, o in itertools.permutations(FLAVORS, 2)])
     async def test_other_flavors_routes_are_not_found(self, start, call, current, other):
         """Routes of another flavor answer a plain 404 unless shared."""
         srv = await start(flavor=current, default_faults=False)

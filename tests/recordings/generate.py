@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for the packages
 
-from actors import NatsBus, SystemClock  # noqa: E402
-from actors.routing import RequestSettings  # noqa: E402
-from marketsim import StatusFault, serve  # noqa: E402
-from sniper.app import run_pipeline  # noqa: E402
-from sniper.config import Settings  # noqa: E402
-from sniper.embedded import EmbeddedNats  # noqa: E402
-from sniper.recording import StreamRecorder  # noqa: E402
+from actors import NatsBus, SystemClock
+from actors.routing import RequestSettings
+from marketsim import StatusFault, serve
+from sniper.app import run_pipeline
+from sniper.config import Settings
+from sniper.embedded import EmbeddedNats
+from sniper.recording import StreamRecorder
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = {
+SCENARIOS: dict[str, dict[str, Any]] = {
     "normal": dict(default_faults=False),
     "etf_402": dict(),
     "core_down": dict(
@@ -34,7 +34,7 @@ SCENARIOS = {
 }
 
 
-async def record(name: str, sim_kwargs: dict, cycles: int = 4) -> None:
+async def record(name: str, sim_kwargs: dict[str, Any], cycles: int = 4) -> None:
     async with serve(port=0, seed=11, **sim_kwargs) as srv, EmbeddedNats() as nats:
         # The recorder subscribes before any actor starts, so cycle 0's tick is in the stream.
         bus = await NatsBus.connect(nats.url, name="recorder")
