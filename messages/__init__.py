@@ -2,13 +2,15 @@
 
 Every message is a frozen, tagged msgspec Struct encoded as JSON. Subjects are
 built by `Subjects`; no other module spells a subject. Decode with
-`decode(data, Type)` or a cached `Decoder`; bad input raises `DecodeError`.
+`decode(data, Type)` or a cached `Decoder`; bad input (malformed, oversized,
+nested deeper than `MAX_DEPTH`, or outside a bound declared in `_base`)
+raises `DecodeError`, and nothing else.
 """
 
 from __future__ import annotations
 
 from ._base import SCHEMA_VERSION, Message
-from .codec import MAX_MESSAGE_BYTES, Decoder, decode, decoder_for, encode
+from .codec import MAX_DEPTH, MAX_MESSAGE_BYTES, Decoder, decode, decoder_for, encode
 from .control import (
     CircuitCommand,
     CircuitReply,
@@ -77,6 +79,7 @@ __all__ = [
     "ALL_MESSAGE_TYPES",
     "DEFAULT_PREFIX",
     "DEFAULT_ROUTES",
+    "MAX_DEPTH",
     "MAX_MESSAGE_BYTES",
     "PAYLOAD_TYPES",
     "REASONS",

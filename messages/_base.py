@@ -12,12 +12,14 @@ Why these Struct options:
 * ``v``: the schema version. Adding an optional field does not bump it;
   renaming or retyping one does, and decoders reject versions newer than they
   know instead of misreading them.
+* Bounded everything: every int below 2^53, every float finite and inside a
+  range, every string, dict and list no longer than its limit (below).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -31,10 +33,70 @@ def snake_tag(class_name: str) -> str:
     return _CAMEL.sub("_", class_name).lower()
 
 
+# -- Limits -------------------------------------------------------------------
+# Every bound a decoder enforces is declared here, once, as a constant and an
+# Annotated type (README, "Limits"). A message that breaks one is a
+# DecodeError, so no producer can hand a consumer a number JavaScript cannot
+# hold, an infinity, a megabyte of "why", or a dict of ten thousand modules.
+# The JSON Schema (`sniper schema`) shows every bound to other bots.
+
+#: Largest integer every JSON reader holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
+MAX_SAFE_INT = 2**53 - 1
+#: Latest timestamp accepted, in seconds since the epoch (the year 5138).
+MAX_TIMESTAMP = 1e11
+#: Longest duration accepted, in seconds (about 31 years).
+MAX_SECONDS = 1e9
+#: Longest latency accepted, in milliseconds (about 2.8 hours).
+MAX_LATENCY_MS = 1e7
+#: Most entries in a dict keyed by module (or flag) and in a list of modules.
+MAX_MODULES = 32
+#: Most breaker states in one reply (modules x scopes).
+MAX_CIRCUITS = 1024
+#: Most parameters of one route; most notes per module in a route map.
+MAX_ITEMS = 32
+#: Longest operator note: `who` and `why` of a flag change.
+MAX_NOTE = 200
+#: Longest explanation: `detail` of a degradation or breaker, a module's reason in a signal or route map.
+MAX_DETAIL = 500
+#: Longest error text: an exception an actor died of, an error in a command reply.
+MAX_ERROR = 1000
+#: Longest host name (DNS: 253 characters).
+MAX_HOST = 253
+#: Longest route path template.
+MAX_PATH = 2048
+#: Longest short term: a parameter name or value, a symbol form, a spec version.
+MAX_TERM = 128
+
 Asset = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$", description="Base asset, e.g. SOL")]
 Module = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Module name, e.g. spot_ob")]
-Timestamp = Annotated[float, msgspec.Meta(ge=0, description="Seconds since the Unix epoch")]
-Cycle = Annotated[int, msgspec.Meta(ge=0, description="Per-asset cycle number, starting at 0")]
+Modules = Annotated[tuple[Module, ...], msgspec.Meta(max_length=MAX_MODULES)]
+V = TypeVar("V")
+#: A dict keyed by module name: ``ByModule[ModuleStatus]``.
+ByModule = Annotated[dict[Module, V], msgspec.Meta(max_length=MAX_MODULES)]
+Timestamp = Annotated[
+    float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP, description="Seconds since the Unix epoch (finite, at most 1e11)")
+]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS, description="A duration in seconds (at most 1e9)")]
+LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS, description="Milliseconds (at most 1e7)")]
+Cycle = Annotated[
+    int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="Per-asset cycle number, starting at 0 (below 2^53)")
+]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="A count or revision (below 2^53)")]
+HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=999, description="An HTTP status code")]
+ActorName = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="Actor name, a subject token, e.g. fetch-whale")
+]
+FlagName = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,31}$", description="Feature flag, e.g. SPOT_OB")]
+FlagArgument = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$", description="Feature flag in any case, e.g. etf")
+]
+Scope = Annotated[str, msgspec.Meta(pattern=r"^(all|[A-Z0-9]{1,20})$", description="'all' (module-wide) or an asset")]
+Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
+Detail = Annotated[str, msgspec.Meta(max_length=MAX_DETAIL)]
+ErrorText = Annotated[str, msgspec.Meta(max_length=MAX_ERROR)]
+Hostname = Annotated[str, msgspec.Meta(max_length=MAX_HOST)]
+Term = Annotated[str, msgspec.Meta(max_length=MAX_TERM)]
+Version = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="Schema version of the message")]
 
 
 class Message(
@@ -47,4 +109,4 @@ class Message(
 ):
     """Base of every message on the bus."""
 
-    v: int = SCHEMA_VERSION
+    v: Version = SCHEMA_VERSION

@@ -8,11 +8,24 @@ the ``type`` tag is optional, so an operator can send the documented
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from ._base import Message, Module, Timestamp
+from ._base import (
+    MAX_CIRCUITS,
+    MAX_MODULES,
+    Count,
+    Detail,
+    ErrorText,
+    FlagArgument,
+    FlagName,
+    Message,
+    Module,
+    Note,
+    Scope,
+    Timestamp,
+)
 
 CircuitStateName = Literal["closed", "open", "half_open", "quarantined"]
 ErrorClassName = Literal["transient", "throttled", "entitlement"]
@@ -25,56 +38,64 @@ class CircuitState(Message, frozen=True, kw_only=True):
     `scope` is ``all`` for a module-wide breaker (entitlement, throttling) or
     an asset for an asset-specific one (transient errors). While `state` is
     open or quarantined, fetchers make no upstream call before `until`; in
-    half_open they let `probes` calls through.
+    half_open they let `probes` calls through. `detail` is at most 500 characters.
     """
 
     module: Module
-    scope: str
+    scope: Scope
     state: CircuitStateName
     ts: Timestamp
     until: Timestamp | None = None
     cause: CircuitCause | None = None
-    detail: str = ""
-    opens: int = 0
-    probes: int = 1
+    detail: Detail = ""
+    opens: Count = 0
+    probes: Count = 1
 
 
 class FlagChanged(Message, frozen=True, kw_only=True):
-    """A feature flag changed (also the value stored per flag in the flags bucket)."""
+    """A feature flag changed (also the value stored per flag in the flags bucket).
 
-    flag: str
+    `who` and `why` are at most 200 characters each.
+    """
+
+    flag: FlagName
     enabled: bool
     ts: Timestamp
-    who: str = ""
-    why: str = ""
-    revision: int = 0
+    who: Note = ""
+    why: Note = ""
+    revision: Count = 0
 
 
 class FlagCommand(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``{"flag": "ETF", "enabled": false, "why": "..."}``; without `flag` it only lists."""
+    """``{"flag": "ETF", "enabled": false, "why": "..."}``; without `flag` it only lists.
 
-    flag: str | None = None
+    `flag` is a flag name in any case; `who` and `why` are at most 200 characters each.
+    """
+
+    flag: FlagArgument | None = None
     enabled: bool | None = None
-    why: str = ""
-    who: str = ""
+    why: Note = ""
+    who: Note = ""
 
 
 class FlagReply(Message, frozen=True, kw_only=True):
     """``{"ok": true, "flags": {...}}``, or ``{"ok": false, "error": "..."}`` with nothing changed."""
 
     ok: bool
-    flags: dict[str, bool] = msgspec.field(default_factory=dict)
-    error: str | None = None
+    flags: Annotated[dict[FlagName, bool], msgspec.Meta(max_length=MAX_MODULES)] = msgspec.field(default_factory=dict)
+    error: ErrorText | None = None
 
 
 class CircuitCommand(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``{"action": "reset", "module": "etf"}`` or ``{"action": "list"}``."""
 
     action: Literal["list", "reset"]
-    module: str | None = None
+    module: Module | None = None
 
 
 class CircuitReply(Message, frozen=True, kw_only=True):
+    """``{"ok": true, "circuits": [...]}`` (at most 1024 breakers), or ``{"ok": false, "error": "..."}``."""
+
     ok: bool
-    circuits: list[CircuitState] = msgspec.field(default_factory=list)
-    error: str | None = None
+    circuits: Annotated[list[CircuitState], msgspec.Meta(max_length=MAX_CIRCUITS)] = msgspec.field(default_factory=list)
+    error: ErrorText | None = None

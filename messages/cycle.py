@@ -6,7 +6,18 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from ._base import Asset, Cycle, Message, Module, Timestamp
+from ._base import (
+    Asset,
+    ByModule,
+    Count,
+    Cycle,
+    Detail,
+    LatencyMs,
+    Message,
+    Modules,
+    Seconds,
+    Timestamp,
+)
 from .modules import UnitScore
 
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -17,25 +28,34 @@ class Tick(Message, frozen=True, kw_only=True):
 
     The tick carries the window so every fetcher can size its HTTP timeout to
     fit inside it, and the list of modules the assembler should wait for.
+    `deadline` is after `ts`: a tick that ends before it starts is rejected.
     """
 
     asset: Asset
     cycle: Cycle
     ts: Timestamp
     deadline: Timestamp
-    modules: tuple[Module, ...] = ()
+    modules: Modules = ()
+
+    def __post_init__(self) -> None:
+        # On decode, msgspec turns this ValueError into a ValidationError (a DecodeError).
+        if not self.deadline > self.ts:
+            raise ValueError(f"deadline ({self.deadline}) must be after ts ({self.ts})")
 
 
 ModuleStatusName = Literal["ok", "degraded", "disabled", "missing"]
 
 
 class ModuleStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """How one module fared in a cycle: ``missing`` means nothing arrived in the window."""
+    """How one module fared in a cycle: ``missing`` means nothing arrived in the window.
+
+    `reason` is at most 500 characters (README, "Limits").
+    """
 
     status: ModuleStatusName
-    reason: str | None = None
+    reason: Detail | None = None
     #: How long the fetcher's upstream call took (ok and degraded answers), for freshness and latency budgets.
-    latency_ms: float | None = None
+    latency_ms: LatencyMs | None = None
 
 
 Direction = Literal["long", "short", "flat"]
@@ -46,6 +66,7 @@ class Signal(Message, frozen=True, kw_only=True):
 
     `score` is the weighted mean of the module sub-scores present; `confidence`
     is the share of total weight that was present (see README, "Scoring").
+    `modules` and `components` are keyed by module name, at most 32 entries.
     """
 
     asset: Asset
@@ -55,9 +76,9 @@ class Signal(Message, frozen=True, kw_only=True):
     direction: Direction
     score: UnitScore
     confidence: Unit
-    modules: dict[str, ModuleStatus]
+    modules: ByModule[ModuleStatus]
     etf_available: bool
-    components: dict[str, UnitScore] = msgspec.field(default_factory=dict)
+    components: ByModule[UnitScore] = msgspec.field(default_factory=dict)
     complete: bool = False
 
 
@@ -75,7 +96,7 @@ class Health(Message, frozen=True, kw_only=True):
     cycle: Cycle
     ts: Timestamp
     state: HealthState
-    consecutive_failures: int
-    next_delay: float
-    failed: tuple[str, ...] = ()
-    ok: tuple[str, ...] = ()
+    consecutive_failures: Count
+    next_delay: Seconds
+    failed: Modules = ()
+    ok: Modules = ()

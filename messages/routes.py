@@ -9,40 +9,54 @@ it goes (path or query), under which name, and in which symbol form.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from ._base import Message, Timestamp
+from ._base import (
+    MAX_ITEMS,
+    MAX_PATH,
+    ByModule,
+    Count,
+    Detail,
+    Message,
+    Module,
+    Term,
+    Timestamp,
+)
 
 ParamRole = Literal["symbol", "asset", "timeframe", "depth", "exchange", "const"]
 
 
 class ParamBinding(msgspec.Struct, frozen=True, kw_only=True):
-    """One request parameter: its name, where it goes, what fills it."""
+    """One request parameter: its name, where it goes, what fills it (strings at most 128 characters)."""
 
-    name: str
+    name: Term
     location: Literal["path", "query"] = "query"
     role: ParamRole
     #: Symbol form for role=symbol (see messages.symbols.detect_form), e.g. "okx_swap".
-    form: str | None = None
+    form: Term | None = None
     #: Lower-case the symbol (APIs that want ``solusdt``).
     lower: bool = False
     #: Fixed value for role=const, or the default when the role has no value.
-    value: str | None = None
+    value: Term | None = None
     required: bool = True
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True):
-    """A GET route for one module; `path` is a template like ``/book/{venue}/{pair}``."""
+    """A GET route for one module; `path` is a template like ``/book/{venue}/{pair}`` (at most 2048 characters).
 
-    module: str
-    path: str
+    At most 32 parameters.
+    """
+
+    module: Module
+    path: Annotated[str, msgspec.Meta(max_length=MAX_PATH)]
     method: Literal["GET"] = "GET"
-    params: tuple[ParamBinding, ...] = ()
+    params: Annotated[tuple[ParamBinding, ...], msgspec.Meta(max_length=MAX_ITEMS)] = ()
 
 
 RouteSource = Literal["default", "openapi", "alias", "learned"]
+Notes = Annotated[list[Detail], msgspec.Meta(max_length=MAX_ITEMS)]
 
 
 class RouteMap(Message, frozen=True, kw_only=True):
@@ -52,16 +66,19 @@ class RouteMap(Message, frozen=True, kw_only=True):
     from the backend's spec; ``alias``: a known path that answered a probe;
     ``default``: the built-in routes); `notes` keeps what binding had to guess
     or choose (e.g. a timeframe the backend's enum lacks).
+
+    Every dict is keyed by module name, at most 32 entries; a reason in
+    `unusable` is at most 500 characters, as is each of at most 32 notes per module.
     """
 
     ts: Timestamp
     source: RouteSource
-    routes: dict[str, Route] = msgspec.field(default_factory=dict)
-    unusable: dict[str, str] = msgspec.field(default_factory=dict)
-    origin: dict[str, RouteSource] = msgspec.field(default_factory=dict)
-    notes: dict[str, list[str]] = msgspec.field(default_factory=dict)
-    spec_version: str | None = None
-    revision: int = 0
+    routes: ByModule[Route] = msgspec.field(default_factory=dict)
+    unusable: ByModule[Detail] = msgspec.field(default_factory=dict)
+    origin: ByModule[RouteSource] = msgspec.field(default_factory=dict)
+    notes: ByModule[Notes] = msgspec.field(default_factory=dict)
+    spec_version: Term | None = None
+    revision: Count = 0
 
 
 #: The routes the seed analysis recommended, which the reference backend serves

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._base import Message, Timestamp
+from ._base import ActorName, Count, ErrorText, Hostname, Message, Seconds, Timestamp
 
 ActorStateName = Literal["new", "starting", "running", "stopping", "stopped", "crashed", "failed"]
 
@@ -16,34 +16,38 @@ class Heartbeat(Message, frozen=True, kw_only=True):
     hung host; the counters make a slow leak of bad messages visible.
     """
 
-    actor: str
+    actor: ActorName
     ts: Timestamp
     state: ActorStateName
-    host: str = ""
-    uptime: float = 0.0
-    handled: int = 0
-    bad_messages: int = 0
-    restarts: int = 0
+    host: Hostname = ""
+    uptime: Seconds = 0.0
+    handled: Count = 0
+    bad_messages: Count = 0
+    restarts: Count = 0
 
 
 class ActorRestarted(Message, frozen=True, kw_only=True):
-    """An actor crashed and its supervisor is restarting it after `delay` seconds."""
+    """An actor crashed and its supervisor is restarting it after `delay` seconds.
 
-    actor: str
+    `error` (the exception) is at most 1000 characters.
+    """
+
+    actor: ActorName
     ts: Timestamp
-    attempt: int
-    delay: float
-    error: str
+    attempt: Count
+    delay: Seconds
+    error: ErrorText
 
 
 class ActorGaveUp(Message, frozen=True, kw_only=True):
     """An actor crashed more than the restart intensity allows; it stays down.
 
     Mirrors OTP: more than `max_restarts` restarts within `period` seconds.
+    `error` (the last exception) is at most 1000 characters.
     """
 
-    actor: str
+    actor: ActorName
     ts: Timestamp
-    restarts: int
-    period: float
-    error: str
+    restarts: Count
+    period: Seconds
+    error: ErrorText

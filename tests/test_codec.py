@@ -149,8 +149,9 @@ class TestRejection:
     def test_oversized_input_is_rejected_before_parsing(self) -> None:
         """Input over the size limit is refused without being parsed."""
         big = b'{"type":"tick"' + b" " * m.MAX_MESSAGE_BYTES + b"}"
-        with pytest.raises(m.DecodeError, match="exceeds"):
+        with pytest.raises(m.DecodeError, match="exceeds") as info:
             m.decode(big, m.AnyMessage)
+        assert info.value.kind == "too_large"
 
     def test_decode_error_keeps_a_short_preview(self) -> None:
         """The error carries a bounded preview and the size, for logs."""
