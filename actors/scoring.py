@@ -17,6 +17,15 @@ renormalise). Confidence is present weight / expected weight, where expected
 means enabled: a module switched off by a flag is a choice, not missing data.
 Direction is ``long`` at score >= `threshold`, ``short`` at <= -`threshold`,
 ``flat`` in between or when confidence is below `min_confidence`.
+
+Every sub-score is finite and in [-1, 1], whatever numbers a payload holds.
+Fetchers already refuse non-finite or huge numbers (`messages.modules`
+bounds them, and caps list lengths, so sums stay finite), but a payload built
+in code, or a future field, must not turn into a NaN or a false +1: a side
+total that is not finite counts as no evidence (0.0), a ratio of two huge
+finite totals is taken of their halves (no overflow), and `_clip` maps NaN to 0.
+A payload that cannot be scored at all (an order book with an empty side)
+raises ValueError, which the assembler reports as ``bad_payload``.
 """
 
 from __future__ import annotations
@@ -41,16 +50,27 @@ class ScoringConfig:
 
 
 def _clip(x: float) -> float:
+    """`x` within [-1, 1]; NaN is 0.0 (no evidence), never a bound."""
+    if math.isnan(x):
+        return 0.0
     return max(-1.0, min(1.0, x))
 
 
 def _ratio(pos: float, neg: float) -> float:
+    """(pos - neg) / (pos + neg) for non-negative totals; 0.0 when either is not finite or both are 0."""
+    if not (math.isfinite(pos) and math.isfinite(neg)):
+        return 0.0  # an overflowed or NaN total is no evidence either way (inf/inf must not read as +1)
     total = pos + neg
+    if math.isinf(total):  # two finite halves of a huge book: halving is exact and cannot overflow
+        pos, neg = pos / 2, neg / 2
+        total = pos + neg
     return 0.0 if total <= 0 else _clip((pos - neg) / total)
 
 
 def score_order_book(ob: OrderBook, cfg: ScoringConfig) -> float:
-    mid = (ob.bids[0][0] + ob.asks[0][0]) / 2
+    if not ob.bids or not ob.asks:
+        raise ValueError("order book has an empty side")
+    mid = ob.bids[0][0] / 2 + ob.asks[0][0] / 2  # halves first: the sum of two huge prices cannot overflow
     lo, hi = mid * (1 - cfg.near_mid), mid * (1 + cfg.near_mid)
     bid = sum(size for price, size in ob.bids if price >= lo)
     ask = sum(size for price, size in ob.asks if price <= hi)
@@ -64,6 +84,8 @@ def score_whale(w: WhaleAlerts, cfg: ScoringConfig) -> float:
 
 
 def score_heatmap(h: LiquidationHeatmap, cfg: ScoringConfig) -> float:
+    if not (math.isfinite(h.price) and h.price > 0):
+        return 0.0  # no price, no distances
     above = below = 0.0
     for lv in h.levels:
         dist = abs(lv.price - h.price) / h.price
@@ -76,7 +98,7 @@ def score_heatmap(h: LiquidationHeatmap, cfg: ScoringConfig) -> float:
 
 
 def score_etf(e: EtfFlows, cfg: ScoringConfig) -> float:
-    return _clip(math.tanh(e.net_flow_usd / cfg.etf_scale))
+    return _clip(math.tanh(e.net_flow_usd / cfg.etf_scale))  # tanh(±inf) is ±1, tanh(NaN) is NaN -> 0
 
 
 def score_bias(b: InstitutionalBias, cfg: ScoringConfig) -> float:
@@ -84,19 +106,25 @@ def score_bias(b: InstitutionalBias, cfg: ScoringConfig) -> float:
 
 
 def sub_score(payload: Payload, cfg: ScoringConfig) -> float:
-    """The sub-score of one module payload, in [-1, 1]."""
+    """The sub-score of one module payload: finite, in [-1, 1].
+
+    Raises TypeError for a payload type without a scorer and ValueError for
+    a payload that cannot be scored (an order book with an empty side).
+    """
     match payload:
         case OrderBook():
-            return score_order_book(payload, cfg)
+            score = score_order_book(payload, cfg)
         case WhaleAlerts():
-            return score_whale(payload, cfg)
+            score = score_whale(payload, cfg)
         case LiquidationHeatmap():
-            return score_heatmap(payload, cfg)
+            score = score_heatmap(payload, cfg)
         case EtfFlows():
-            return score_etf(payload, cfg)
+            score = score_etf(payload, cfg)
         case InstitutionalBias():
-            return score_bias(payload, cfg)
-    raise TypeError(f"no scoring for {type(payload).__name__}")
+            score = score_bias(payload, cfg)
+        case _:
+            raise TypeError(f"no scoring for {type(payload).__name__}")
+    return _clip(score)  # the last guard: whatever a scorer did, no NaN or out-of-range value leaves
 
 
 @dataclass(frozen=True, slots=True)

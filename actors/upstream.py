@@ -8,6 +8,14 @@ a time budget enforced with the injected clock, and turning every way a call
 can end into an `Outcome` (see `classify`). Nothing here raises for an
 upstream failure: failures are data.
 
+Bodies are read with a size cap (`UpstreamClient(max_body=...)`, default
+4 MiB): a transport stops reading at the cap, without buffering the rest, and
+refuses a declared ``Content-Length`` above it before reading anything. A 2xx
+over the cap is ``bad_payload`` with a ``too_large: ...`` detail; an error
+status keeps its own class (a 429 stays ``rate_limited``, with its
+Retry-After). `UpstreamClient.get` decides this: it is the one place that turns
+transport errors into outcomes.
+
 Error classes (from shared/NOTES.md, "Upstream error semantics")::
 
     transient         5xx, connection reset, timeout          retry later
@@ -25,7 +33,9 @@ success and another *string* code on failure; OKX uses string codes too
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,9 +44,38 @@ from urllib.parse import urlencode
 import aiohttp
 import msgspec
 
+from messages._base import MAX_SECONDS
+
 from .clock import Clock
 
 ErrorClass = Literal["ok", "transient", "throttled", "entitlement", "endpoint_missing", "bad_payload"]
+
+#: Largest backend body read by default (bytes); see `UpstreamClient`.
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A transport stopped reading: the body is (or declares itself) larger than the cap.
+
+    Carries the status and headers, which arrived: an error status is still
+    classified by them (a 429's Retry-After is not lost to a long body).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        declared: int | None = None,
+    ) -> None:
+        self.limit = limit
+        self.status = status
+        self.headers: Mapping[str, str] = headers or {}
+        self.declared = declared
+        said = f" (Content-Length {declared})" if declared is not None else ""
+        super().__init__(f"too_large: body exceeds {limit} bytes{said}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +107,16 @@ class Outcome:
 
 
 class Transport:
-    """Sends one GET; raises asyncio.TimeoutError / aiohttp.ClientError / OSError on failure."""
+    """Sends one GET; raises asyncio.TimeoutError / aiohttp.ClientError / OSError on failure.
 
-    async def get(self, url: str, headers: Mapping[str, str]) -> Response:  # pragma: no cover - interface
+    With `max_body`, a body longer than that many bytes raises `BodyTooLarge`
+    as soon as the transport knows (a declared Content-Length, or the first
+    chunk past the cap), and the rest is never read.
+    """
+
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, max_body: int | None = None
+    ) -> Response:  # pragma: no cover - interface
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -89,10 +135,23 @@ class AiohttpTransport(Transport):
             raise_for_status=False,
         )
 
-    async def get(self, url: str, headers: Mapping[str, str]) -> Response:
+    async def get(self, url: str, headers: Mapping[str, str], *, max_body: int | None = None) -> Response:
         async with self._session.get(url, headers=dict(headers), allow_redirects=False) as resp:
-            body = await resp.read()
-            return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+            head = {k.lower(): v for k, v in resp.headers.items()}
+            if max_body is None:
+                return Response(resp.status, head, await resp.read())
+            if resp.content_length is not None and resp.content_length > max_body:
+                resp.close()  # drop the connection: the body is never read
+                raise BodyTooLarge(max_body, status=resp.status, headers=head, declared=resp.content_length)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > max_body:
+                    resp.close()  # the rest stays unread; a half-read connection is not reused
+                    raise BodyTooLarge(max_body, status=resp.status, headers=head)
+                chunks.append(chunk)
+            return Response(resp.status, head, b"".join(chunks))
 
     async def close(self) -> None:
         await self._session.close()
@@ -108,12 +167,15 @@ class MockTransport(Transport):
         self.handler = handler
         self.calls: list[str] = []
 
-    async def get(self, url: str, headers: Mapping[str, str]) -> Response:
+    async def get(self, url: str, headers: Mapping[str, str], *, max_body: int | None = None) -> Response:
         self.calls.append(url)
         result = self.handler(url)
         if asyncio.iscoroutine(result):
             result = await result
-        return result  # type: ignore[return-value]
+        assert isinstance(result, Response)
+        if max_body is not None and len(result.body) > max_body:
+            raise BodyTooLarge(max_body, status=result.status, headers=result.headers)
+        return result
 
 
 @dataclass(slots=True)
@@ -130,12 +192,27 @@ class UpstreamStats:
 
 
 class UpstreamClient:
-    """GET against one backend base URL, within a clock-enforced budget, classified."""
+    """GET against one backend base URL, within a clock-enforced budget, classified.
 
-    def __init__(self, base_url: str, transport: Transport, *, clock: Clock, user_agent: str = "sniper") -> None:
+    `max_body` caps every body read (bytes): a longer one is ``bad_payload``
+    (``too_large: ...``), read no further than the cap.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        transport: Transport,
+        *,
+        clock: Clock,
+        user_agent: str = "sniper",
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        if max_body <= 0:
+            raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
         self.base_url = base_url.rstrip("/")
         self.transport = transport
         self.clock = clock
+        self.max_body = max_body
         self.headers = {"accept": "application/json", "user-agent": user_agent}
         self.stats = UpstreamStats()
 
@@ -148,7 +225,11 @@ class UpstreamClient:
         url = self.url(path, query)
         started = self.clock.monotonic()
         try:
-            resp = await self.clock.timeout(budget, self.transport.get(url, self.headers))
+            resp = await self.clock.timeout(budget, self.transport.get(url, self.headers, max_body=self.max_body))
+            if len(resp.body) > self.max_body:  # a transport that ignored the cap
+                raise BodyTooLarge(self.max_body, status=resp.status, headers=resp.headers)
+        except BodyTooLarge as exc:
+            outcome = _too_large(exc, now=self.clock.now())
         except TimeoutError:
             outcome = Outcome("transient", "timeout", detail=f"no answer within {budget:.2f}s")
         except (aiohttp.ClientConnectionError, OSError) as exc:
@@ -157,16 +238,7 @@ class UpstreamClient:
             outcome = Outcome("transient", "upstream_error", detail=f"{type(exc).__name__}: {exc}"[:200])
         else:
             outcome = classify(resp, now=self.clock.now())
-        latency = (self.clock.monotonic() - started) * 1000
-        outcome = Outcome(
-            outcome.error_class,
-            outcome.reason,
-            outcome.status,
-            outcome.detail,
-            outcome.retry_after,
-            outcome.body,
-            latency,
-        )
+        outcome = dataclasses.replace(outcome, latency_ms=(self.clock.monotonic() - started) * 1000)
         self.stats.count(module, outcome)
         return outcome
 
@@ -176,6 +248,20 @@ class UpstreamClient:
 
 # -- classification -----------------------------------------------------------
 
+
+def bad_payload(detail: str, *, status: int | None = None, latency_ms: float = 0.0) -> Outcome:
+    """The outcome of an answer that arrived but is unusable (too large, undecodable, insane)."""
+    return Outcome("bad_payload", "bad_payload", status, detail[:300], latency_ms=latency_ms)
+
+
+def _too_large(exc: BodyTooLarge, *, now: float) -> Outcome:
+    """A body over the cap: ``bad_payload`` for a 2xx; an error status keeps its own class, body unread."""
+    if exc.status is None or 200 <= exc.status < 300:
+        return bad_payload(str(exc), status=exc.status)
+    outcome = classify(Response(exc.status, exc.headers, b""), now=now)
+    return dataclasses.replace(outcome, detail=str(exc))
+
+
 _envelope = msgspec.json.Decoder(dict[str, Any])
 _OK_CODES = frozenset({"0", "00000", "200", "success", "ok"})
 _THROTTLE_CODES = frozenset({"50011", "50061", "429", "10006", "-1003"})
@@ -183,19 +269,24 @@ _ENTITLEMENT_CODES = frozenset({"402", "40301", "50111", "401", "403"})
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
+
+    Clamped to [0, MAX_SECONDS] (NaN is no answer): the value travels on in a
+    `Degraded`, whose decoders refuse anything beyond the wire limits.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(MAX_SECONDS, max(0.0, seconds))
 
 
 def classify(resp: Response, *, now: float) -> Outcome:

@@ -33,6 +33,7 @@ Faults (msgspec structs, all with ``rate: float = 1.0``)::
     StatusFault(status=429, retry_after=30)  LatencyFault(ms=200)  TimeoutFault()
     MalformedFault(mode="truncated"|"wrong_types"|"empty"|"html")
     EnvelopeFault(code="50011", msg="Too frequent", http_status=200)
+    OversizeFault(levels=1_000_000) | OversizeFault(size=2_000_000)  # valid, huge, streamed
     parse_fault_spec("status:429:retry_after=30")   # the CLI syntax
     parse_fault_arg("etf=status:402")               # MODULE=SPEC, an argparse type
 
@@ -53,6 +54,7 @@ from ._faults import (
     Fault,
     LatencyFault,
     MalformedFault,
+    OversizeFault,
     StatusFault,
     TimeoutFault,
     parse_fault_spec,
@@ -78,6 +80,7 @@ __all__ = [
     "MalformedFault",
     "Market",
     "NoEtfError",
+    "OversizeFault",
     "Route",
     "RunningServer",
     "Simulator",

@@ -19,12 +19,14 @@ from aiohttp import web
 from ._faults import (
     EnvelopeFault,
     MalformedFault,
+    OversizeFault,
     StatusFault,
     TimeoutFault,
     decode_faults,
     envelope_response,
     hang,
     malformed_response,
+    oversize_chunks,
     status_response,
 )
 from ._market import NoEtfError
@@ -108,7 +110,7 @@ async def _module_endpoint(request: web.Request) -> web.StreamResponse:
 
 async def _serve_module(
     request: web.Request, sim: Simulator, route: Route, path_values: dict[str, str], outcome: _Outcome
-) -> web.Response:
+) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         return _error(405, "Method Not Allowed", Allow="GET")
     module = route.module
@@ -132,7 +134,28 @@ async def _serve_module(
         return _error(404, str(exc))
     if isinstance(fault, MalformedFault):
         return malformed_response(fault, payload)
+    if isinstance(fault, OversizeFault):
+        return await _stream_oversize(request, module, payload, fault, outcome)
     return _json(payload)
+
+
+async def _stream_oversize(
+    request: web.Request, module: str, payload: msgspec.Struct, fault: OversizeFault, outcome: _Outcome
+) -> web.StreamResponse:
+    """Write an oversize body chunk by chunk (chunked encoding, no Content-Length).
+
+    A client that stops reading (a size cap) resets the connection; the rest
+    is then never generated, and the counters record ``aborted``.
+    """
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        for chunk in oversize_chunks(module, payload, fault):
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        outcome.label = "aborted"
+    return response
 
 
 # -- spec documents -----------------------------------------------------------

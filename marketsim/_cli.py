@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reference market-data backend: five modules, route flavors, OpenAPI, faults.",
         epilog=(
             "fault SPEC: status:CODE[:retry_after=S] | latency:MS | timeout | "
-            "malformed[:truncated|wrong_types|empty|html] | envelope[:CODE][:msg=TEXT]; "
+            "malformed[:truncated|wrong_types|empty|html] | envelope[:CODE][:msg=TEXT] | "
+            "oversize[:BYTES][:levels=N] (a valid body of ~BYTES, default 2000000, or N list items, streamed); "
             "any SPEC takes :rate=P (0..1). Repeat --fault to combine faults on one module; "
             "a module named by --fault loses its default faults."
         ),

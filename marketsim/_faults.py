@@ -7,6 +7,11 @@ of faults; per request every latency fault that fires adds its delay and the
 first other fault that fires decides the outcome. ``rate`` makes a fault
 intermittent; each installed fault draws from its own RNG seeded by
 ``(seed, module, position)`` so an intermittent pattern replays exactly.
+
+``oversize`` is the one fault whose answer is *valid*: the real payload with
+its list grown to ``levels`` items (or the body to ``size`` bytes), streamed
+in chunks, so a 17 MB order book costs the simulator no memory and a client
+that stops reading at its cap stops the generation too.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import itertools
+import math
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -31,9 +38,11 @@ __all__ = [
     "FaultBook",
     "LatencyFault",
     "MalformedFault",
+    "OversizeFault",
     "StatusFault",
     "TimeoutFault",
     "decode_faults",
+    "oversize_chunks",
     "parse_fault_spec",
 ]
 
@@ -77,9 +86,35 @@ class EnvelopeFault(_FaultBase, tag="envelope", frozen=True):
     http_status: Annotated[int, Meta(ge=200, le=599)] = 200
 
 
-Fault = StatusFault | LatencyFault | TimeoutFault | MalformedFault | EnvelopeFault
-FAULT_KINDS = ("status", "latency", "timeout", "malformed", "envelope")
-_POSITIONAL = {"status": "status", "latency": "ms", "malformed": "mode", "envelope": "code"}
+#: Body size of an oversize fault that names neither ``size`` nor ``levels``.
+DEFAULT_OVERSIZE = 2_000_000
+
+
+class OversizeFault(_FaultBase, tag="oversize", frozen=True):
+    """HTTP 200 with a huge but valid body, streamed: the real answer with its list grown.
+
+    ``levels``: items in the module's list in total (an order book splits them
+    between bids and asks); ``size``: grow the body to about this many bytes
+    instead (the default, 2 MB, when neither is given). What grows: order-book
+    levels beyond the real top of book, still sorted; whale alerts older than
+    the real ones (``transfer``s, which move no score); liquidation clusters
+    beyond 10 % of the price, shorts above and longs below; ETF issuers with
+    zero flow. Bias has no list: its body is padded with JSON whitespace.
+    The body is valid against sniper's upstream contract, though longer than
+    the ``maxItems`` this simulator's own OpenAPI document states.
+    """
+
+    size: Annotated[int, Meta(ge=1, le=1 << 34)] | None = None
+    levels: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.levels is not None:
+            raise ValueError("an oversize fault takes size or levels, not both")
+
+
+Fault = StatusFault | LatencyFault | TimeoutFault | MalformedFault | EnvelopeFault | OversizeFault
+FAULT_KINDS = ("status", "latency", "timeout", "malformed", "envelope", "oversize")
+_POSITIONAL = {"status": "status", "latency": "ms", "malformed": "mode", "envelope": "code", "oversize": "size"}
 
 DEFAULT_FAULTS: Mapping[str, tuple[Fault, ...]] = {
     # The seed's production behaviour: ETF flows sit behind a paid plan.
@@ -115,7 +150,8 @@ def parse_fault_spec(spec: str) -> Fault:
     """Parse the CLI form ``kind[:value][:key=value...]``.
 
     Examples: ``status:500``, ``status:429:retry_after=30``, ``latency:200``,
-    ``timeout``, ``malformed:truncated``, ``envelope``, ``status:503:rate=0.5``.
+    ``timeout``, ``malformed:truncated``, ``envelope``, ``status:503:rate=0.5``,
+    ``oversize`` (2 MB), ``oversize:17000000``, ``oversize:levels=1000000``.
     """
     kind, *parts = spec.split(":")
     fields: dict[str, str] = {"kind": kind}
@@ -245,3 +281,116 @@ def malformed_response(fault: MalformedFault, payload: msgspec.Struct) -> web.Re
         encoded = msgspec.json.encode(payload)
         body = encoded[: max(1, len(encoded) // 2)]
     return web.Response(body=body, content_type="application/json")
+
+
+# -- oversize: valid bodies of any size, generated while streaming ------------------------------
+_GROWN: Mapping[str, tuple[str, ...]] = {
+    "spot_ob": ("bids", "asks"),
+    "whale": ("alerts",),
+    "heatmap": ("levels",),
+    "etf": ("issuers",),
+}
+_CHUNK = 64 * 1024
+_LEVEL_BYTES = 16  # about one grown order-book level, to pick enough decimals in size mode
+
+
+def _decimal(ticks: int, digits: int) -> bytes:
+    """``ticks`` / 10**digits written exactly, e.g. (1799119, 4) -> b"179.9119"."""
+    if digits == 0:
+        return b"%d.0" % ticks
+    text = str(ticks).rjust(digits + 1, "0")
+    return f"{text[:-digits]}.{text[-digits:]}".encode()
+
+
+def _book_side(levels: list[Any], step: int, count: int, fallback: float) -> Iterator[bytes]:
+    """Levels beyond the last real one, strictly further from the mid, in exact decimals.
+
+    Enough decimals that ``count`` bids stay above half the last price; a
+    price never has more than 15 significant digits, so the JSON floats keep
+    the order of the decimals.
+    """
+    last = float(levels[-1][0]) if levels else fallback
+    digits = max(0, math.ceil(math.log10(2 * max(count, 1) / last)))
+    scaled = last * 10**digits
+    ticks = math.floor(scaled) - 1 if step < 0 else math.ceil(scaled) + 1
+    while True:
+        yield b"[" + _decimal(ticks, digits) + b",1.25]"
+        ticks += step
+
+
+def _grown_items(module: str, field: str, doc: dict[str, Any], count: int) -> Iterator[bytes]:
+    """Endless valid extra items for one list of one module's payload."""
+    if module == "spot_ob":
+        mid = float(doc["bids"][0][0]) if doc["bids"] else 1.0
+        return _book_side(doc[field], -1 if field == "bids" else 1, count, mid)
+    if module == "whale":
+        oldest = min((float(a["ts"]) for a in doc["alerts"]), default=time.time())
+        start = math.floor(oldest * 1000) - 1
+        return (
+            b'{"id":"wh-ovs-%08d","ts":%s,"amount":1.0,"amount_usd":1.0,"from":"unknown wallet",'
+            b'"to":"unknown wallet","direction":"transfer","tx":"0x%064x"}' % (i, _decimal(max(start - i, 0), 3), i)
+            for i in itertools.count()
+        )
+    if module == "heatmap":
+        price = float(doc["price"])
+        return (
+            msgspec.json.encode(
+                {"price": price * 1.1 * (1 + i * 1e-6), "side": "short", "usd": 1000.0}
+                if i % 2 == 0
+                else {"price": price * 0.9 / (1 + i * 1e-6), "side": "long", "usd": 1000.0}
+            )
+            for i in itertools.count()
+        )
+    return (b'{"ticker":"OVS%d","flow_usd":0.0}' % i for i in itertools.count())
+
+
+def _pieces(module: str, doc: dict[str, Any], fault: OversizeFault) -> Iterator[bytes]:
+    fields = _GROWN.get(module, ())
+    if not fields:  # nothing to grow: pad the real body with whitespace, still one valid JSON document
+        body = msgspec.json.encode(doc)
+        target = fault.size or fault.levels or DEFAULT_OVERSIZE
+        yield body
+        for done in range(len(body), target, _CHUNK):
+            yield b" " * min(_CHUNK, target - done)
+        return
+    size = fault.size if fault.size is not None or fault.levels is not None else DEFAULT_OVERSIZE
+    head = msgspec.json.encode({k: v for k, v in doc.items() if k not in fields})
+    yield head[:-1]  # the object stays open: the grown lists follow
+    sent = len(head) - 1
+    for i, field in enumerate(fields):
+        real = doc[field]
+        if size is None:  # levels mode: exactly `levels` items over all lists
+            assert fault.levels is not None
+            wanted = fault.levels // len(fields) + (1 if i < fault.levels % len(fields) else 0)
+            budget = None
+        else:  # size mode: each list grows until its share of the body is written
+            wanted = size // _LEVEL_BYTES  # more than fit: the budget stops first
+            budget = size * (i + 1) // len(fields)
+        items = itertools.chain(
+            (msgspec.json.encode(x) for x in real),
+            itertools.islice(_grown_items(module, field, doc, wanted), max(0, wanted - len(real))),
+        )
+        opening = b',"' + field.encode() + b'":['
+        yield opening
+        sent += len(opening)
+        for n, item in enumerate(items):
+            if n and budget is not None and sent >= budget:
+                break
+            piece = b"," + item if n else item
+            yield piece
+            sent += len(piece)
+        yield b"]"
+        sent += 1
+    yield b"}"
+
+
+def oversize_chunks(module: str, payload: msgspec.Struct, fault: OversizeFault) -> Iterator[bytes]:
+    """The body of an oversize fault for ``module``'s real ``payload``, in chunks of about 64 KiB."""
+    buffer = bytearray()
+    for piece in _pieces(module, msgspec.to_builtins(payload), fault):
+        buffer += piece
+        if len(buffer) >= _CHUNK:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)

@@ -32,7 +32,8 @@ class Counters:
     Requests are counted on arrival, statuses on completion, so a request
     held by a timeout fault is visible while it hangs. Faulted answers count
     like any other; a request that never got an answer counts as
-    ``"timeout"`` (or ``"cancelled"`` if the handler was interrupted).
+    ``"timeout"`` (or ``"cancelled"`` if the handler was interrupted), and an
+    oversize body its client stopped reading as ``"aborted"``.
     Unmatched paths keep no per-route map: a scanner must not grow memory.
     """
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.clock import VirtualClock
+from actors.fetcher import BadPayload, ModuleFetcher
+from actors.fetchers import FETCHERS
 from actors.scoring import (
     DEFAULT_WEIGHTS,
     ScoringConfig,
@@ -21,6 +26,7 @@ from actors.scoring import (
     score_whale,
     sub_score,
 )
+from actors.upstream import MockTransport, Response, UpstreamClient
 from messages import (
     EtfFlows,
     InstitutionalBias,
@@ -423,3 +429,261 @@ class TestCombine:
         """Score and confidence are rounded to 6 decimals."""
         v = combine({"spot_ob": 1.0, "whale": -1.0}, ALL, CFG)
         assert (v.score, v.confidence) == (round(0.05 / 0.45, 6), 0.45)
+
+
+# -- finite scoring: extreme numbers are rejected at the fetcher or scored finitely --------------
+
+#: Floats at every edge: zeros, subnormals, the payload bound (1e15) and either side of it, the largest doubles.
+EXTREMES = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    1e-300,
+    1.0,
+    999_999_999_999_999.9,
+    1e15,
+    -1e15,
+    1.0000000000000002e15,
+    1e16,
+    -1e16,
+    1e300,
+    1e308,
+    -1e308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+]
+#: Any JSON-writable float: the edges above, or anything at all.
+extreme = st.sampled_from(EXTREMES) | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def mostly(in_range: st.SearchStrategy[float]) -> st.SearchStrategy[float]:
+    """Three draws in four from `in_range`, one `extreme`: bodies are accepted often enough to score them."""
+    return st.integers(0, 3).flatmap(lambda k: in_range if k else extreme)
+
+
+usd = mostly(st.floats(min_value=0, max_value=1e15))
+signed = mostly(st.floats(min_value=-1e15, max_value=1e15))
+price = mostly(st.floats(min_value=1e-9, max_value=1e9))
+unit = mostly(st.floats(min_value=-1, max_value=1))
+count = st.one_of(st.integers(0, 3), st.integers(0, 1500))  # "huge lists": past every list cap
+
+
+def _repeat(items: list[dict[str, object]], n: int) -> list[dict[str, object]]:
+    return [items[i % len(items)] for i in range(n)] if items else []
+
+
+def _book_doc(
+    best_bid: float, spread: float | None, step: float | None, size: float, n_bids: int, n_asks: int
+) -> dict[str, object]:
+    """A book from its best bid; a None spread or step is picked so the book is sorted (if the numbers allow)."""
+    spread = best_bid / 1000 if spread is None else spread
+    step = best_bid / (2 * n_bids + 2) if step is None else step
+    best_ask = best_bid + abs(spread)
+    return {
+        "symbol": "SOLUSDT",
+        "exchange": "binance",
+        "ts": 0.0,
+        "bids": [[best_bid - i * abs(step), size] for i in range(n_bids)],
+        "asks": [[best_ask + i * abs(step), size] for i in range(n_asks)],
+    }
+
+
+def _whale_doc(flows: list[tuple[str, float, float]], n: int) -> dict[str, object]:
+    alerts = [
+        {"id": "w", "ts": ts, "amount": 1.0, "amount_usd": usd, "from": "a", "to": "b", "direction": d}
+        for d, usd, ts in flows
+    ]
+    return {"symbol": "SOL", "alerts": _repeat(alerts, n)}
+
+
+def _heat_doc(price: float, levels: list[tuple[float, str | None, float]], n: int) -> dict[str, object]:
+    """Clusters at `price` * (1 + offset); a None side is the sane one (shorts above, longs below)."""
+    items = [
+        {"price": price * (1 + off), "side": side or ("short" if off > 0 else "long"), "usd": usd}
+        for off, side, usd in levels
+    ]
+    return {"symbol": "SOL-USDT-SWAP", "timeframe": "1h", "price": price, "levels": _repeat(items, n)}
+
+
+def _etf_doc(net: float, flows: list[float], n: int) -> dict[str, object]:
+    items = [{"ticker": "IBIT", "flow_usd": f} for f in flows]
+    return {"asset": "BTC", "as_of": "2026-01-01", "net_flow_usd": net, "issuers": _repeat(items, n)}
+
+
+def _bias_doc(score: float, ratio: float, funding: float, oi: float) -> dict[str, object]:
+    return {
+        "symbol": "SOL-USDT-SWAP",
+        "bias": "neutral",
+        "score": score,
+        "long_short_ratio": ratio,
+        "funding_rate": funding,
+        "oi_change_pct": oi,
+    }
+
+
+hostile_bodies = st.one_of(
+    st.tuples(
+        st.just("spot_ob"),
+        st.builds(_book_doc, price, st.none() | extreme, st.none() | extreme, usd, st.integers(1, 1500), count),
+    ),
+    st.tuples(
+        st.just("whale"),
+        st.builds(
+            _whale_doc,
+            st.lists(
+                st.tuples(st.sampled_from(["exchange_inflow", "exchange_outflow", "transfer"]), usd, usd), max_size=4
+            ),
+            count,
+        ),
+    ),
+    st.tuples(
+        st.just("heatmap"),
+        st.builds(
+            _heat_doc,
+            price,
+            st.lists(
+                st.tuples(
+                    mostly(st.floats(min_value=-0.5, max_value=0.5)),
+                    st.none() | st.sampled_from(["long", "short"]),
+                    usd,
+                ),
+                max_size=4,
+            ),
+            count,
+        ),
+    ),
+    st.tuples(st.just("etf"), st.builds(_etf_doc, signed, st.lists(signed, max_size=4), count)),
+    st.tuples(st.just("bias"), st.builds(_bias_doc, unit, usd, signed, signed)),
+)
+
+
+@functools.cache
+def fetcher(module: str) -> ModuleFetcher:
+    """A real fetcher of `module`, used only for its payload reading (decode, check, trim)."""
+    return FETCHERS[module](
+        UpstreamClient("http://unused", MockTransport(lambda url: Response(500, {}, b"")), clock=VirtualClock())
+    )
+
+
+def read(module: str, doc: object) -> Payload | None:
+    """What the fetcher makes of a backend body: the trimmed payload, or None for bad_payload."""
+    try:
+        return fetcher(module).read_payload(msgspec.json.encode(doc))
+    except BadPayload:
+        return None
+
+
+def in_unit_interval(x: float) -> bool:
+    return math.isfinite(x) and -1.0 <= x <= 1.0
+
+
+class TestFiniteScoring:
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(body=hostile_bodies)
+    def test_any_body_is_rejected_or_scores_finitely(self, body: tuple[str, dict[str, object]]) -> None:
+        """For any body, with extreme floats and huge lists, the fetcher rejects it or its sub-score is in [-1, 1]."""
+        module, doc = body
+        payload = read(module, doc)
+        if payload is not None:
+            assert in_unit_interval(sub_score(payload, CFG))
+
+    @pytest.mark.parametrize(
+        ("module", "doc"),
+        [
+            ("spot_ob", _book_doc(1e308, 1e300, 1e300, 1e308, 2, 2)),
+            ("spot_ob", _book_doc(100.0, 0.1, 0.1, 1e16, 3, 3)),
+            ("whale", _whale_doc([("exchange_inflow", 1e308, 0.0), ("exchange_outflow", 1e308, 0.0)], 2)),
+            ("heatmap", _heat_doc(1e308, [(-0.01, "long", 1.0)], 1)),
+            ("etf", _etf_doc(1e308, [], 0)),
+            ("bias", _bias_doc(0.0, 1.0, 1e308, 0.0)),
+            ("whale", _whale_doc([("transfer", 1.0, 1e308)], 1)),
+        ],
+        ids=["book-1e308", "book-size-1e16", "whale-1e308", "heatmap-1e308", "etf-1e308", "bias-1e308", "ts-1e308"],
+    )
+    def test_numbers_beyond_1e15_are_bad_payload(self, module: str, doc: dict[str, object]) -> None:
+        """A payload number beyond ±1e15 makes the body bad_payload, naming the bound."""
+        with pytest.raises(BadPayload, match="1000000000000000"):
+            fetcher(module).read_payload(msgspec.json.encode(doc))
+
+    @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+    def test_non_finite_numbers_never_reach_a_payload(self, value: float) -> None:
+        """inf and NaN cannot be written in JSON (msgspec writes null), so such a body never decodes."""
+        assert read("etf", _etf_doc(value, [], 0)) is None
+
+    @pytest.mark.parametrize(
+        ("payload", "expected"),
+        [
+            (book([(1e308, 1e308), (9e307, 1e308)], [(1.1e308, 1e308), (1.2e308, 1e308)]), 0.0),
+            (book([(99.9, 1e308), (99.8, 1e308)], [(100.1, 1e308), (100.2, 1e308)]), 0.0),
+            (book([(99.9, 1.7e308), (99.8, 1.7e308)], [(100.1, 1.7e308)]), 0.0),
+            (book([(99.9, 1e308)], [(100.1, 0.0)]), 1.0),
+            (book([(99.9, 1.5e308)], [(100.1, 0.5e308)]), 0.5),
+            (whales(("exchange_outflow", 1e308), ("exchange_outflow", 1e308), ("exchange_inflow", 1e308)), 0.0),
+            (whales(("exchange_outflow", math.inf), ("exchange_inflow", math.inf)), 0.0),
+            (whales(("exchange_outflow", math.nan), ("exchange_inflow", 1.0)), 0.0),
+            (heat(0.0, (1.0, "short", 1.0)), 0.0),
+            (heat(math.nan, (1.0, "short", 1.0)), 0.0),
+            (heat(100.0, (101.0, "short", math.inf), (99.0, "long", math.inf)), 0.0),
+            (etf(math.nan), 0.0),
+            (etf(math.inf), 1.0),
+            (bias(math.nan), 0.0),
+            (bias(-math.inf), -1.0),
+        ],
+        ids=[
+            "book-1e308-prices",
+            "book-balanced-1e308",
+            "book-overflowing-side",
+            "book-one-sided-1e308",
+            "book-huge-finite-halves",
+            "whale-overflow",
+            "whale-inf-inf",
+            "whale-nan",
+            "heat-zero-price",
+            "heat-nan-price",
+            "heat-inf-usd",
+            "etf-nan",
+            "etf-inf",
+            "bias-nan",
+            "bias-minus-inf",
+        ],
+    )
+    def test_scoring_is_defensive_on_payloads_built_in_code(self, payload: Payload, expected: float) -> None:
+        """Payloads that skip validation still score finitely: inf/inf and NaN are 0, never a clipped +1."""
+        assert sub_score(payload, CFG) == expected
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(
+        payload=st.one_of(
+            st.builds(
+                lambda b, a, bb, aa: book([b, *bb], [a, *aa]),
+                st.tuples(st.floats(), st.floats()),
+                st.tuples(st.floats(), st.floats()),
+                st.lists(st.tuples(st.floats(), st.floats()), max_size=4),
+                st.lists(st.tuples(st.floats(), st.floats()), max_size=4),
+            ),
+            st.builds(
+                lambda fs: whales(*fs),
+                st.lists(
+                    st.tuples(st.sampled_from(["exchange_inflow", "exchange_outflow", "transfer"]), st.floats()),
+                    max_size=6,
+                ),
+            ),
+            st.builds(
+                lambda p, ls: heat(p, *ls),
+                st.floats(),
+                st.lists(st.tuples(st.floats(), st.sampled_from(["long", "short"]), st.floats()), max_size=6),
+            ),
+            st.builds(etf, st.floats()),
+            st.builds(bias, st.floats()),
+        )
+    )
+    def test_any_float_in_code_built_payloads_scores_within_bounds(self, payload: Payload) -> None:
+        """Even with NaN and ±inf anywhere (no decoder in the way), every sub-score is finite and in [-1, 1]."""
+        assert in_unit_interval(sub_score(payload, CFG))
+
+    def test_an_empty_book_side_is_a_value_error(self) -> None:
+        """A book with an empty side cannot be scored: ValueError, which the assembler reports as bad_payload."""
+        with pytest.raises(ValueError, match="empty side"):
+            sub_score(book([], [(100.1, 1.0)]), CFG)

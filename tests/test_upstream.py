@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from actors.clock import VirtualClock
+from actors.clock import SystemClock, VirtualClock
 from actors.upstream import (
+    AiohttpTransport,
     ErrorClass,
     MockTransport,
     Outcome,
@@ -20,6 +23,7 @@ from actors.upstream import (
     classify,
     parse_retry_after,
 )
+from marketsim import OversizeFault, serve
 
 NOW = VirtualClock.EPOCH
 
@@ -251,6 +255,14 @@ class TestParseRetryAfter:
         """Delta-seconds and HTTP-dates become non-negative seconds; anything else is None."""
         assert parse_retry_after(value, now=NOW) == expected
 
+    @pytest.mark.parametrize(
+        "value, expected",
+        [("1e300", 1e9), ("inf", 1e9), ("-inf", 0.0), ("nan", None), ("Fri, 31 Dec 9999 23:59:59 GMT", 1e9)],
+    )
+    def test_extremes_stay_within_the_wire_limit(self, value: str, expected: float | None) -> None:
+        """A hostile Retry-After is clamped to MAX_SECONDS, so the Degraded carrying it still decodes."""
+        assert parse_retry_after(value, now=NOW) == expected
+
 
 def json_handler(url: str) -> Response:
     return Response(200, {}, b'{"url": "' + url.encode() + b'"}')
@@ -287,7 +299,7 @@ class TestUpstreamClient:
         seen: list[Mapping[str, str]] = []
 
         class Recording(Transport):
-            async def get(self, url: str, headers: Mapping[str, str]) -> Response:
+            async def get(self, url: str, headers: Mapping[str, str], *, max_body: int | None = None) -> Response:
                 seen.append(dict(headers))
                 return Response(200, {}, b"[]")
 
@@ -460,3 +472,187 @@ class TestOutcome:
     def test_ok_property(self, error_class: ErrorClass, ok: bool) -> None:
         """Outcome.ok is true only for the ok class."""
         assert Outcome(error_class, "x").ok is ok
+
+
+MIB = 1024 * 1024
+
+
+class TestBodyCap:
+    def test_default_cap_is_4_mib(self) -> None:
+        """Without max_body a client reads at most 4 MiB per body; a cap must be positive."""
+        assert UpstreamClient("http://b", MockTransport(json_handler), clock=VirtualClock()).max_body == 4 * MIB
+        with pytest.raises(ValueError, match="max_body"):
+            UpstreamClient("http://b", MockTransport(json_handler), clock=VirtualClock(), max_body=0)
+
+    @pytest.mark.parametrize(("size", "ok"), [(0, True), (999, True), (1000, True), (1001, False), (17_000_000, False)])
+    async def test_2xx_over_the_cap_is_bad_payload_too_large(self, size: int, ok: bool) -> None:
+        """A 2xx body up to the cap is ok; one byte more is bad_payload with a too_large detail and no body."""
+        body = b" " * size
+        client = UpstreamClient(
+            "http://b", MockTransport(lambda url: Response(200, {}, body)), clock=VirtualClock(), max_body=1000
+        )
+        out = await client.get("whale", "/w", None, budget=1)
+        if ok:
+            assert (out.error_class, out.body) == ("ok", body)
+        else:
+            assert (out.error_class, out.reason, out.status, out.body) == ("bad_payload", "bad_payload", 200, b"")
+            assert out.detail == "too_large: body exceeds 1000 bytes"
+        assert client.stats.by_class == {"whale": {out.error_class: 1}}
+
+    @pytest.mark.parametrize(
+        ("status", "headers", "error_class", "reason", "retry_after"),
+        [
+            (429, {"retry-after": "30"}, "throttled", "rate_limited", 30.0),
+            (503, {}, "transient", "upstream_error", None),
+            (402, {}, "entitlement", "payment_required", None),
+            (404, {}, "endpoint_missing", "not_found", None),
+        ],
+        ids=["429", "503", "402", "404"],
+    )
+    async def test_error_status_over_the_cap_keeps_its_class(
+        self,
+        status: int,
+        headers: dict[str, str],
+        error_class: ErrorClass,
+        reason: str,
+        retry_after: float | None,
+    ) -> None:
+        """A long error body is not read, but the status (and Retry-After) still decide the outcome."""
+        client = UpstreamClient(
+            "http://b",
+            MockTransport(lambda url: Response(status, headers, b"x" * 5000)),
+            clock=VirtualClock(),
+            max_body=1000,
+        )
+        out = await client.get("bias", "/b", None, budget=1)
+        assert (out.error_class, out.reason, out.status, out.retry_after, out.body) == (
+            error_class,
+            reason,
+            status,
+            retry_after,
+            b"",
+        )
+        assert out.detail == "too_large: body exceeds 1000 bytes"
+
+    async def test_a_transport_that_ignores_the_cap_is_still_capped(self) -> None:
+        """The client checks what any transport returns: a body over the cap is too_large even if read whole."""
+
+        class Careless(Transport):
+            async def get(self, url: str, headers: Mapping[str, str], *, max_body: int | None = None) -> Response:
+                return Response(200, {}, b"[" + b"0," * 5000 + b"0]")
+
+        out = await UpstreamClient("http://b", Careless(), clock=VirtualClock(), max_body=1000).get(
+            "heatmap", "/h", None, budget=1
+        )
+        assert (out.reason, out.detail) == ("bad_payload", "too_large: body exceeds 1000 bytes")
+
+    async def test_latency_is_measured_for_a_too_large_body(self) -> None:
+        """A too_large outcome still carries the call's latency."""
+        clock = VirtualClock(autojump=True)
+
+        async def slow_and_big(url: str) -> Response:
+            await clock.sleep(0.25)
+            return Response(200, {}, b" " * 2000)
+
+        client = UpstreamClient("http://b", MockTransport(slow_and_big), clock=clock, max_body=1000)
+        try:
+            out = await client.get("spot_ob", "/ob", None, budget=5)
+        finally:
+            clock.stop_autojump()
+        assert (out.reason, out.latency_ms) == ("bad_payload", 250.0)
+
+
+@contextlib.asynccontextmanager
+async def http_server(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """A one-route aiohttp server on a free loopback port (every path goes to `handler`); yields its URL."""
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+class TestBodyCapOverRealHttp:
+    """AiohttpTransport against real sockets: the cap stops reading, and the connection is let go."""
+
+    async def test_endless_body_stops_at_the_cap_and_drops_the_connection(self) -> None:
+        """A body that never ends is read to the cap only; the server sees its client go away."""
+        gone = asyncio.Event()
+        sent = 0
+
+        async def endless(request: web.Request) -> web.StreamResponse:
+            nonlocal sent
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            try:
+                while True:
+                    await response.write(b" " * 65536)
+                    sent += 65536
+            finally:
+                gone.set()
+
+        async with http_server(endless) as url:
+            client = UpstreamClient(url, AiohttpTransport(), clock=SystemClock(), max_body=MIB)
+            try:
+                out = await client.get("whale", "/w", None, budget=10)
+                await asyncio.wait_for(gone.wait(), 5)
+            finally:
+                await client.close()
+        assert (out.error_class, out.reason, out.status) == ("bad_payload", "bad_payload", 200)
+        assert out.detail == f"too_large: body exceeds {MIB} bytes"
+        assert sent < 64 * MIB  # the server stopped long before "forever": the client hung up
+
+    async def test_declared_content_length_over_the_cap_is_refused_before_reading(self) -> None:
+        """A Content-Length above the cap is refused at once, though the body never arrives."""
+        gone = asyncio.Event()
+
+        async def declares_a_gigabyte(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.content_length = 10**9
+            await response.prepare(request)
+            try:
+                await response.write(b"[")
+                await asyncio.Event().wait()  # the rest never comes
+            finally:
+                gone.set()
+            return response  # pragma: no cover - cancelled when the client hangs up
+
+        async with http_server(declares_a_gigabyte) as url:
+            client = UpstreamClient(url, AiohttpTransport(), clock=SystemClock(), max_body=MIB)
+            try:
+                out = await client.get("spot_ob", "/ob", None, budget=10)
+                await asyncio.wait_for(gone.wait(), 5)
+            finally:
+                await client.close()
+        assert (out.reason, out.status) == ("bad_payload", 200)
+        assert out.detail == f"too_large: body exceeds {MIB} bytes (Content-Length 1000000000)"
+
+    async def test_marketsim_17_mb_book_is_too_large_and_the_session_lives_on(self) -> None:
+        """marketsim's 10^6-level book (~17 MB, streamed) is too_large at the default cap; the next call is ok."""
+        async with serve(port=0, faults={"spot_ob": OversizeFault(levels=1_000_000)}) as srv:
+            client = UpstreamClient(srv.url, AiohttpTransport(), clock=SystemClock())
+            path, query = "/spot/orderbook", {"symbol": "SOLUSDT", "exchange": "binance", "depth": "50"}
+            try:
+                big = await client.get("spot_ob", path, query, budget=10)
+                srv.sim.clear_fault("spot_ob")
+                healthy = await client.get("spot_ob", path, query, budget=10)
+            finally:
+                await client.close()
+        assert (big.reason, big.status, big.detail) == ("bad_payload", 200, "too_large: body exceeds 4194304 bytes")
+        assert healthy.ok and len(healthy.body) < 10_000
+
+    async def test_marketsim_body_under_the_cap_is_read_whole(self) -> None:
+        """A 2 MB oversize whale body fits the 4 MiB cap: it is read whole and left to the fetcher to trim."""
+        async with serve(port=0, faults={"whale": OversizeFault(size=2_000_000)}) as srv:
+            client = UpstreamClient(srv.url, AiohttpTransport(), clock=SystemClock())
+            try:
+                out = await client.get("whale", "/whales/alerts", {"symbol": "SOL"}, budget=10)
+            finally:
+                await client.close()
+        assert out.ok and 2_000_000 <= len(out.body) < 2_100_000

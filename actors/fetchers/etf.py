@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from messages import EtfFlows
+import msgspec
 
-from ..fetcher import ModuleFetcher
+from messages import EtfFlows, ModulePayload
+from messages.modules import MAX_ETF_ISSUERS
+
+from ..fetcher import ModuleFetcher, keep_best
 
 ETF_ASSETS = frozenset({"BTC", "ETH"})
 
@@ -31,3 +34,9 @@ class EtfFetcher(ModuleFetcher):
 
     def key_for(self, asset: str) -> str:
         return asset if asset in ETF_ASSETS else self.proxy_asset
+
+    def normalise(self, payload: ModulePayload) -> ModulePayload:
+        """The `MAX_ETF_ISSUERS` issuers with the largest flows (the net flow is the backend's, untouched)."""
+        assert isinstance(payload, EtfFlows)
+        issuers = keep_best(payload.issuers, MAX_ETF_ISSUERS, key=lambda i: -abs(i.flow_usd))
+        return payload if issuers is payload.issuers else msgspec.structs.replace(payload, issuers=issuers)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from messages import LiquidationHeatmap, Payload
+import msgspec
 
-from ..fetcher import ModuleFetcher
+from messages import LiquidationHeatmap, ModulePayload, Payload
+from messages.modules import MAX_HEATMAP_LEVELS
+
+from ..fetcher import ModuleFetcher, keep_best
 
 
 class HeatmapFetcher(ModuleFetcher):
@@ -19,3 +22,10 @@ class HeatmapFetcher(ModuleFetcher):
         if len(wrong) > len(payload.levels) // 2:
             return "liquidation sides contradict the price (shorts should sit above, longs below)"
         return None
+
+    def normalise(self, payload: ModulePayload) -> ModulePayload:
+        """The `MAX_HEATMAP_LEVELS` clusters nearest to the price (the ones scoring weighs most)."""
+        assert isinstance(payload, LiquidationHeatmap)
+        price = payload.price
+        levels = keep_best(payload.levels, MAX_HEATMAP_LEVELS, key=lambda lv: abs(lv.price - price))
+        return payload if levels is payload.levels else msgspec.structs.replace(payload, levels=levels)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from messages import WhaleAlerts
+import msgspec
 
-from ..fetcher import ModuleFetcher
+from messages import ModulePayload, WhaleAlerts
+from messages.modules import MAX_WHALE_ALERTS
+
+from ..fetcher import ModuleFetcher, keep_best
 
 
 class WhaleFetcher(ModuleFetcher):
@@ -12,3 +15,9 @@ class WhaleFetcher(ModuleFetcher):
 
     module = "whale"
     payload_type = WhaleAlerts
+
+    def normalise(self, payload: ModulePayload) -> ModulePayload:
+        """The newest `MAX_WHALE_ALERTS` alerts."""
+        assert isinstance(payload, WhaleAlerts)
+        alerts = keep_best(payload.alerts, MAX_WHALE_ALERTS, key=lambda a: -a.ts)
+        return payload if alerts is payload.alerts else msgspec.structs.replace(payload, alerts=alerts)

@@ -43,6 +43,7 @@ class TestFaultsApi:
             ({"kind": "timeout"}, [("timeout", None)]),
             ({"kind": "malformed", "mode": "truncated"}, [("malformed", None)]),
             ({"kind": "envelope"}, [("envelope", None)]),
+            ({"kind": "oversize", "levels": 1000}, [("oversize", None)]),
             (
                 [{"kind": "latency", "ms": 10}, {"kind": "status", "status": 500, "rate": 0.5}],
                 [("latency", None), ("status", 500)],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from marketsim import EnvelopeFault, LatencyFault, Simulator, StatusFault, TimeoutFault
+from marketsim import EnvelopeFault, LatencyFault, OversizeFault, Simulator, StatusFault, TimeoutFault
 from marketsim._cli import CliOptions, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,12 +52,15 @@ class TestParseArgs:
                 "bias=envelope",
                 "--fault",
                 "etf=timeout",
+                "--fault",
+                "spot_ob=oversize:levels=1000000",
             ]
         )
         assert options.faults == {
             "whale": [LatencyFault(ms=200), StatusFault(status=429, retry_after=30)],
             "bias": [EnvelopeFault()],
             "etf": [TimeoutFault()],
+            "spot_ob": [OversizeFault(levels=1_000_000)],
         }
 
     def test_options_build_a_simulator(self):

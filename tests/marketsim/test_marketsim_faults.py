@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import json
 import time
 
@@ -14,6 +15,7 @@ from marketsim import (
     EnvelopeFault,
     LatencyFault,
     MalformedFault,
+    OversizeFault,
     StatusFault,
     TimeoutFault,
     parse_fault_spec,
@@ -193,6 +195,81 @@ class TestBrokenBodies:
         assert (reply.status, reply.json()) == (status, body)
 
 
+BOOK = "/spot/orderbook?symbol=SOLUSDT&exchange=binance&depth=50"
+MODULE_PATHS = {
+    "whale": WHALE,
+    "etf": "/advanced/etf/flows?asset=BTC",
+    "heatmap": "/liquidations/heatmap?symbol=SOL-USDT-SWAP&timeframe=1h",
+    "spot_ob": BOOK,
+    "bias": BIAS,
+}
+GROWN = {"whale": ["alerts"], "etf": ["issuers"], "heatmap": ["levels"], "spot_ob": ["bids", "asks"], "bias": []}
+
+
+class TestOversize:
+    """Valid bodies of any size, streamed: the real answer with its lists grown."""
+
+    @pytest.mark.parametrize("module", sorted(MODULE_PATHS))
+    async def test_size_grows_a_valid_body_that_starts_with_the_real_answer(self, start, call, clock, module):
+        """``size`` gives about that many bytes of valid JSON whose lists begin with the healthy answer's items."""
+        srv = await start(now=clock, default_faults=False)
+        healthy = (await call(srv, "GET", MODULE_PATHS[module])).json()
+        srv.sim.set_fault(module, OversizeFault(size=300_000))
+        reply = await call(srv, "GET", MODULE_PATHS[module])
+        assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
+        assert "Content-Length" not in reply.headers and reply.headers["Transfer-Encoding"] == "chunked"
+        assert 300_000 <= len(reply.raw) < 301_000
+        body = reply.json()
+        assert {k: v for k, v in body.items() if k not in GROWN[module]} == {
+            k: v for k, v in healthy.items() if k not in GROWN[module]
+        }
+        for field in GROWN[module]:
+            assert len(body[field]) > len(healthy[field]) and body[field][: len(healthy[field])] == healthy[field]
+
+    async def test_book_levels_stay_sorted_beyond_the_real_top_of_book(self, start, call, clock):
+        """``levels`` is the number of book levels over both sides; bids keep descending and asks ascending."""
+        srv = await start(now=clock, faults={"spot_ob": OversizeFault(levels=20_001)})
+        body = (await call(srv, "GET", BOOK)).json()
+        bids, asks = [p for p, _ in body["bids"]], [p for p, _ in body["asks"]]
+        assert (len(bids), len(asks)) == (10_001, 10_000)
+        assert all(a > b for a, b in itertools.pairwise(bids)) and bids[-1] > 0
+        assert all(a < b for a, b in itertools.pairwise(asks)) and bids[0] < asks[0]
+
+    async def test_a_million_levels_is_about_17_mb(self, start, session):
+        """The 10^6-level book of the finding: streamed in chunks, about 16-17 MB."""
+        srv = await start(faults={"spot_ob": OversizeFault(levels=1_000_000)})
+        size = 0
+        async with session.get(srv.url + BOOK) as response:
+            async for chunk in response.content.iter_chunked(1 << 20):
+                size += len(chunk)
+        assert 15_000_000 < size < 18_000_000
+
+    async def test_whale_alerts_grow_older_as_transfers(self, start, call, clock):
+        """Grown whale alerts are older than the real ones, newest first, and move no score (transfers)."""
+        srv = await start(now=clock, faults={"whale": OversizeFault(size=2_000_000)})
+        alerts = (await call(srv, "GET", WHALE)).json()["alerts"]
+        srv.sim.clear_fault("whale")
+        real = (await call(srv, "GET", WHALE)).json()["alerts"]
+        grown = alerts[len(real) :]
+        assert len(alerts) > 8_000 and alerts[: len(real)] == real
+        assert all(a["direction"] == "transfer" for a in grown)
+        assert all(a["ts"] >= b["ts"] for a, b in itertools.pairwise(alerts))
+
+    async def test_a_client_that_stops_reading_aborts_the_stream(self, start, session, wait_until):
+        """A client that hangs up mid-body ends the generation; the counters say so instead of 200."""
+        srv = await start(faults={"spot_ob": OversizeFault(levels=10_000_000)})
+        async with session.get(srv.url + BOOK) as response:
+            await response.content.readexactly(1 << 20)
+            response.close()
+        await wait_until(lambda: bool(srv.sim.counters()["spot_ob"]["by_status"]))
+        assert set(srv.sim.counters()["spot_ob"]["by_status"]) <= {"aborted", "cancelled"}
+
+    def test_size_and_levels_are_exclusive(self):
+        """An oversize fault takes size or levels, not both."""
+        with pytest.raises(ValueError, match="not both"):
+            OversizeFault(size=1, levels=1)
+
+
 class TestRate:
     async def statuses(self, start, call, seed: int, rate: float, n: int = 40) -> list[int]:
         srv = await start(seed=seed, faults={"whale": StatusFault(status=503, rate=rate)})
@@ -254,6 +331,10 @@ class TestPythonApi:
             ("envelope", EnvelopeFault()),
             ("envelope:50011:http_status=429", EnvelopeFault(http_status=429)),
             ("envelope:msg=Busy", EnvelopeFault(msg="Busy")),
+            ("oversize", OversizeFault()),
+            ("oversize:17000000", OversizeFault(size=17_000_000)),
+            ("oversize:levels=1000000", OversizeFault(levels=1_000_000)),
+            ("oversize:size=5000:rate=0.5", OversizeFault(size=5000, rate=0.5)),
         ],
     )
     def test_parse_fault_spec(self, spec, fault):
@@ -274,6 +355,10 @@ class TestPythonApi:
             "malformed:bogus",
             "status:500:colour=red",
             "status:500:rate=2",
+            "oversize:0",
+            "oversize:levels=0",
+            "oversize:1000:levels=10",
+            "oversize:huge",
         ],
     )
     def test_parse_fault_spec_rejects(self, spec):
