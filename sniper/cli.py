@@ -10,8 +10,14 @@
     sniper circuit list | reset MODULE
     sniper discover --backend URL    how each module is served (from /openapi.json)
 
-Exit codes: 0 success, 1 runtime failure (e.g. NATS unreachable), 2 usage or
-configuration error. Errors are one clear line on stderr, not a traceback.
+Exit codes (errors are one clear line on stderr, not a traceback):
+
+    0    success (or stopped by SIGTERM / --for)
+    1    runtime failure
+    2    usage or configuration error, an unreachable or malformed --nats / --backend
+    3    an actor exceeded its restart intensity (`ActorGaveUp` was published):
+         restart the process (systemd Restart=on-failure, compose restart:)
+    130  interrupted (Ctrl-C before start-up finished)
 """
 
 from __future__ import annotations
@@ -19,21 +25,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Sequence
 
 from actors import logs
 from marketsim import parse_fault_arg
 from messages import ConfigError, SniperError
+from messages.errors import ActorFailedError, BusConnectError
 
 from . import __version__
-from .config import add_pipeline_arguments, settings_from
+from .config import (
+    NatsAuth,
+    add_nats_auth_arguments,
+    add_pipeline_arguments,
+    check_nats_url,
+    nats_auth_from,
+    settings_from,
+)
 
 
 def _seconds(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
     return value
 
 
@@ -58,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--for", dest="duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)"
     )
     demo.add_argument("--nats", help="use this NATS instead of an embedded server")
+    add_nats_auth_arguments(demo)
     demo.add_argument("--backend", help="use this backend instead of the embedded reference backend")
     demo.add_argument(
         "--fault",
@@ -72,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the actors against an existing NATS and backend")
     run.add_argument("--nats", help="NATS URL(s), comma-separated (SNIPER_NATS); default: embedded server")
+    add_nats_auth_arguments(run)
     run.add_argument("--backend", help="market-data backend base URL (SNIPER_BACKEND), required")
     run.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds")
     add_pipeline_arguments(run)
 
     record = sub.add_parser("record", help="store every message with its receive time (JSON lines)")
     record.add_argument("--nats", help="NATS URL to record from (SNIPER_NATS)")
+    add_nats_auth_arguments(record)
     record.add_argument("--out", required=True, help="output file ('-' for stdout)")
     record.add_argument("--subjects", help="subject pattern (default: '<prefix>.>')")
     record.add_argument("--prefix", default="sniper", help="subject prefix for the default pattern")
@@ -86,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="publish a recording back onto NATS")
     replay.add_argument("file", help="a recording made by 'sniper record'")
     replay.add_argument("--nats", help="NATS URL to publish to (SNIPER_NATS)")
+    add_nats_auth_arguments(replay)
     replay.add_argument("--speed", type=_seconds, default=1.0, help="time factor: 2 plays twice as fast (default 1)")
     replay.add_argument("--subjects", help="only replay messages matching this pattern")
 
@@ -93,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     conn = argparse.ArgumentParser(add_help=False)
     conn.add_argument("--nats", default=argparse.SUPPRESS, help="NATS URL (SNIPER_NATS)")
     conn.add_argument("--prefix", default=argparse.SUPPRESS, help="subject prefix (default sniper)")
+    add_nats_auth_arguments(conn, suppress=True)
 
     flags = sub.add_parser(
         "flags", parents=[conn], help="list or set feature flags (request/reply on <prefix>.cmd.flags)"
@@ -125,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: An actor exceeded its restart intensity; see the module docstring.
+EXIT_ACTOR_FAILED = 3
+
+
 def _nats_url(args: argparse.Namespace) -> str:
     import os
 
@@ -133,7 +157,15 @@ def _nats_url(args: argparse.Namespace) -> str:
         raise ConfigError(
             f"--nats / SNIPER_NATS is required for 'sniper {args.command}' (it talks to a running pipeline)"
         )
+    check_nats_url(url)
     return url
+
+
+def _nats_auth(args: argparse.Namespace, url: str) -> NatsAuth:
+    """Credentials from --nats-user/--nats-password/--nats-creds or SNIPER_NATS_USER/_PASSWORD/_CREDS, checked."""
+    auth = nats_auth_from(args)
+    auth.check(url)
+    return auth
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,17 +186,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "record":
                 from .demo import record
 
+                url = _nats_url(args)
                 return asyncio.run(
-                    record(_nats_url(args), args.out, args.subjects or f"{args.prefix}.>", args.duration)
+                    record(
+                        url, args.out, args.subjects or f"{args.prefix}.>", args.duration, auth=_nats_auth(args, url)
+                    )
                 )
             case "flags":
                 from .control import flags_command
 
-                return asyncio.run(flags_command(_nats_url(args), args))
+                url = _nats_url(args)
+                return asyncio.run(flags_command(url, args, auth=_nats_auth(args, url)))
             case "circuit":
                 from .control import circuit_command
 
-                return asyncio.run(circuit_command(_nats_url(args), args))
+                url = _nats_url(args)
+                return asyncio.run(circuit_command(url, args, auth=_nats_auth(args, url)))
             case "discover":
                 from .control import discover_command
 
@@ -172,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "replay":
                 from .demo import replay_file
 
-                return asyncio.run(replay_file(_nats_url(args), args.file, args.speed, args.subjects))
+                url = _nats_url(args)
+                return asyncio.run(replay_file(url, args.file, args.speed, args.subjects, auth=_nats_auth(args, url)))
             case "demo":
                 from .demo import demo
 
@@ -184,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(run(settings, args.duration))
     except ConfigError as exc:
         print(f"sniper: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ActorFailedError as exc:
+        print(f"sniper: {exc}", file=sys.stderr)
+        return EXIT_ACTOR_FAILED
+    except BusConnectError as exc:  # nothing ran: like a bad --nats, the command line needs fixing (or the broker)
+        print(f"sniper: {exc}", file=sys.stderr)
         return 2
     except SniperError as exc:
         print(f"sniper: {exc}", file=sys.stderr)

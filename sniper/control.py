@@ -13,7 +13,7 @@ import getpass
 import socket
 import sys
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -30,6 +30,9 @@ from messages import (
     encode,
 )
 
+if TYPE_CHECKING:
+    from .config import NatsAuth
+
 R = TypeVar("R", bound=msgspec.Struct)
 
 
@@ -41,8 +44,10 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-async def _request(nats_url: str, subject: str, payload: bytes, reply_type: type[R], name: str) -> R:
-    bus = await NatsBus.connect(nats_url, name=name)
+async def _request(
+    nats_url: str, subject: str, payload: bytes, reply_type: type[R], name: str, auth: NatsAuth | None = None
+) -> R:
+    bus = await NatsBus.connect(nats_url, name=name, **(auth.options() if auth else {}))
     try:
         env = await bus.request(subject, payload, timeout=5.0)
     except RequestTimeoutError as exc:
@@ -54,13 +59,13 @@ async def _request(nats_url: str, subject: str, payload: bytes, reply_type: type
     return decode(env.data, reply_type, subject=subject)
 
 
-async def flags_command(nats_url: str, args: argparse.Namespace) -> int:
+async def flags_command(nats_url: str, args: argparse.Namespace, *, auth: NatsAuth | None = None) -> int:
     subjects = Subjects(getattr(args, "prefix", "sniper"))
     if args.flags_command == "set":
         cmd = FlagCommand(flag=args.flag.upper(), enabled=args.value, why=args.why, who=_who())
     else:
         cmd = FlagCommand()
-    reply: FlagReply = await _request(nats_url, subjects.command("flags"), encode(cmd), FlagReply, "sniper-flags")
+    reply: FlagReply = await _request(nats_url, subjects.command("flags"), encode(cmd), FlagReply, "sniper-flags", auth)
     if not reply.ok:
         print(f"sniper: flags: {reply.error}", file=sys.stderr)
         return 1
@@ -73,14 +78,14 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-async def circuit_command(nats_url: str, args: argparse.Namespace) -> int:
+async def circuit_command(nats_url: str, args: argparse.Namespace, *, auth: NatsAuth | None = None) -> int:
     subjects = Subjects(getattr(args, "prefix", "sniper"))
     if args.circuit_command == "reset":
         cmd = CircuitCommand(action="reset", module=args.module)
     else:
         cmd = CircuitCommand(action="list")
     reply: CircuitReply = await _request(
-        nats_url, subjects.command("circuit"), encode(cmd), CircuitReply, "sniper-circuit"
+        nats_url, subjects.command("circuit"), encode(cmd), CircuitReply, "sniper-circuit", auth
     )
     if not reply.ok:
         print(f"sniper: circuit: {reply.error}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 With no NATS URL, sniper starts its own broker: JetStream on, storage in a
 fresh temporary directory, a free port chosen by the server (``-p -1``),
-bound to loopback. It is ready when the server logs "Server is ready" (how
+bound to loopback (``-a 127.0.0.1``: it has no users, so nothing off this
+host may reach it). It is ready when the server logs "Server is ready" (how
 nats.py's own test helper waits), and it is stopped, and its directory
 removed, on exit, on Ctrl-C and on errors. On Linux the child also gets
 SIGTERM if this process dies without cleaning up (``PR_SET_PDEATHSIG``), so a
@@ -20,6 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from messages.errors import EmbeddedServerError
@@ -87,6 +89,7 @@ class EmbeddedNats:
         ready_timeout: float = 15.0,
         binary: str | None = None,
         extra_args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -97,6 +100,8 @@ class EmbeddedNats:
         self.ready_timeout = ready_timeout
         self.binary = binary
         self.extra_args = extra_args
+        #: Extra environment for the server, over this process's (a config's ``$NATS_..._PASSWORD``).
+        self.env = dict(env or {})
         self.process: asyncio.subprocess.Process | None = None
         self.store_dir: Path | None = None
         self.url = ""
@@ -141,6 +146,7 @@ class EmbeddedNats:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, **self.env} if self.env else None,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         except OSError as exc:

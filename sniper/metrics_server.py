@@ -1,4 +1,8 @@
-"""Serve a process's Prometheus registry on ``/metrics`` (aiohttp, no extra thread)."""
+"""Serve a process's Prometheus registry on ``/metrics`` (aiohttp, no extra thread).
+
+It listens on loopback unless told otherwise (``--metrics-host 0.0.0.0`` in a
+container), and logs the address it actually bound, port 0 resolved.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,17 @@ from actors.metrics import Metrics
 
 log = get_logger("metrics")
 
+#: Addresses that mean "every interface", and where to reach them from this host.
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
 
 @contextlib.asynccontextmanager
-async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> AsyncIterator[str]:
-    """Serve until the context exits; yields the URL (port 0 picks a free port)."""
+async def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve until the context exits; yields a URL to scrape it from this host (port 0 picks a free port)."""
 
     async def handle(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -27,9 +38,10 @@ async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> A
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = runner.addresses[0][1]
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/metrics"
-    log.info("metrics_serving", url=url)
+    bound = [_host_port(addr[0], addr[1]) for addr in runner.addresses]
+    port = runner.addresses[0][1]
+    url = f"http://{_host_port(_WILDCARDS.get(host, host), port)}/metrics"
+    log.info("metrics_serving", url=url, bound=",".join(bound))
     try:
         yield url
     finally:

@@ -239,10 +239,10 @@ class TestCommandLine:
             _, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 1 and b"Traceback" not in err and b"address already in use" in err.lower()
 
-    def test_unreachable_nats_exits_1_quickly(self) -> None:
-        """An unreachable NATS URL is a runtime error (exit 1) naming the URL."""
+    def test_unreachable_nats_exits_2_quickly(self) -> None:
+        """An unreachable NATS URL exits 2 (fix the command line or the broker), naming the URL."""
         result = run_cli("run", "--nats", "nats://127.0.0.1:1", "--backend", "http://127.0.0.1:1", timeout=30)
-        assert result.returncode == 1 and "could not connect to NATS at nats://127.0.0.1:1" in result.stderr
+        assert result.returncode == 2 and "could not connect to NATS at nats://127.0.0.1:1" in result.stderr
 
     def test_schema_prints_every_message(self) -> None:
         """`sniper schema` prints a JSON Schema covering the wire messages."""

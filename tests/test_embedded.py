@@ -14,6 +14,8 @@ from messages import BusConnectError, EmbeddedServerError
 from sniper.embedded import EmbeddedNats, find_nats_server
 
 ROOT = Path(__file__).resolve().parent.parent
+#: nats.conf reads its users' passwords from the environment (see tests/test_auth.py).
+PASSWORDS = {"NATS_SNIPER_PASSWORD": "s-pw", "NATS_OPERATOR_PASSWORD": "o-pw", "NATS_BOT_PASSWORD": "b-pw"}
 
 
 def pid_alive(pid: int) -> bool:
@@ -67,8 +69,8 @@ class TestEmbeddedNats:
 
     async def test_starts_from_the_repository_nats_conf(self) -> None:
         """The root nats.conf is accepted by a real server (port and store overridden)."""
-        async with EmbeddedNats(config=ROOT / "nats.conf", monitor=False) as server:
-            bus = await NatsBus.connect(server.url)
+        async with EmbeddedNats(config=ROOT / "nats.conf", monitor=False, env=PASSWORDS) as server:
+            bus = await NatsBus.connect(server.url, user="sniper", password=PASSWORDS["NATS_SNIPER_PASSWORD"])
             assert bus.client.max_payload == 1024 * 1024
             await bus.close()
 
@@ -121,9 +123,13 @@ class TestEmbeddedNats:
 
 class TestNatsConf:
     def test_config_passes_the_server_check(self) -> None:
-        """`nats-server -t -c nats.conf` accepts the shipped config."""
+        """`nats-server -t -c nats.conf` accepts the shipped config (with the users' passwords set)."""
         result = subprocess.run(
-            [find_nats_server(), "-t", "-c", str(ROOT / "nats.conf")], capture_output=True, text=True, timeout=30
+            [find_nats_server(), "-t", "-c", str(ROOT / "nats.conf")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **PASSWORDS},
         )
         assert result.returncode == 0, result.stderr
         assert "is valid" in result.stdout + result.stderr
