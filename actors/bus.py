@@ -13,17 +13,26 @@ Semantics both implementations honour (they are nats-py's):
 * Past `pending_limit` queued messages a subscription drops new ones and the
   bus counts a slow consumer; a publisher never blocks on a slow subscriber.
 * A handler's exception is logged and counted; it never stops the subscription.
+* While the link to the broker is down (`connected` is False), publishes are
+  buffered and sent after the reconnect; `connection` tells who needs to know
+  (`wait_connected`, `connection.next_change`, `connection.listen`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from messages.errors import BusClosedError, PublishError
+
 if TYPE_CHECKING:
     from .kv import KeyValue
+
+log = logging.getLogger("sniper.bus")
 
 
 class Envelope(NamedTuple):
@@ -68,10 +77,79 @@ class BusStats:
         del self.errors[:-20]  # keep the last few for diagnostics
 
 
+Listener = Callable[[bool], None]
+
+
+class ConnectionState:
+    """Whether a bus reaches its broker now, and a way to wait for that to change.
+
+    A bus sets it from its transport (nats-py's disconnected/reconnected
+    callbacks; `MemoryBus.disconnect`/`reconnect` in tests). `changes` counts
+    every transition and `outages` every loss, so "did an outage overlap this
+    cycle?" is a comparison of two readings, with no callback to miss.
+    """
+
+    def __init__(self, connected: bool = True) -> None:
+        self._connected = connected
+        self.closed = False
+        self.changes = 0
+        self.outages = 0
+        self._changed = asyncio.Event()
+        self._listeners: list[Listener] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def set(self, connected: bool) -> bool:
+        """Record the link as up or down; True if that was a transition (waiters and listeners are told)."""
+        if self.closed or connected == self._connected:
+            return False
+        self._connected = connected
+        self.changes += 1
+        if not connected:
+            self.outages += 1
+        self._wake()
+        for listener in list(self._listeners):
+            try:
+                listener(connected)
+            except Exception:  # a listener's bug must not break the bus callback that reports the change
+                log.exception("connection listener failed")
+        return True
+
+    def close(self) -> None:
+        """The bus is gone for good: down, and every waiter woken (to find it closed)."""
+        self._connected = False
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def next_change(self) -> None:
+        """Return at the next transition (either way) or at close."""
+        await self._changed.wait()
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(connected)` at every transition; returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+
 class Bus(ABC):
     """Publish, subscribe, request/reply over subjects."""
 
     stats: BusStats
+    #: Largest message the broker accepts (NATS' default; NatsBus reads the server's value).
+    max_payload: int = 1024 * 1024
+
+    def check_size(self, subject: str, data: bytes) -> None:
+        """PublishError(too_large) before a message the broker would refuse is sent."""
+        if len(data) > self.max_payload:
+            raise PublishError(
+                "too_large", subject=subject, size=len(data), detail=f"the broker's limit is {self.max_payload}"
+            )
 
     @abstractmethod
     async def publish(
@@ -80,8 +158,14 @@ class Bus(ABC):
         """Send `data` on `subject`; fire-and-forget."""
 
     @abstractmethod
-    async def subscribe(self, subject: str, handler: Handler, *, queue: str | None = None) -> Subscription:
-        """Deliver every message matching `subject` to `handler`, one at a time."""
+    async def subscribe(
+        self, subject: str, handler: Handler, *, queue: str | None = None, pending: int | None = None
+    ) -> Subscription:
+        """Deliver every message matching `subject` to `handler`, one at a time.
+
+        `pending` bounds the messages queued for the handler (the bus's default
+        when None); beyond it they are dropped and counted as slow-consumer drops.
+        """
 
     @abstractmethod
     async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:  # noqa: ASYNC109  # the bus API mirrors nats-py (request/flush take a timeout)
@@ -107,6 +191,27 @@ class Bus(ABC):
     @abstractmethod
     async def key_value(self, bucket: str) -> KeyValue:
         """The named key-value bucket, created on first use (see actors.kv)."""
+
+    # -- the link to the broker ------------------------------------------------
+    #: Up or down, with waiters and listeners; each bus creates its own in __init__.
+    connection: ConnectionState
+
+    @property
+    def connected(self) -> bool:
+        """True while a publish reaches the broker now.
+
+        False while reconnecting: nats-py would then hold a publish in its
+        reconnect buffer and send it after the outage, late. A publisher for
+        whom late is wrong (the scheduler's ticks) checks this first and drops.
+        """
+        return not self.is_closed and self.connection.connected
+
+    async def wait_connected(self) -> None:
+        """Return once `connected` (at once if it is); BusClosedError if the bus is closed meanwhile."""
+        while not self.connected:
+            if self.is_closed or self.connection.closed:
+                raise BusClosedError("the bus was closed while waiting for the broker")
+            await self.connection.next_change()
 
     async def __aenter__(self) -> Bus:
         return self

@@ -1,7 +1,8 @@
 """An in-process bus for fast unit tests, with nats-py's delivery semantics.
 
 Request timeouts go through the injected clock, so a test in virtual time can
-exercise "nobody answered within 2 s" without waiting 2 s.
+exercise "nobody answered within 2 s" without waiting 2 s. `disconnect()` and
+`reconnect()` simulate a broker outage the way nats-py lives through one.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import itertools
 import logging
 from collections import defaultdict
 
-from messages.errors import BusClosedError, RequestTimeoutError
+from messages.errors import BusClosedError, PublishError, RequestTimeoutError
 
-from .bus import Bus, BusStats, Envelope, Handler, Subscription, subject_matches
+from .bus import Bus, BusStats, ConnectionState, Envelope, Handler, Subscription, subject_matches
 from .clock import Clock, SystemClock
-from .kv import KeyValue, MemoryKeyValue
+from .kv import KeyValue, KVUnavailable, MemoryKeyValue
 
 log = logging.getLogger("sniper.bus.memory")
 
 DEFAULT_PENDING_LIMIT = 65_536
+#: Bytes held while "disconnected" before a publish fails (NatsBus's reconnect buffer default).
+DEFAULT_PENDING_SIZE = 8 * 1024 * 1024
 
 
 class _MemorySubscription(Subscription):
@@ -66,9 +69,19 @@ class _MemorySubscription(Subscription):
 class MemoryBus(Bus):
     """A bus that lives in one event loop. Not for production; see `NatsBus`."""
 
-    def __init__(self, *, clock: Clock | None = None, pending_limit: int = DEFAULT_PENDING_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        pending_limit: int = DEFAULT_PENDING_LIMIT,
+        pending_size: int = DEFAULT_PENDING_SIZE,
+    ) -> None:
         self.clock = clock or SystemClock()
         self.stats = BusStats()
+        self.connection = ConnectionState()
+        self._pending_size = pending_size
+        self._held: list[Envelope] = []  # published while "disconnected", sent at reconnect()
+        self._held_bytes = 0
         self._subs: list[_MemorySubscription] = []
         self._pending_limit = pending_limit
         self._inbox_ids = itertools.count()
@@ -78,6 +91,8 @@ class MemoryBus(Bus):
 
     async def key_value(self, bucket: str) -> KeyValue:
         self._check_open()
+        if not self.connection.connected:
+            raise KVUnavailable(f"bucket {bucket}: the memory bus is disconnected (test hook)")
         if bucket not in self._buckets:
             self._buckets[bucket] = MemoryKeyValue(bucket)
         return self._buckets[bucket]
@@ -94,8 +109,20 @@ class MemoryBus(Bus):
         self, subject: str, data: bytes, *, reply: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
         self._check_open()
-        self.stats.published += 1
+        self.check_size(subject, data)
         env = Envelope(subject, bytes(data), reply, dict(headers) if headers else None)
+        if not self.connection.connected:  # nats-py's reconnect buffer: held, sent after the outage
+            if self._held_bytes + len(data) > self._pending_size:
+                raise PublishError("buffer_full", subject=subject, size=len(data), detail="disconnected (test hook)")
+            self._held.append(env)
+            self._held_bytes += len(data)
+            self.stats.published += 1
+            return
+        self.stats.published += 1
+        self._route(env)
+
+    def _route(self, env: Envelope) -> None:
+        subject = env.subject
         groups: dict[tuple[str, str], list[_MemorySubscription]] = {}
         for sub in self._subs:
             if not subject_matches(sub.subject, subject):
@@ -109,9 +136,11 @@ class MemoryBus(Bus):
             self._rr[key] += 1
             members[idx].offer(env)
 
-    async def subscribe(self, subject: str, handler: Handler, *, queue: str | None = None) -> Subscription:
+    async def subscribe(
+        self, subject: str, handler: Handler, *, queue: str | None = None, pending: int | None = None
+    ) -> Subscription:
         self._check_open()
-        sub = _MemorySubscription(self, subject, handler, queue, self._pending_limit)
+        sub = _MemorySubscription(self, subject, handler, queue, pending or self._pending_limit)
         self._subs.append(sub)
         return sub
 
@@ -130,7 +159,7 @@ class MemoryBus(Bus):
 
         sub = await self.subscribe(inbox, on_reply)
         try:
-            if not any(subject_matches(s.subject, subject) for s in self._subs):
+            if self.connection.connected and not any(subject_matches(s.subject, subject) for s in self._subs):
                 raise RequestTimeoutError(f"no responders on {subject!r}")
             await self.publish(subject, data, reply=inbox)
             try:
@@ -142,6 +171,8 @@ class MemoryBus(Bus):
 
     async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  # implements the Bus API, which mirrors nats-py
         self._check_open()
+        if not self.connection.connected:  # like a PING that waits for the reconnect
+            await self.clock.timeout(timeout, self.wait_connected())
         # Let subscriber tasks take what is queued: the in-memory analogue of a flush.
         for _ in range(4):
             await asyncio.sleep(0)  # clock-ok: yield to subscriber tasks
@@ -150,5 +181,30 @@ class MemoryBus(Bus):
         if self._closed:
             return
         self._closed = True
+        self.connection.close()
+        self._held.clear()
         for sub in list(self._subs):
             await sub.unsubscribe()
+
+    # -- test hooks: a broker outage -------------------------------------------
+    def disconnect(self) -> None:
+        """Behave like a client whose broker went away (as NatsBus does while it reconnects).
+
+        `connected` turns False and `connection` tells its waiters; publishes
+        are held (up to `pending_size` bytes, then PublishError(buffer_full))
+        and nothing is delivered; requests time out; buckets are unavailable.
+        """
+        self._check_open()
+        if self.connection.set(False):
+            self.stats.disconnects += 1
+
+    def reconnect(self) -> None:
+        """The broker is back: held publishes go out first, in order, then `connected` turns True."""
+        self._check_open()
+        if self.connection.connected:
+            return
+        held, self._held, self._held_bytes = self._held, [], 0
+        for env in held:
+            self._route(env)
+        self.connection.set(True)
+        self.stats.reconnects += 1

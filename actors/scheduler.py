@@ -16,6 +16,14 @@ With several assets, cycle starts are staggered evenly over the interval
 (asset i starts i * interval / n late) so the backend and this process see a
 steady trickle instead of a burst of n x 5 requests at one instant.
 
+A broker outage is not a backend failure. While the bus is disconnected no
+tick is published (a tick nats-py held in its reconnect buffer would start a
+cycle late, after the outage: it is dropped instead), the cycle in flight when
+the link drops is abandoned unjudged (``cycle_skipped_bus_down``, no `Health`),
+and the failure count and backoff stay as they were. When the bus is back,
+every asset's next cycle starts within one interval, at its stagger offset,
+even if a backoff sleep begun before the outage had longer to run.
+
 The interval may differ outside the trading-hours window, which is evaluated
 in Asia/Jakarta (UTC+7, no DST); entering and leaving the window is logged as
 ``Active trading hours - Jakarta: ...``. All timing goes through the clock.
@@ -33,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from messages import ConfigError, Health, Signal, Tick
 
-from .actor import Actor, Sub
+from .actor import Actor, Sub, subs_for
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 DEFAULT_CORE = frozenset({"whale", "heatmap", "spot_ob"})
@@ -138,9 +146,10 @@ class Scheduler(Actor):
         self.health: dict[str, _AssetHealth] = {a: _AssetHealth() for a in self.assets}
         self._cycles: dict[str, int] = {a: 0 for a in self.assets}
         self._inside: bool | None = None
+        self.cycles_skipped = 0  # cycles a broker outage overlapped: dropped, never judged
 
     def subscriptions(self) -> Iterable[Sub]:
-        return [Sub(self.subjects.signal_all(), Signal, self.on_signal)]
+        return subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal)
 
     async def run(self) -> None:
         self.current_interval()  # logs "Active trading hours - Jakarta: ..." once at start
@@ -169,27 +178,80 @@ class Scheduler(Actor):
 
     async def _cycle_loop(self, asset: str, offset: float) -> None:
         state = self.health[asset]
+        link = self.bus.connection
         if offset:
             await self.clock.sleep(offset)
         while True:
+            if not self.bus.connected:
+                await self._resume_after_outage(asset, offset)
+                continue
+            # From the check above to the tick's publish nothing awaits: a tick is
+            # never held in the reconnect buffer and sent late, after an outage.
             started = self.clock.monotonic()
             cycle = self._cycles[asset]
             now = self.clock.now()
             future: asyncio.Future[Signal] = asyncio.get_running_loop().create_future()
             state.waiting = (cycle, future)
+            outages = link.outages
             await self.publish(
                 self.subjects.tick(asset),
                 Tick(asset=asset, cycle=cycle, ts=now, deadline=now + self.window, modules=self.modules),
             )
             try:
-                signal: Signal | None = await self.clock.timeout(self.window + self.grace, future)
+                signal = await self.clock.timeout(self.window + self.grace, self._signal_unless_outage(future))
             except TimeoutError:
                 signal = None
             state.waiting = None
+            self._cycles[asset] = cycle + 1
+            if signal is None and (not self.bus.connected or link.outages != outages):
+                # The broker failed this cycle, not the backend: no verdict, no
+                # Health, the failure count and the backoff stay as they were.
+                self.cycles_skipped += 1
+                self.log.warning("cycle_skipped_bus_down", asset=asset, cycle=cycle)
+                await self._resume_after_outage(asset, offset)
+                continue
             health = self.assess(asset, cycle, signal)
             await self.publish(self.subjects.health(asset), health)
-            self._cycles[asset] = cycle + 1
-            await self.clock.sleep_until(started + health.next_delay)
+            await self._pause_until(started + health.next_delay, offset)
+
+    async def _signal_unless_outage(self, future: asyncio.Future[Signal]) -> Signal | None:
+        """The cycle's signal; None as soon as the bus goes down (the cycle is lost, not failed)."""
+        link = self.bus.connection
+        while self.bus.connected:
+            change = asyncio.ensure_future(link.next_change())
+            try:
+                await asyncio.wait((future, change), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                change.cancel()
+            if future.done():
+                return future.result()
+        return None
+
+    async def _pause_until(self, deadline: float, offset: float) -> None:
+        """Sleep until the monotonic `deadline`, cut short by a reconnect if it is over an interval away.
+
+        So a backoff sleep begun before an outage is not waited out after it:
+        the asset's next cycle starts within one interval of the broker's
+        return, at its stagger offset (assets do not all restart at once).
+        An ordinary interval's sleep keeps its schedule.
+        """
+        link = self.bus.connection
+        while (left := deadline - self.clock.monotonic()) > 0:
+            try:
+                await self.clock.timeout(left, link.next_change())
+            except TimeoutError:
+                return
+            if self.bus.connected and deadline - self.clock.monotonic() > self.current_interval():
+                deadline = self.clock.monotonic() + offset
+
+    async def _resume_after_outage(self, asset: str, offset: float) -> None:
+        """Wait for the broker, then for this asset's stagger offset (< one interval)."""
+        down_since = self.clock.monotonic()
+        if not self.bus.connected:
+            self.log.warning("cycles_paused_bus_down", asset=asset)
+            await self.bus.wait_connected()
+        await self._pause_until(self.clock.monotonic() + offset, offset)
+        self.log.info("cycles_resumed", asset=asset, paused=round(self.clock.monotonic() - down_since, 3))
 
     def assess(self, asset: str, cycle: int, signal: Signal | None) -> Health:
         """Judge one finished cycle and update the asset's failure count."""
