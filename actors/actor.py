@@ -36,11 +36,12 @@ from typing import Any
 
 from messages import Heartbeat, Message, Subjects, encode
 from messages.codec import decoder_for
-from messages.errors import DecodeError
+from messages.errors import BusError, DecodeError, PublishError
 from messages.subjects import token
 
 from .bus import Bus, Envelope, Subscription
 from .clock import Clock
+from .flow import RateLimitedWarning, TokenBucket
 from .kv import KeyValue
 from .logs import StructLogger, get_logger
 from .metrics import Metrics
@@ -67,6 +68,16 @@ _ALLOWED: dict[ActorState, frozenset[ActorState]] = {
 }
 
 
+#: Queue bound and rate budget for control-plane subscriptions (route maps, breaker
+#: states, commands): their real traffic is rare, and what a flood sheds is
+#: republished (route maps), persisted (breakers) or retried (commands) anyway.
+CONTROL_PENDING = 1024
+CONTROL_RATE = 200.0
+
+#: A subscription yields the event loop after this many deliveries in a row (fairness under bursts).
+_YIELD_EVERY = 32
+
+
 class _StoppedWhileStarting(Exception):
     """Internal: stop() interrupted on_start."""
 
@@ -90,6 +101,35 @@ class Sub:
     #: Called with (DecodeError, envelope) for undecodable input, after counting
     #: it: lets a command handler answer "bad command" instead of staying silent.
     on_bad: Callable[[DecodeError, Envelope], Awaitable[None]] | None = None
+    #: What a well-formed message must also satisfy to be handled (a configured
+    #: asset, a sane clock): returns why not, or None. A refusal is counted and
+    #: logged like undecodable input, so nothing on the bus can steer state the
+    #: actor was not configured to keep.
+    accept: Callable[[Any], str | None] | None = None
+    #: Messages that may wait for this handler before the bus drops (and counts) the rest;
+    #: small for control-plane subjects, so a flood there cannot queue without bound.
+    pending: int | None = None
+    #: Messages per second handled at most (bursts up to the same number); the rest are shed
+    #: before decoding and counted. For control-plane subjects, whose real traffic is rare:
+    #: a flood there must not take the CPU the data plane needs.
+    max_rate: float | None = None
+
+
+#: Queue bound of a subscription narrowed to one asset (a cycle brings a tick and
+#: a report per module): a flood there queues kilobytes, not tens of megabytes.
+ASSET_PENDING = 4096
+
+
+def subs_for(subjects: Iterable[str], type: Any, handler: Callable[..., Awaitable[None]], **options: Any) -> list[Sub]:
+    """One `Sub` per subject from a ``Subjects.*_for(assets)`` list.
+
+    A subject narrowed to one asset gets the small `ASSET_PENDING` queue; a
+    wildcard (many assets) keeps the bus's default.
+    """
+    return [
+        Sub(subject, type, handler, pending=None if subject.endswith(".*") else ASSET_PENDING, **options)
+        for subject in subjects
+    ]
 
 
 @dataclass(slots=True)
@@ -101,6 +141,9 @@ class Context:
     subjects: Subjects = field(default_factory=Subjects)
     host: str = field(default_factory=socket.gethostname)
     metrics: Metrics = field(default_factory=Metrics)
+    #: How far a message's own timestamp may be from this process's clock
+    #: (`Actor.off_clock`); beyond it, a tick or a breaker state is refused.
+    max_clock_skew: float = 30.0
 
 
 class Actor:
@@ -128,6 +171,8 @@ class Actor:
         self._start_task: asyncio.Task[None] | None = None
         self._state_changed = asyncio.Event()
         self.ready = asyncio.Event()
+        # A flood of junk must not become a flood of log lines.
+        self._log_bad = RateLimitedWarning(self.log, "bad_message")
 
     # -- hooks for subclasses ------------------------------------------------
     def subscriptions(self) -> Iterable[Sub]:
@@ -169,19 +214,54 @@ class Actor:
         """
         return await self.ctx.bus.key_value(self.subjects.kv_bucket(name))
 
-    async def publish(self, subject: str, msg: Message) -> None:
+    async def publish(self, subject: str, msg: Message) -> bool:
+        """Send `msg`; False if it could not be sent (logged and counted, never raised).
+
+        A message larger than the broker allows, a full reconnect buffer or a
+        closed connection is a fact about this message, not a reason to crash
+        the actor and lose every message after it.
+        """
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError(f"actor {self.name!r} is not started")
-        await ctx.bus.publish(subject, encode(msg))
+        data = encode(msg)
+        try:
+            await ctx.bus.publish(subject, data)
+        except BusError as exc:
+            self._publish_failed(subject, len(data), exc)
+            return False
+        return True
+
+    def _publish_failed(self, subject: str, size: int, exc: BusError) -> None:
+        reason = exc.reason if isinstance(exc, PublishError) else type(exc).__name__
+        self.ctx.metrics.publish_errors.labels(self.name, reason).inc()
+        self.log.warning("publish_failed", subject=subject, size=size, reason=reason, error=str(exc))
 
     async def request(self, subject: str, msg: Message, reply_type: Any, *, timeout: float = 2.0) -> Any:  # noqa: ASYNC109  # mirrors Bus.request: the timeout is the bus's, not a cancel scope
         """Request/reply with typed decoding of the answer (DecodeError on a bad one)."""
         env = await self.ctx.bus.request(subject, encode(msg), timeout=timeout)
         return decoder_for(reply_type).decode(env.data, subject=env.subject)
 
-    async def reply(self, envelope: Envelope, msg: Message) -> None:
-        await self.ctx.bus.respond(envelope, encode(msg))
+    async def reply(self, envelope: Envelope, msg: Message) -> bool:
+        """Answer a request; like `publish`, a failure is logged and counted, not raised."""
+        data = encode(msg)
+        try:
+            await self.ctx.bus.respond(envelope, data)
+        except BusError as exc:
+            self._publish_failed(envelope.reply or "(no reply subject)", len(data), exc)
+            return False
+        return True
+
+    def off_clock(self, ts: float, what: str = "timestamp") -> str | None:
+        """Why `ts` cannot be trusted as "now" here (too far from this clock), or None.
+
+        For `Sub.accept`: a forged tick dated 1e15 must not become the newest
+        tick forever, nor a breaker state outrank every real one.
+        """
+        skew = ts - self.clock.now()
+        if abs(skew) > self.ctx.max_clock_skew:
+            return f"clock_skew: {what} is {skew:+.0f}s off this host's clock (limit {self.ctx.max_clock_skew:g}s)"
+        return None
 
     def own(self, subscription: Subscription) -> Subscription:
         """Tie a subscription made in `on_start` (a KV watch, say) to this run: it ends with it."""
@@ -237,6 +317,8 @@ class Actor:
     async def serve(self, ctx: Context) -> None:
         """Run until `stop()` (returns) or a crash (raises the crash's exception)."""
         self._ctx = ctx
+        ctx.metrics.bad_messages.labels(self.name)  # the series exist (at 0) before any junk arrives
+        ctx.metrics.shed_messages.labels(self.name)
         self._set_lifecycle(ActorState.STARTING)
         loop = asyncio.get_running_loop()
         self._crash = loop.create_future()
@@ -246,7 +328,8 @@ class Actor:
         tasks: list[asyncio.Task[None]] = []
         try:
             for spec in self.subscriptions():
-                subs.append(await ctx.bus.subscribe(spec.subject, self._deliverer(spec), queue=spec.queue))
+                deliver = self._deliverer(spec)
+                subs.append(await ctx.bus.subscribe(spec.subject, deliver, queue=spec.queue, pending=spec.pending))
             self._start_task = loop.create_task(self.on_start(), name=f"{self.name}.on_start")
             try:
                 await self._start_task
@@ -316,21 +399,48 @@ class Actor:
     def _deliverer(self, spec: Sub) -> Callable[[Envelope], Awaitable[None]]:
         decoder = decoder_for(spec.type)
         handler = spec.handler
+        accept = spec.accept
         started = self._started
         wants_envelope = len(inspect.signature(handler).parameters) >= 2
+        streak = 0
+
+        bad_counter = self.ctx.metrics.bad_messages.labels(self.name)
+        shed_counter = self.ctx.metrics.shed_messages.labels(self.name)
+        budget = TokenBucket(spec.max_rate, self.clock.monotonic()) if spec.max_rate is not None else None
+
+        async def after_start(env: Envelope) -> None:
+            await started.wait()
+            await deliver(env)
 
         async def deliver(env: Envelope) -> None:
+            nonlocal streak
+            if budget is not None and not budget.take(self.clock.monotonic()):
+                shed_counter.inc()
+                return
             if not started.is_set():
                 # Subscribed before on_start so nothing is lost, but handled only
-                # after it, so handlers always see a fully started actor.
-                await started.wait()
+                # after it, so handlers always see a fully started actor. Waiting in
+                # a task of its own: the bus may be handing the same message to
+                # other actors after this one (one subscription per subject).
+                self.spawn(after_start(env), name=f"{self.name}.early")
+                return
+            streak += 1
+            if streak >= _YIELD_EVERY:
+                # nats-py runs a subscription's queued messages back to back without
+                # yielding: a burst on one subject (a flood of junk, say) would hold
+                # the loop until it is drained, and ticks on other subjects would wait.
+                streak = 0
+                await asyncio.sleep(0)
             try:
                 msg = decoder.decode(env.data, subject=env.subject)
+                refusal = accept(msg) if accept is not None else None
+                if refusal is not None:
+                    raise DecodeError(refusal, subject=env.subject, data=env.data)
             except DecodeError as err:
                 self.bad_messages += 1
-                self.ctx.metrics.bad_messages.labels(self.name).inc()
-                self.log.warning(
-                    "bad_message", subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
+                bad_counter.inc()
+                self._log_bad(
+                    self.clock.monotonic(), subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
                 )
                 if spec.on_bad is not None:
                     try:

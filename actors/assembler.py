@@ -3,7 +3,8 @@
 The assembler never waits for a module that is not coming. For each
 (asset, cycle) it opens a window when the tick (or the first report) arrives
 and closes it at the deadline, or earlier once every expected module has
-answered. Each module's status in the signal is ``ok`` (data arrived),
+answered. Only a ticked window becomes a signal: reports whose tick never
+came are dropped when their window closes. Each module's status in the signal is ``ok`` (data arrived),
 ``degraded`` (the fetcher said why not), ``disabled`` (a flag), or
 ``missing`` (nothing arrived: a dead fetcher host looks like this).
 
@@ -12,6 +13,13 @@ never leak into the next cycle's signal. A tick for an already-closed cycle
 that is *newer* than every tick seen for the asset means the scheduler
 restarted and its count began again (it may run on another host): the
 assembler starts a new epoch for that asset instead of calling it late.
+
+Only what this process was configured for is kept: ticks and reports for
+other assets or modules, ticks dated far from this clock, and reports that
+would open more than `MAX_EARLY_WINDOWS` windows per asset ahead of their
+tick are refused (counted as bad messages). So no flood, however forged, can
+grow memory, metric labels or a signal beyond the configured assets and
+modules.
 
 Deadlines: the tick carries the scheduler's deadline in wall time. If that
 deadline is wildly off this process's clock (a replay of an old recording, or
@@ -29,10 +37,13 @@ from dataclasses import dataclass, field
 from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
 from messages.cycle import ModuleStatusName
 
-from .actor import Actor, Sub
+from .actor import Actor, Sub, subs_for
 from .scoring import ScoringConfig, combine, sub_score
 
 Report = ModuleData | Degraded
+
+#: Windows a report may open per asset before its tick arrives (ticks normally come first).
+MAX_EARLY_WINDOWS = 4
 
 
 @dataclass(slots=True)
@@ -45,6 +56,7 @@ class _Window:
     reports: dict[str, Report] = field(default_factory=dict)
     ticked: bool = False
     moved: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the closer when closes_at changes
+    outages: int = 0  # the bus's outage count when the window opened
 
 
 class SignalAssembler(Actor):
@@ -56,31 +68,62 @@ class SignalAssembler(Actor):
         self,
         *,
         modules: Iterable[str],
+        assets: Iterable[str] | None = None,
         window: float = 3.0,
         scoring: ScoringConfig | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self.modules = frozenset(modules)
+        #: The configured assets; None accepts any (tests, a catch-all assembler).
+        self.assets = frozenset(assets) if assets is not None else None
         self.window = window
         self.scoring = scoring or ScoringConfig()
         self.late = 0
         self.signals = 0
+        self.orphaned = 0  # windows that reports opened and no tick ever joined
+        self.dropped_bus_down = 0  # signals not published because an outage overlapped their window
         self._open: dict[tuple[str, int], _Window] = {}
         self._closed_upto: dict[str, int] = {}
         self._last_tick: dict[str, float] = {}
+        self._early: dict[str, int] = {}  # per asset: open windows still waiting for their tick
 
     def subscriptions(self) -> Iterable[Sub]:
+        s = self.subjects
         return [
-            Sub(self.subjects.tick_all(), Tick, self.on_tick),
-            Sub(self.subjects.data_all(), ModuleData, self.on_report),
-            Sub(self.subjects.degraded_all(), Degraded, self.on_report),
+            *subs_for(s.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick),
+            *subs_for(s.data_for(self.assets), ModuleData, self.on_report, accept=self.accept_report),
+            *subs_for(s.degraded_for(self.assets), Degraded, self.on_report, accept=self.accept_report),
         ]
+
+    # -- what is accepted -----------------------------------------------------------
+    def _unknown_asset(self, asset: str) -> str | None:
+        if self.assets is not None and asset not in self.assets:
+            return f"unknown_asset: {asset} is not configured here"
+        return None
+
+    def accept_tick(self, tick: Tick) -> str | None:
+        unknown = set(tick.modules) - self.modules
+        if unknown:
+            return f"unknown_module: {sorted(unknown)[:3]} not configured here"
+        return self._unknown_asset(tick.asset) or self.off_clock(tick.ts, "tick ts")
+
+    def accept_report(self, report: Report) -> str | None:
+        if report.module not in self.modules:
+            return f"unknown_module: {report.module} is not configured here"
+        if (refusal := self._unknown_asset(report.asset)) is not None:
+            return refusal
+        if (report.asset, report.cycle) not in self._open and not self._is_closed(report.asset, report.cycle):
+            early = self._early.get(report.asset, 0)
+            if early >= MAX_EARLY_WINDOWS:
+                return f"too_early: {early} windows of {report.asset} already wait for their tick"
+        return None
 
     async def on_start(self) -> None:
         # A restart forgets open windows: their reports are gone with the old
         # subscriptions, and a half-filled signal would be worse than none.
         self._open.clear()
+        self._early.clear()
 
     # -- arrivals ---------------------------------------------------------------
     async def on_tick(self, tick: Tick) -> None:
@@ -96,11 +139,12 @@ class SignalAssembler(Actor):
         remaining = tick.deadline - self.clock.now()
         if remaining < -length or remaining > 2 * length + 1:
             remaining = length  # replay or clock skew: measure from arrival
-        expected = frozenset(tick.modules) if tick.modules else self.modules
+        expected = frozenset(tick.modules) & self.modules if tick.modules else self.modules
         win = self._open.get((tick.asset, tick.cycle))
         if win is None:
             win = self._open_window(tick.asset, tick.cycle, tick.ts, remaining, expected)
-        else:  # reports came first; the tick fixes the window
+        elif not win.ticked:  # reports came first; the tick fixes the window
+            self._early[tick.asset] -= 1
             win.expected, win.started = expected, tick.ts
             win.closes_at = self.clock.monotonic() + max(0.0, remaining)
             win.moved.set()
@@ -117,6 +161,7 @@ class SignalAssembler(Actor):
         win = self._open.get(key)
         if win is None:
             win = self._open_window(report.asset, report.cycle, report.ts, self.window, self.modules)
+            self._early[report.asset] = self._early.get(report.asset, 0) + 1
         win.reports.setdefault(report.module, report)  # first answer wins; duplicates ignored
         await self._maybe_complete(win)
 
@@ -126,6 +171,7 @@ class SignalAssembler(Actor):
 
     def _open_window(self, asset: str, cycle: int, started: float, length: float, expected: frozenset[str]) -> _Window:
         win = _Window(asset, cycle, started, self.clock.monotonic() + max(0.0, length), expected)
+        win.outages = self.bus.connection.outages
         self._open[(asset, cycle)] = win
         self.spawn(self._close_at_deadline(win), name=f"window:{asset}:{cycle}")
         return win
@@ -147,7 +193,21 @@ class SignalAssembler(Actor):
     async def _emit(self, win: _Window) -> None:
         if self._open.pop((win.asset, win.cycle), None) is None:
             return  # already emitted
+        if not win.ticked:
+            # Reports without a tick are no cycle: nobody started it, so no signal
+            # (a flood of forged reports must not become a flood of junk signals).
+            self._early[win.asset] -= 1
+            self.orphaned += 1
+            self.log.debug("orphan_window", asset=win.asset, cycle=win.cycle, reports=len(win.reports))
+            return
         self._closed_upto[win.asset] = max(self._closed_upto.get(win.asset, -1), win.cycle)
+        if not self.bus.connected or self.bus.connection.outages != win.outages:
+            # The broker failed this cycle (its reports were lost with the link), not
+            # the backend; and a signal held in the reconnect buffer would reach
+            # bots late, as junk. The scheduler skips the cycle the same way.
+            self.dropped_bus_down += 1
+            self.log.warning("signal_dropped_bus_down", asset=win.asset, cycle=win.cycle)
+            return
         signal = self.build(win)
         await self.publish(self.subjects.signal(win.asset), signal)
         self.signals += 1

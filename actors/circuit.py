@@ -10,8 +10,17 @@ endpoint forever. Here the error class decides (see actors.upstream):
 * throttled (429/418), per module: open for exactly Retry-After (capped),
   then probe;
 * entitlement (402, plan-caused 401/403), per module: quarantine, an hour by
-  default, with no probe inside it; only a probe after it, a flag change or
-  ``sniper circuit reset MODULE`` lifts it.
+  default, with no probe inside it; only a probe after it, a real off -> on
+  transition of the module's flag (read from the ``flags`` bucket, not from
+  an event anyone could publish) or ``sniper circuit reset MODULE`` lifts it.
+  A success report cannot close a breaker that is open and not yet due: no
+  call was let through, so such a report is not an answer to anything.
+
+A reset clears more than the breakers this supervisor knows: it publishes a
+module-wide "closed by reset" state that makes every fetcher drop every
+breaker it holds for the module (one it got from a stale store, say), and it
+overwrites every stored state of the module. Fetchers refuse breaker states
+dated off their clock or held longer than the policy allows (`max_hold`).
 
 The supervisor learns outcomes from the same ``data``/``degraded`` stream the
 assembler reads, so fetchers report nothing extra. Every transition is
@@ -28,16 +37,21 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagChanged, ModuleData, decode, encode
 from messages.control import CircuitCause
 from messages.errors import BusError, DecodeError
 
-from .actor import Actor, Sub
+from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from .bus import Envelope
 from .kv import KVEntry
 
 TRANSIENT = frozenset({"upstream_error", "timeout", "unreachable", "bad_payload"})
 ALL = "all"  # scope of a module-wide breaker
+RESETS = frozenset({"reset", "flag_changed"})  # causes of a module-wide "everything closed"
+#: Most breaker states one ``cmd.circuit`` list reply carries (about 300 bytes each: far below 1 MiB).
+MAX_LISTED = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,11 @@ class CircuitPolicy:
 
     #: How long a half-open breaker waits for its probe's answer before offering a new probe.
     probe_timeout: float = 60.0
+
+    @property
+    def max_hold(self) -> float:
+        """The longest any breaker may stay open or quarantined under this policy."""
+        return max(self.quarantine, self.open_max * (1 + self.jitter), self.throttle_max)
 
     def open_time(self, opens: int, rng: random.Random) -> float:
         base = min(self.open_max, self.open_base * self.open_factor ** min(max(0, opens - 1), 64))
@@ -83,6 +102,9 @@ class CircuitView:
         self._probes: dict[str, tuple[float, int]] = {}
 
     def update(self, state: CircuitState) -> None:
+        if state.scope == ALL and state.state == "closed" and state.cause in RESETS:
+            # An operator's reset (or a flag switched on) clears every scope, known or not.
+            self.states = {s: st for s, st in self.states.items() if st.ts > state.ts}
         current = self.states.get(state.scope)
         if current is None or state.ts >= current.ts:
             self.states[state.scope] = state
@@ -118,31 +140,52 @@ class CircuitSupervisor(Actor):
     name = "circuits"
 
     def __init__(
-        self, *, policy: CircuitPolicy | None = None, rng: random.Random | None = None, name: str | None = None
+        self,
+        *,
+        policy: CircuitPolicy | None = None,
+        modules: Iterable[str] | None = None,
+        assets: Iterable[str] | None = None,
+        rng: random.Random | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self.policy = policy or CircuitPolicy()
+        #: The configured modules and assets (None: any); nothing else gets a breaker.
+        self.modules = frozenset(modules) if modules is not None else None
+        self.assets = frozenset(assets) if assets is not None else None
         self.rng = rng or random.Random()
         self.breakers: dict[tuple[str, str], _Breaker] = {}
+        self._flags: dict[str, bool] = {}
 
     def subscriptions(self) -> Iterable[Sub]:
+        s = self.subjects
         return [
-            Sub(self.subjects.data_all(), ModuleData, self.on_outcome),
-            Sub(self.subjects.degraded_all(), Degraded, self.on_outcome),
-            Sub(self.subjects.flags_changed(), FlagChanged, self.on_flag_changed),
+            *subs_for(s.data_for(self.assets), ModuleData, self.on_outcome, accept=self.accept_outcome),
+            *subs_for(s.degraded_for(self.assets), Degraded, self.on_outcome, accept=self.accept_outcome),
             Sub(
                 self.subjects.command("circuit"),
                 CircuitCommand,
                 self.on_command,
                 queue="circuits",
                 on_bad=self.on_bad_command,
+                pending=CONTROL_PENDING,
+                max_rate=CONTROL_RATE,
             ),
         ]
 
+    def accept_outcome(self, msg: ModuleData | Degraded) -> str | None:
+        if self.modules is not None and msg.module not in self.modules:
+            return f"unknown_module: {msg.module} is not configured here"
+        if self.assets is not None and msg.asset not in self.assets:
+            return f"unknown_asset: {msg.asset} is not configured here"
+        return self.off_clock(msg.ts, "report ts")
+
     async def on_start(self) -> None:
         self.breakers.clear()
+        self._flags.clear()
         try:
             stored: Iterable[KVEntry] = (await (await self.bucket("circuits")).entries()).values()
+            self.own(await (await self.bucket("flags")).watch(self.on_flag_entry))
         except BusError as exc:  # state lives on in events; only the restart copy is missing
             self.log.warning("circuit_store_unavailable", error=str(exc))
             stored = ()
@@ -172,6 +215,12 @@ class CircuitSupervisor(Actor):
         module = self._breaker(msg.module, ALL)
         asset = self._breaker(msg.module, msg.asset)
         if isinstance(msg, ModuleData):
+            for b in (module, asset):
+                st = b.state
+                if st.state in ("open", "quarantined") and st.until is not None and now < st.until:
+                    # No call was let through: this "success" answers nothing (a replay, a forgery).
+                    self.log.debug("success_while_open_ignored", module=st.module, scope=st.scope)
+                    return
             for b in (module, asset):
                 if b.state.state != "closed":
                     await self._move(b, "closed", cause="recovered", detail="a call succeeded")
@@ -284,19 +333,47 @@ class CircuitSupervisor(Actor):
 
     # -- operator commands ---------------------------------------------------------
     async def reset(self, module: str, cause: CircuitCause) -> list[CircuitState]:
+        """Close every breaker of `module`: ours, and whatever any fetcher or the store holds."""
         changed = []
         for (mod, _), b in list(self.breakers.items()):  # handlers may add breakers while this awaits
             if mod == module and b.state.state != "closed":
                 await self._move(b, "closed", cause=cause, detail=f"{cause} by operator")
                 changed.append(b.state)
+        marker = CircuitState(
+            module=module, scope=ALL, state="closed", ts=self.clock.now(), cause=cause, detail=f"{cause}: all cleared"
+        )
+        self.breakers[(module, ALL)] = _Breaker(marker)
+        await self.publish(self.subjects.circuit(module), marker)
+        try:
+            store = await self.bucket("circuits")
+            stale = [key for key in await store.entries() if key.startswith(module + ".")]
+            for key in {kv_key(module, ALL), *stale}:
+                scope = key[len(module) + 1 :]
+                await store.put(key, encode(msgspec.structs.replace(marker, scope=scope)))
+        except BusError as exc:
+            self.log.warning("circuit_not_persisted", module=module, scope="*", error=str(exc))
         return changed
 
-    async def on_flag_changed(self, change: FlagChanged) -> None:
-        await self.reset(change.flag.lower(), "flag_changed")
+    async def on_flag_entry(self, entry: KVEntry) -> None:
+        """Lift a module's breakers on a real off -> on switch of its flag (the bucket is the truth)."""
+        if entry.value is None:
+            return
+        try:
+            enabled = decode(entry.value, FlagChanged).enabled
+        except DecodeError as err:
+            self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
+            return
+        was = self._flags.get(entry.key)
+        self._flags[entry.key] = enabled
+        module = entry.key.lower()
+        if was is False and enabled and (self.modules is None or module in self.modules):
+            await self.reset(module, "flag_changed")
 
     async def on_command(self, cmd: CircuitCommand, env: Envelope) -> None:
         if cmd.action == "list":
-            await self.reply(env, CircuitReply(ok=True, circuits=[b.state for b in self.breakers.values()]))
+            # Bounded by construction: the breakers that are not closed first, at most MAX_LISTED.
+            states = sorted((b.state for b in self.breakers.values()), key=lambda s: (s.state == "closed", s.module))
+            await self.reply(env, CircuitReply(ok=True, circuits=states[:MAX_LISTED]))
             return
         if not cmd.module:
             await self.reply(

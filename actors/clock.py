@@ -88,8 +88,14 @@ class SystemClock(Clock):
         await asyncio.sleep(max(0.0, seconds))
 
     async def timeout(self, seconds: float, aw: Awaitable[T]) -> T:
+        # Not asyncio.wait_for: on Python 3.11, when the awaited thing finishes
+        # (or the deadline passes) in the same loop step as the caller is
+        # cancelled, wait_for returns or raises TimeoutError and the cancellation
+        # is lost. A stopping actor then never stops (the scheduler went on ticking
+        # after SIGTERM). asyncio.timeout tells its own cancellation from others.
         try:
-            return await asyncio.wait_for(aw, seconds)
+            async with asyncio.timeout(max(0.0, seconds)):
+                return await aw
         except TimeoutError:
             raise TimeoutError(f"timed out after {seconds:g}s") from None
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import msgspec
 
 from messages import Degraded, RouteMap, decode, encode
+from messages._base import MAX_DETAIL, MAX_ITEMS, MAX_TERM
 from messages.errors import BusError, DecodeError
-from messages.routes import RouteSource
+from messages.routes import Route, RouteSource
 
-from .actor import Actor, Sub
+from .actor import Actor, Sub, subs_for
 from .capabilities import Binding, match_spec, probe_aliases
 from .clock import Clock
 from .openapi import SpecError, load_operations
@@ -107,19 +108,39 @@ async def discover(
     )
 
 
+def _fits(route: Route) -> str | None:
+    """Why a route found in the backend's spec cannot go on the wire (a path or a term too long), or None."""
+    try:
+        msgspec.convert(msgspec.to_builtins(route), Route)
+    except msgspec.ValidationError as exc:
+        return f"the spec's route exceeds the wire limits: {exc}"[:MAX_DETAIL]
+    return None
+
+
 def route_map(found: Discovery, clock: Clock, revision: int) -> RouteMap:
+    """The map to publish, bounded by construction: whatever the spec says, it decodes everywhere.
+
+    Texts copied from the backend's spec (reasons, notes, the version) are cut
+    to the wire limits; a route whose path or terms exceed them is unusable.
+    """
+    routes: dict[str, Route] = {}
+    unusable: dict[str, str] = {}
     origin: dict[str, RouteSource] = {}
     for module, b in found.bindings.items():
-        if b.route is not None:
-            origin[module] = "alias" if any(n.startswith("probed:") for n in b.notes) else "openapi"
+        problem = b.reason if b.route is None else _fits(b.route)
+        if b.route is None or problem is not None:
+            unusable[module] = (problem or "")[:MAX_DETAIL]
+            continue
+        routes[module] = b.route
+        origin[module] = "alias" if any(n.startswith("probed:") for n in b.notes) else "openapi"
     return RouteMap(
         ts=clock.now(),
         source="openapi" if found.spec_version else "alias",
-        routes={m: b.route for m, b in found.bindings.items() if b.route is not None},
-        unusable={m: b.reason for m, b in found.bindings.items() if b.route is None},
+        routes=routes,
+        unusable=unusable,
         origin=origin,
-        notes={m: b.notes for m, b in found.bindings.items() if b.notes},
-        spec_version=found.spec_version,
+        notes={m: [n[:MAX_DETAIL] for n in b.notes[:MAX_ITEMS]] for m, b in found.bindings.items() if b.notes},
+        spec_version=found.spec_version[:MAX_TERM] if found.spec_version else None,
         revision=revision,
     )
 
@@ -142,6 +163,7 @@ class DiscoveryActor(Actor):
         refresh_interval: float = 600.0,
         min_gap: float = 10.0,
         probe_asset: str = "SOL",
+        assets: Iterable[str] | None = None,
         initial_timeout: float = 15.0,
         name: str | None = None,
     ) -> None:
@@ -153,6 +175,8 @@ class DiscoveryActor(Actor):
         self.refresh_interval = refresh_interval
         self.min_gap = min_gap
         self.probe_asset = probe_asset
+        #: The configured assets (None: any): only their 404s may trigger a rediscovery.
+        self.assets = frozenset(assets) if assets is not None else None
         self.current: RouteMap | None = None
         self.runs = 0
         self._wake = asyncio.Event()
@@ -161,7 +185,14 @@ class DiscoveryActor(Actor):
         self._latest_trigger = float("-inf")
 
     def subscriptions(self) -> Iterable[Sub]:
-        return [Sub(self.subjects.degraded_all(), Degraded, self.on_degraded)]
+        return subs_for(
+            self.subjects.degraded_for(self.assets), Degraded, self.on_degraded, accept=self.accept_degraded
+        )
+
+    def accept_degraded(self, msg: Degraded) -> str | None:
+        if msg.module not in self.modules:
+            return f"unknown_module: {msg.module} is not configured here"
+        return self.off_clock(msg.ts, "report ts")
 
     async def on_start(self) -> None:
         try:
@@ -210,7 +241,12 @@ class DiscoveryActor(Actor):
                 self._wake.clear()  # 404s that arrived during the refresh came from the map it replaced
 
     async def refresh(self) -> RouteMap | None:
-        """Run discovery once; publish and store the map if it changed."""
+        """Run discovery once; publish and store the map, freshly dated.
+
+        Unchanged routes are published again too (same revision, new time):
+        fetchers follow the newest map, so a stale or forged map on the bus
+        lasts until the next refresh at most.
+        """
         self.runs += 1
         try:
             found = await discover(self.upstream, self.settings, self.modules, probe_asset=self.probe_asset)
@@ -223,7 +259,9 @@ class DiscoveryActor(Actor):
             # Nothing usable (backend down?): keep the last map, or the built-in routes.
             self.log.warning("discovery_found_nothing", problem=found.spec_problem, keeping=self.current is not None)
             return None
-        if same_routes(self.current, new):
+        if self.current is not None and same_routes(self.current, new):
+            self.current = msgspec.structs.replace(self.current, ts=new.ts)
+            await self.publish(self.subjects.routes(), self.current)
             self._refreshed_at = self.clock.now()
             return self.current
         self.current = new

@@ -24,26 +24,63 @@ Why the pieces:
   ``circuit.<module>`` events after (the CircuitSupervisor owns them).
 * A payload that does not decode into the module's Struct is ``bad_payload``.
   Nothing an upstream does can raise out of here.
+* A payload that decodes is checked (`check`), then trimmed to the module's
+  caps (`normalise`, see `messages.modules`), so what is published stays
+  small whatever the backend sends: a valid 10^6-level book is trimmed to the
+  configured depth, a body larger than the client's cap never gets here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
-from messages import CircuitState, Degraded, FlagChanged, ModuleData, ModulePayload, Payload, RouteMap, Tick, decode
+from messages import (
+    MAX_MESSAGE_BYTES,
+    CircuitState,
+    Degraded,
+    FlagChanged,
+    ModuleData,
+    ModulePayload,
+    Payload,
+    RouteMap,
+    Tick,
+    decode,
+)
 from messages.errors import BusError, DecodeError
 from messages.routes import DEFAULT_ROUTES, Route
 
-from .actor import Actor, Sub
-from .circuit import CircuitView
+from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
+from .circuit import ALL, CircuitPolicy, CircuitView
 from .flags import flag_name
 from .kv import KVEntry
 from .routing import RequestSettings, RouteError, build_request
-from .upstream import Outcome, UpstreamClient
+from .upstream import Outcome, UpstreamClient, bad_payload
+
+#: Largest encoded payload a fetcher publishes: the broker's limit less room for the ModuleData envelope.
+#: The caps keep real payloads far below it (tests/test_hostile_upstream.py); this is the last guard.
+MAX_PAYLOAD_BYTES = MAX_MESSAGE_BYTES - 4096
+_payload_encoder = msgspec.json.Encoder()
+
+
+class BadPayload(ValueError):
+    """A body that arrived but cannot be used; the message is the Degraded detail."""
+
+
+T = TypeVar("T")
+
+
+def keep_best(items: tuple[T, ...], n: int, key: Callable[[T], float]) -> tuple[T, ...]:
+    """The `n` items with the smallest `key`, in their original order (`items` itself if it is short)."""
+    if len(items) <= n:
+        return items
+    chosen = heapq.nsmallest(n, range(len(items)), key=lambda i: key(items[i]))
+    return tuple(items[i] for i in sorted(chosen))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +116,8 @@ class ModuleFetcher(Actor):
         route: Route | None = None,
         margin: float = 0.05,
         max_concurrency: int = 64,
+        assets: Iterable[str] | None = None,
+        max_hold: float = CircuitPolicy().max_hold,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name or f"fetch-{self.module.replace('_', '-')}")
@@ -88,6 +127,10 @@ class ModuleFetcher(Actor):
         self.enabled_default = enabled
         self.enabled = enabled
         self.circuit = CircuitView(self.module)
+        #: The configured assets (None: any): ticks for others are refused, so caches stay bounded.
+        self.assets = frozenset(assets) if assets is not None else None
+        #: Longest a breaker state may hold calls back (the policy's); longer ones are forged or stale.
+        self.max_hold = max_hold
         self.route: Route | None = route or DEFAULT_ROUTES.get(self.module)
         self.margin = margin
         self.max_concurrency = max_concurrency
@@ -107,13 +150,53 @@ class ModuleFetcher(Actor):
         """A reason the payload is unusable despite decoding, or None."""
         return None
 
+    def normalise(self, payload: ModulePayload) -> ModulePayload:
+        """The payload trimmed to this module's caps (`messages.modules`); after `check`."""
+        return payload
+
     # -- actor wiring -------------------------------------------------------------
     def subscriptions(self) -> Iterable[Sub]:
         return [
-            Sub(self.subjects.tick_all(), Tick, self.on_tick),
-            Sub(self.subjects.routes(), RouteMap, self.on_routes),
-            Sub(self.subjects.circuit(self.module), CircuitState, self.on_circuit),
+            *subs_for(self.subjects.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick),
+            Sub(
+                self.subjects.routes(),
+                RouteMap,
+                self.on_routes,
+                accept=self.accept_routes,
+                pending=CONTROL_PENDING,
+                max_rate=CONTROL_RATE,
+            ),
+            Sub(
+                self.subjects.circuit(self.module),
+                CircuitState,
+                self.on_circuit,
+                accept=self.accept_circuit,
+                pending=CONTROL_PENDING,
+                max_rate=CONTROL_RATE,
+            ),
         ]
+
+    def accept_tick(self, tick: Tick) -> str | None:
+        if self.assets is not None and tick.asset not in self.assets:
+            return f"unknown_asset: {tick.asset} is not configured here"
+        return self.off_clock(tick.ts, "tick ts")
+
+    def _from_the_future(self, ts: float, what: str) -> str | None:
+        # Route maps and breaker states are ordered by their time: one dated ahead
+        # would win over every real one. Old ones are fine (a store, a late event).
+        return self.off_clock(ts, what) if ts > self.clock.now() + self.ctx.max_clock_skew else None
+
+    def accept_routes(self, routes: RouteMap) -> str | None:
+        return self._from_the_future(routes.ts, "route map ts")
+
+    def accept_circuit(self, state: CircuitState) -> str | None:
+        if state.module != self.module:
+            return f"wrong_module: a {state.module} breaker on the {self.module} subject"
+        if state.scope != ALL and self.assets is not None and state.scope not in self.assets:
+            return f"unknown_asset: a breaker for {state.scope}, which is not configured here"
+        if state.until is not None and state.until - state.ts > self.max_hold:
+            return f"too_long: held {state.until - state.ts:.0f}s, the policy allows at most {self.max_hold:.0f}s"
+        return self._from_the_future(state.ts, "breaker ts")
 
     async def on_start(self) -> None:
         """Start from the shared state: breakers, flag, last route map (each best-effort).
@@ -127,9 +210,15 @@ class ModuleFetcher(Actor):
             for key, entry in (await circuits.entries()).items():
                 if key.startswith(self.module + "."):
                     try:
-                        self.circuit.update(decode(entry.value or b"", CircuitState))
+                        state = decode(entry.value or b"", CircuitState)
                     except DecodeError as err:
                         self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
+                        continue
+                    refusal = self.accept_circuit(state)
+                    if refusal is None:
+                        self.circuit.update(state)
+                    else:
+                        self.log.warning("bad_stored_circuit", key=key, reason=refusal)
             flags = await self.bucket("flags")
             self.own(await flags.watch(self.on_flag_entry))
             stored = await (await self.bucket("routes")).get("current")
@@ -255,13 +344,25 @@ class ModuleFetcher(Actor):
         if not outcome.ok:
             return _Result(None, outcome)
         try:
-            payload = self._decoder.decode(outcome.body)
+            payload = self.read_payload(outcome.body)
+        except BadPayload as exc:
+            return _Result(None, bad_payload(str(exc), status=outcome.status, latency_ms=outcome.latency_ms))
+        return _Result(payload, outcome)
+
+    def read_payload(self, body: bytes) -> ModulePayload:
+        """Decode, check and trim one backend body, or raise `BadPayload` saying why not."""
+        try:
+            payload = self._decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return _Result(None, _bad(outcome, f"payload does not match {self.payload_type.__name__}: {exc}"))
+            raise BadPayload(f"payload does not match {self.payload_type.__name__}: {exc}") from None
         problem = self.check(payload)
         if problem:
-            return _Result(None, _bad(outcome, problem))
-        return _Result(payload, outcome)
+            raise BadPayload(problem)
+        payload = self.normalise(payload)
+        size = len(_payload_encoder.encode(payload))
+        if size > MAX_PAYLOAD_BYTES:  # the caps make this unreachable; a wrong cap must not crash a publish
+            raise BadPayload(f"too_large: {size}-byte {self.module} payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+        return payload
 
     def _degraded(
         self,
@@ -284,7 +385,3 @@ class ModuleFetcher(Actor):
             retry_after=retry_after,
             called=called,
         )
-
-
-def _bad(outcome: Outcome, detail: str) -> Outcome:
-    return Outcome("bad_payload", "bad_payload", outcome.status, detail[:300], latency_ms=outcome.latency_ms)

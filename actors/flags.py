@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from messages import FlagChanged, FlagCommand, FlagReply, decode, encode
 from messages.errors import BusError, DecodeError
 
-from .actor import Actor, Sub
+from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub
 from .bus import Envelope
 from .kv import KVConflict
 
@@ -48,7 +48,15 @@ class FlagKeeper(Actor):
 
     def subscriptions(self) -> Iterable[Sub]:
         return [
-            Sub(self.subjects.command("flags"), FlagCommand, self.on_command, queue="flags", on_bad=self.on_bad_command)
+            Sub(
+                self.subjects.command("flags"),
+                FlagCommand,
+                self.on_command,
+                queue="flags",
+                on_bad=self.on_bad_command,
+                pending=CONTROL_PENDING,
+                max_rate=CONTROL_RATE,
+            )
         ]
 
     async def on_start(self) -> None:

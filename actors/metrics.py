@@ -11,6 +11,8 @@ never towards the scheduler's consecutive failures).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
@@ -38,6 +40,18 @@ class Metrics:
             "sniper_late_reports", "Module reports that arrived after their window closed", registry=r
         )
         self.bad_messages = Counter("sniper_bad_messages", "Undecodable messages dropped", ["actor"], registry=r)
+        self.shed_messages = Counter(
+            "sniper_shed_messages",
+            "Messages dropped unread because a control-plane subscription was over its rate budget",
+            ["actor"],
+            registry=r,
+        )
+        self.publish_errors = Counter(
+            "sniper_publish_errors",
+            "Messages an actor could not publish (too_large, buffer_full, BusClosedError, ...)",
+            ["actor", "reason"],
+            registry=r,
+        )
         self.actor_restarts = Counter(
             "sniper_actor_restarts", "Actor restarts by the supervisor", ["actor"], registry=r
         )
@@ -54,3 +68,33 @@ class Metrics:
             "sniper_consecutive_failures", "Consecutive hard failures per asset", ["asset"], registry=r
         )
         self.flag_enabled = Gauge("sniper_flag_enabled", "Feature flag state (1 on, 0 off)", ["flag"], registry=r)
+
+    def declare(self, *, modules: Iterable[str], assets: Iterable[str], **label_values: Iterable[str]) -> None:
+        """Create every series of the configured modules and assets now, at zero.
+
+        Dashboards and alerts then see a series before its first event, and
+        the set of series is fixed by configuration: nothing on the bus can
+        add one. `label_values` names the closed sets of the other labels:
+        reasons, error_classes, directions, states, actors.
+        """
+        modules, assets = list(modules), list(assets)
+        values = {k: list(v) for k, v in label_values.items()}
+        for module in modules:
+            self.soft_fail.labels(module)
+            for reason in values.get("reasons", ()):
+                self.degraded.labels(module, reason)
+            for error_class in values.get("error_classes", ()):
+                self.upstream_requests.labels(module, error_class)
+            for state in values.get("states", ()):
+                self.circuit_transitions.labels(module, state)
+            for scope in ("all", *assets):
+                self.circuit_open.labels(module, scope)
+        for asset in assets:
+            self.hard_fail.labels(asset)
+            self.consecutive_failures.labels(asset)
+            for direction in values.get("directions", ()):
+                self.signals.labels(asset, direction)
+        for actor in values.get("actors", ()):
+            self.bad_messages.labels(actor)
+            self.shed_messages.labels(actor)
+            self.actor_restarts.labels(actor)

@@ -12,6 +12,12 @@ What this adds over a bare ``nats.connect()`` (see shared/NOTES.md):
 * Counted, logged async errors: slow consumers, permission violations (they
   arrive at ``error_cb``; a denied subscribe returns normally), disconnects.
 * Drain on close: in-flight handlers finish, buffered publishes are sent.
+* Credentials from the URL (``nats://user:pass@host:4222``), from
+  ``user``/``password``, a ``token`` or a ``.creds`` file, and never in a log
+  line or an error: every URL this module prints goes through `redact_url`.
+* Quiet outages: one line when the link drops, one when it is back (or
+  closed), and in between at most one summary every `OUTAGE_SUMMARY_EVERY`
+  seconds instead of an error per reconnect attempt.
 
 Time here is network I/O time (the connect deadline, request timeouts), not
 actor time, so it uses the event loop directly rather than the injected clock.
@@ -28,12 +34,19 @@ import nats
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError, SlowConsumerError
+from nats.errors import (
+    ConnectionClosedError,
+    MaxPayloadError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+    SlowConsumerError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from messages.errors import BusClosedError, BusConnectError, RequestTimeoutError
+from messages.errors import BusClosedError, BusConnectError, PublishError, RequestTimeoutError
 
-from .bus import Bus, BusStats, Envelope, Handler, Subscription
+from .bus import Bus, BusStats, ConnectionState, Envelope, Handler, Subscription
+from .nats_fanout import Fanout, FanoutMember
 
 if TYPE_CHECKING:
     from .nats_kv import NatsKeyValue
@@ -42,6 +55,77 @@ log = logging.getLogger("sniper.bus.nats")
 
 #: Per-subscription queue bound before nats-py drops messages (its default is 512k).
 DEFAULT_PENDING_MSGS = 65_536
+
+#: While disconnected, failed reconnect attempts are summed up in one line at most this often (seconds).
+OUTAGE_SUMMARY_EVERY = 30.0
+
+#: What replaces a secret in anything printed.
+REDACTED = "***"
+#: Shortest password or token `NatsBus.scrub` looks for in free text (URLs are always redacted).
+MIN_SCRUBBED = 4
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, where = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    # nats://user:pass@host keeps the user; nats://token@host is all secret.
+    shown = f"{user}:{REDACTED}" if colon else REDACTED
+    return f"{scheme}{sep}{shown}@{where}"
+
+
+def redact_url(url: str) -> str:
+    """`url` (comma-separated for a cluster) with passwords and tokens replaced by ``***``.
+
+    ``nats://sniper:pw@h:4222`` becomes ``nats://sniper:***@h:4222`` and
+    ``nats://s3cret@h:4222`` (a token) ``nats://***@h:4222``. Use it wherever a
+    NATS URL reaches a log line, an error message or the terminal.
+    """
+    return ",".join(_redact_one(part) for part in url.split(","))
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The passwords and tokens inside `url`, to scrub from text that might echo them."""
+    found = []
+    for part in url.split(","):
+        scheme, sep, rest = part.partition("://")
+        userinfo, at, _ = (rest if sep else scheme).rpartition("@")
+        if at:
+            user, colon, password = userinfo.partition(":")
+            found.append(password if colon else user)
+    return [s for s in found if s]
+
+
+def _is_link_error(exc: BaseException) -> bool:
+    """An error that says the broker is unreachable (expected while reconnecting), not a bug."""
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | nats.errors.UnexpectedEOF
+        | nats.errors.StaleConnectionError
+        | nats.errors.ConnectionClosedError
+        | nats.errors.NoServersError
+        | nats.errors.TimeoutError,
+    )
+
+
+def _checked_creds(path: str, url: str) -> str:
+    """`path` if it is a readable .creds file that nats-py can use; BusConnectError saying why not."""
+    import importlib.util
+    import os
+
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise BusConnectError(f"could not connect to NATS at {url}: credentials file {path!r} is not a readable file")
+    if importlib.util.find_spec("nkeys") is None:
+        raise BusConnectError(
+            f"could not connect to NATS at {url}: a credentials file needs the 'nkeys' package (pip install nkeys)"
+        )
+    return path
 
 
 class _NatsSubscription(Subscription):
@@ -65,11 +149,24 @@ class NatsBus(Bus):
 
     def __init__(self, nc: Client, url: str) -> None:
         self._nc = nc
-        self.url = url
+        #: The server URL(s) as they may be printed: passwords and tokens redacted.
+        self.url = redact_url(url)
+        self._secrets = _url_secrets(url)
+        # Outage bookkeeping (loop time): since when the link is down, failed attempts, last summary.
+        self._down_since: float | None = None
+        self._failed_attempts = 0
+        self._last_summary = 0.0
+        self._slow_logged_at = float("-inf")  # slow-consumer drops: when last logged, and the count then
+        self._slow_logged_drops = 0
+        #: Seconds between "still disconnected" (and slow-consumer) summaries (tests shorten it).
+        self.outage_summary_every = OUTAGE_SUMMARY_EVERY
         self.stats = BusStats()
+        self._fanouts: dict[str, Fanout] = {}
         self._closed = False
         self._connecting = True
+        self._refused: asyncio.Future[None] | None = None  # set when the first connect's credentials are refused
         self._buckets: dict[str, NatsKeyValue] = {}
+        self.connection = ConnectionState()  # set by the callbacks below
 
     # -- connecting ---------------------------------------------------------
     @classmethod
@@ -87,10 +184,18 @@ class NatsBus(Bus):
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        creds: str | None = None,
     ) -> NatsBus:
-        """Connect to `url` (comma-separated for a cluster) within `connect_deadline` seconds."""
+        """Connect to `url` (comma-separated for a cluster) within `connect_deadline` seconds.
+
+        Credentials: in the URL (``nats://user:pass@host:4222``), or `user` and
+        `password`, or `token`, or `creds`, the path of a NATS ``.creds`` file
+        (JWT and nkey seed; needs the ``nkeys`` package). Errors and log lines
+        name the URL with its secrets redacted.
+        """
         nc = Client()
         bus = cls(nc, url)
+        bus._secrets += [s for s in (password, token) if s]
         servers = [u.strip() for u in url.split(",") if u.strip()]
         options: dict[str, Any] = dict(
             servers=servers,
@@ -112,56 +217,153 @@ class NatsBus(Bus):
             options["password"] = password
         if token is not None:
             options["token"] = token
+        if creds is not None:
+            options["user_credentials"] = _checked_creds(creds, bus.url)
         # The first connect must not retry forever: a wrong URL should fail fast.
         options["max_reconnect_attempts"] = 0 if max_reconnect_attempts < 0 else max_reconnect_attempts
         try:
-            await asyncio.wait_for(nc.connect(**options), connect_deadline)
+            await asyncio.wait_for(bus._first_connect(options), connect_deadline)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             with contextlib.suppress(Exception):
                 await nc.close()
-            reason = str(exc) or type(exc).__name__
-            if isinstance(exc, asyncio.TimeoutError):
-                reason = f"timed out (last error: {bus.stats.errors[-1]})" if bus.stats.errors else "timed out"
-            raise BusConnectError(
-                f"could not connect to NATS at {url} within {connect_deadline:g}s: {reason}"
-            ) from None
+            timed_out = isinstance(exc, asyncio.TimeoutError)
+            reason = "timed out" if timed_out else str(exc) or type(exc).__name__
+            if isinstance(exc, nats.errors.AuthorizationError):
+                reason = "the server refused the credentials (Authorization Violation): check user and password"
+            elif isinstance(exc, asyncio.TimeoutError | nats.errors.NoServersError) and bus.stats.errors:
+                reason += f" (last error: {bus.stats.errors[-1]})"  # the cause: refused, unknown host, ...
+            within = f" within {connect_deadline:g}s" if timed_out else ""
+            raise BusConnectError(bus.scrub(f"could not connect to NATS at {bus.url}{within}: {reason}")) from None
         # Connected: from now on reconnect as configured (forever by default).
         bus._connecting = False
+        bus.max_payload = nc.max_payload
         nc.options["max_reconnect_attempts"] = max_reconnect_attempts
-        log.info("connected to NATS %s as %r", nc.connected_url.netloc if nc.connected_url else url, name)
+        log.info("connected to NATS %s as %r", bus._where(), name)
         return bus
+
+    async def _first_connect(self, options: dict[str, Any]) -> None:
+        """nats-py's connect, cut short when the server refuses the credentials (retrying cannot help)."""
+        self._refused = asyncio.get_running_loop().create_future()
+        attempt = asyncio.ensure_future(self._nc.connect(**options))
+        try:
+            await asyncio.wait((attempt, self._refused), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not attempt.done():
+                attempt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await attempt
+        if self._refused.done():
+            raise nats.errors.AuthorizationError()  # "nats: 'Authorization Violation'", in the message below
+        attempt.result()
+
+    def scrub(self, text: str) -> str:
+        """`text` with every password or token this bus knows replaced by ``***``.
+
+        Secrets shorter than `MIN_SCRUBBED` characters are left alone: replacing
+        them would garble ordinary words, and they protect nothing anyway.
+        """
+        for secret in self._secrets:
+            if len(secret) >= MIN_SCRUBBED:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def _where(self) -> str:
+        """The server this bus is connected to now (its URL before the first connect), redacted."""
+        connected = self._nc.connected_url
+        return redact_url(connected.geturl()) if connected else self.url
 
     # -- callbacks (nats-py requires coroutines) ----------------------------
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
-            self.stats.slow_consumer_drops += 1
-            log.warning("slow consumer on %s: message dropped", getattr(exc, "subject", "?"))
+            self._slow_consumer(getattr(exc, "subject", "?"))
             return
-        self.stats.note_error(repr(exc))
+        text = self.scrub(repr(exc))
+        self.stats.note_error(text)
         if self._connecting:  # reported once, by connect(), with the URL
-            log.debug("NATS connect attempt failed: %r", exc)
-        elif "Permissions Violation" in str(exc):
-            log.error("NATS permission violation: %s", exc)
+            log.debug("NATS connect attempt failed: %s", text)
+            refused = isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()
+            if refused and self._refused is not None and not self._refused.done():
+                self._refused.set_result(None)
+        elif "permissions violation" in str(exc).lower():  # nats-py lower-cases the server's -ERR
+            log.error("NATS permission violation: %s", self.scrub(str(exc)))
+        elif _is_link_error(exc):
+            self._failed_attempt(text)
         else:
             self.stats.handler_errors += 1
-            log.error("NATS async error: %r", exc)
+            log.error("NATS async error: %s", text)
+
+    def _slow_consumer(self, subject: str) -> None:
+        """A dropped message: counted always, logged once, then summed up at most every 30 s.
+
+        Under a flood nats-py drops once per message; a log line each would
+        cost more than the flood itself.
+        """
+        self.stats.slow_consumer_drops += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._slow_logged_at >= self.outage_summary_every:
+            dropped = self.stats.slow_consumer_drops - self._slow_logged_drops
+            log.warning("slow consumer: %d message(s) dropped since the last report, latest on %s", dropped, subject)
+            self._slow_logged_at, self._slow_logged_drops = now, self.stats.slow_consumer_drops
+
+    def _failed_attempt(self, error: str) -> None:
+        """A link error: expected while the broker is away, so summed up rather than logged one by one."""
+        if self._down_since is None:  # the link is just breaking: `disconnected` follows with one line
+            log.debug("NATS link error on %s: %s", self.url, error)
+            return
+        self._failed_attempts += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._last_summary < self.outage_summary_every:
+            log.debug("NATS reconnect attempt %d to %s failed: %s", self._failed_attempts, self.url, error)
+            return
+        self._last_summary = now
+        log.warning(
+            "still disconnected from NATS %s for %.0f s, %d failed attempts (last error: %s)",
+            self.url,
+            now - self._down_since,
+            self._failed_attempts,
+            error,
+        )
 
     async def _on_disconnected(self) -> None:
-        if not self._closed and not self._connecting:
+        self.connection.set(False)
+        if not self._closed and not self._connecting and self._down_since is None:
             self.stats.disconnects += 1
-            log.warning("disconnected from NATS %s", self.url)
+            self._down_since = self._last_summary = asyncio.get_running_loop().time()
+            self._failed_attempts = 0
+            log.warning("disconnected from NATS %s; reconnecting", self.url)
 
     async def _on_reconnected(self) -> None:
+        self.connection.set(True)
         self.stats.reconnects += 1
-        log.info("reconnected to NATS %s", self._nc.connected_url.netloc if self._nc.connected_url else self.url)
+        down = asyncio.get_running_loop().time() - self._down_since if self._down_since is not None else 0.0
+        log.info("reconnected to NATS %s after %.1f s (%d failed attempts)", self._where(), down, self._failed_attempts)
+        self._down_since = None
+        self._failed_attempts = 0
 
     async def _on_closed(self) -> None:
-        log.debug("NATS connection closed")
+        self.connection.close()
+        if self._closed or self._connecting:  # closed by us (or by a failed first connect): nothing to report
+            log.debug("NATS connection to %s closed", self.url)
+        elif self._down_since is not None:
+            down = asyncio.get_running_loop().time() - self._down_since
+            log.error(
+                "NATS connection to %s closed after %.0f s disconnected, %d failed attempts",
+                self.url,
+                down,
+                self._failed_attempts,
+            )
+        else:
+            log.error("NATS connection to %s closed", self.url)
 
     # -- the Bus interface --------------------------------------------------
     @property
     def is_closed(self) -> bool:
         return self._closed or self._nc.is_closed
+
+    @property
+    def connected(self) -> bool:
+        """nats-py's own status: it turns to reconnecting before `disconnected_cb` runs."""
+        return not self._closed and self._nc.is_connected
 
     @property
     def client(self) -> Client:
@@ -197,22 +399,43 @@ class NatsBus(Bus):
     ) -> None:
         if self._closed:
             raise BusClosedError(f"the NATS bus to {self.url} is closed")
-        self.stats.published += 1
+        self.check_size(subject, data)
         try:
             await self._nc.publish(subject, data, reply=reply or "", headers=headers)
         except ConnectionClosedError:
             raise BusClosedError(f"the NATS connection to {self.url} is closed") from None
+        except MaxPayloadError as exc:  # the server's limit changed under us
+            raise PublishError("too_large", subject=subject, size=len(data), detail=str(exc)) from None
+        except OutboundBufferLimitError as exc:  # disconnected and the reconnect buffer is full
+            raise PublishError("buffer_full", subject=subject, size=len(data), detail=str(exc)) from None
+        self.stats.published += 1
 
-    async def subscribe(self, subject: str, handler: Handler, *, queue: str | None = None) -> Subscription:
+    async def subscribe(
+        self, subject: str, handler: Handler, *, queue: str | None = None, pending: int | None = None
+    ) -> Subscription:
         self._check_open()
-        stats = self.stats
+        limit = pending or DEFAULT_PENDING_MSGS
+        if queue:  # a queue group is a per-subscriber contract with the broker: never shared
+            stats = self.stats
 
-        async def on_msg(msg: Msg) -> None:
-            stats.delivered += 1
-            await handler(Envelope(msg.subject, msg.data, msg.reply or None, msg.headers or None))
+            async def on_msg(msg: Msg) -> None:
+                stats.delivered += 1
+                await handler(Envelope(msg.subject, msg.data, msg.reply or None, msg.headers or None))
 
-        sub = await self._nc.subscribe(subject, queue=queue or "", cb=on_msg, pending_msgs_limit=DEFAULT_PENDING_MSGS)
-        return _NatsSubscription(sub, subject)
+            sub = await self._nc.subscribe(subject, queue=queue, cb=on_msg, pending_msgs_limit=limit)
+            return _NatsSubscription(sub, subject)
+        fanout = self._fanouts.get(subject)
+        if fanout is None:  # registered before awaiting, so a concurrent subscribe joins it
+            fanout = self._fanouts[subject] = Fanout(subject, self.stats)
+            fanout.handlers.append(handler)
+            try:
+                fanout.nats_sub = await self._nc.subscribe(subject, cb=fanout.dispatch, pending_msgs_limit=limit)
+            except BaseException:
+                del self._fanouts[subject]
+                raise
+        else:
+            fanout.handlers.append(handler)
+        return FanoutMember(self._fanouts, fanout, handler)
 
     async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:  # noqa: ASYNC109  # implements the Bus API, which mirrors nats-py
         self._check_open()

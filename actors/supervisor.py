@@ -7,8 +7,9 @@ OTP's rules, in asyncio:
   spin the CPU or hammer an upstream, and many hosts do not restart in step;
 * restart intensity: more than `max_restarts` restarts within `period`
   seconds means the fault is not transient; the supervisor gives up on that
-  actor, marks it FAILED and publishes `ActorGaveUp` (escalation is a message,
-  not an exception: the rest of the pipeline degrades instead of dying);
+  actor, marks it FAILED, publishes `ActorGaveUp` and sets `gave_up`. The
+  process escalates like OTP: `sniper run` stops and exits with status 3, so
+  its service manager restarts it (a half-dead process is worse than none);
 * every restart is published as `ActorRestarted` on ``actor.<name>``.
 
 All waiting goes through the context's clock, so a test can check a whole
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from messages import ActorGaveUp, ActorRestarted, Message, encode
+from messages._base import MAX_ERROR
 from messages.errors import ConfigError, StartupError
 
 from .actor import Actor, ActorState, Context
@@ -77,6 +79,8 @@ class Supervisor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._wake: dict[str, asyncio.Event] = {}
+        #: Set once any actor exceeded its restart intensity (after ActorGaveUp is published).
+        self.gave_up = asyncio.Event()
         for actor in actors:
             self.add(actor)
 
@@ -143,7 +147,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]  # the event's wire limit
             now = clock.monotonic()
             recent.append(now)
             while recent and recent[0] < now - self.policy.period:
@@ -162,6 +166,7 @@ class Supervisor:
                         error=error,
                     ),
                 )
+                self.gave_up.set()
                 return
             attempt = len(recent)
             delay = self.policy.delay(attempt, self._rng)

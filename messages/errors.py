@@ -6,15 +6,17 @@ below are for programming and operating errors that a caller can act on::
 
     SniperError
     ├── ContractError            bad input against the wire contract
-    │   ├── DecodeError          bytes that are not a valid message (kept: subject, reason, preview)
+    │   ├── DecodeError          bytes that are not a valid message (kept: subject, kind, reason, path, preview)
     │   ├── SubjectError         a value that cannot be a subject token
     │   └── SymbolError          text that is not an instrument (also a ValueError)
     ├── BusError                 talking to the message bus
     │   ├── BusClosedError       you closed it (or never opened it)
     │   ├── BusConnectError      it could not be reached in time (broken by others)
+    │   ├── PublishError         a message could not be sent (too large, buffer full, connection lost)
     │   └── RequestTimeoutError  nobody answered a request in time
     ├── ConfigError              a flag, environment variable or file that makes no sense
     ├── StartupError             an actor did not become ready in time
+    ├── ActorFailedError         an actor exceeded its restart intensity: the process must exit
     └── EmbeddedServerError      the bundled nats-server would not start
 
 The split follows trio's habit: "closed by you" (`BusClosedError`) and "broken
@@ -23,6 +25,8 @@ types; everything else a caller might catch is a `SniperError`.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class SniperError(Exception):
@@ -33,20 +37,55 @@ class ContractError(SniperError):
     """Input that violates the wire contract."""
 
 
+#: Longest `DecodeError.reason` kept: msgspec quotes offending values (an enum
+#: value, an unknown field's name), and a hostile producer chooses their size.
+MAX_REASON = 200
+
+_AT = " - at `"
+
+
+def _shorten(reason: str, limit: int = MAX_REASON) -> str:
+    """`reason` cut to `limit` characters, keeping msgspec's trailing `` - at `$.path` `` if any."""
+    if len(reason) <= limit:
+        return reason
+    head, sep, tail = reason.rpartition(_AT)
+    if not sep or len(tail) > limit // 2:
+        head, tail = reason, ""
+    else:
+        tail = sep + tail
+    return head[: limit - len(tail) - 1] + "\u2026" + tail
+
+
+DecodeErrorKind = Literal["too_large", "too_deep", "malformed", "invalid", "version"]
+
+
 class DecodeError(ContractError):
     """Bytes that could not be decoded into the expected message type.
 
-    Carries the subject, the reason msgspec gave, and a short preview of the
-    payload so an operator can find the producer without dumping megabytes.
+    Carries the subject, a short reason, and a short preview of the payload so
+    an operator can find the producer without dumping megabytes. For programs:
+
+    * `kind`, a stable word: ``too_large`` (over the size limit, never parsed),
+      ``too_deep`` (arrays/objects nested beyond the limit, never parsed),
+      ``malformed`` (not JSON), ``invalid`` (JSON that breaks the contract: a
+      type, bound, pattern, length or cross-field rule), ``version`` (a schema
+      version this build does not speak);
+    * `path`, where in the document the problem is (``$.ts``), when known;
+    * `reason`, the human sentence, at most `MAX_REASON` characters.
     """
 
-    def __init__(self, reason: str, *, subject: str | None = None, data: bytes = b"") -> None:
-        self.reason = reason
+    def __init__(
+        self, reason: str, *, subject: str | None = None, data: bytes = b"", kind: DecodeErrorKind = "invalid"
+    ) -> None:
+        self.reason = _shorten(reason)
+        self.kind: DecodeErrorKind = kind
+        _, sep, tail = self.reason.rpartition(_AT)
+        self.path: str | None = ("`" + tail).replace("`", "") if sep else None
         self.subject = subject
         self.preview = data[:120].decode("utf-8", "replace")
         self.size = len(data)
         where = f" on {subject!r}" if subject else ""
-        super().__init__(f"undecodable message{where}: {reason}")
+        super().__init__(f"undecodable message{where}: {self.reason}")
 
 
 class SubjectError(ContractError, ValueError):
@@ -69,6 +108,20 @@ class BusConnectError(BusError):
     """The bus could not be reached within the connect deadline."""
 
 
+class PublishError(BusError):
+    """A message could not be published: larger than the broker allows, or the connection could not take it.
+
+    Carries the subject, the encoded size and a short reason (``too_large``,
+    ``buffer_full``, ``closed``) so the actor can log and count it as data.
+    """
+
+    def __init__(self, reason: str, *, subject: str, size: int, detail: str = "") -> None:
+        self.reason = reason
+        self.subject = subject
+        self.size = size
+        super().__init__(f"could not publish {size} bytes on {subject!r}: {reason}{': ' + detail if detail else ''}")
+
+
 class RequestTimeoutError(BusError, TimeoutError):
     """A request got no reply in time (nobody listening, or too slow)."""
 
@@ -79,6 +132,16 @@ class ConfigError(SniperError, ValueError):
 
 class StartupError(SniperError):
     """An actor did not finish starting (subscribe + on_start) within the start-up deadline."""
+
+
+class ActorFailedError(SniperError):
+    """An actor crashed more often than its supervisor's restart intensity allows.
+
+    OTP escalates to the parent; here the parent is the service manager
+    (systemd, compose): `sniper run` exits non-zero (status 3) after the
+    `ActorGaveUp` event is out, so it restarts the process instead of a
+    half-dead one running on with exit status 0.
+    """
 
 
 class EmbeddedServerError(SniperError):

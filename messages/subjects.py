@@ -25,10 +25,16 @@ Layout (with the default prefix ``sniper``)::
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from .errors import SubjectError
 
 DEFAULT_PREFIX = "sniper"
+
+#: Up to this many configured assets, actors subscribe per asset, so the broker
+#: itself drops traffic for any other asset before it reaches the process (a
+#: flood of forged assets then costs nothing); above it, one wildcard each.
+PER_ASSET_MAX = 64
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 _PREFIX = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
@@ -92,6 +98,28 @@ class Subjects:
 
     def signal_all(self) -> str:
         return self._join("signal", "*")
+
+    # -- narrowed to configured assets (see PER_ASSET_MAX) -------------------
+    def _per_asset(self, kind: tuple[str, ...], assets: Collection[str] | None) -> list[str]:
+        if assets is None or len(assets) > PER_ASSET_MAX:
+            return [self._join(*kind, "*")]
+        return [self._join(*kind, token(a, "asset")) for a in sorted(assets)]
+
+    def ticks_for(self, assets: Collection[str] | None) -> list[str]:
+        """Tick subjects of these assets (every tick when None or many)."""
+        return self._per_asset(("tick",), assets)
+
+    def data_for(self, assets: Collection[str] | None) -> list[str]:
+        """ModuleData subjects of every module for these assets."""
+        return self._per_asset(("data", "*"), assets)
+
+    def degraded_for(self, assets: Collection[str] | None) -> list[str]:
+        """Degraded subjects of every module for these assets."""
+        return self._per_asset(("degraded", "*"), assets)
+
+    def signals_for(self, assets: Collection[str] | None) -> list[str]:
+        """Signal subjects of these assets."""
+        return self._per_asset(("signal",), assets)
 
     def health(self, asset: str) -> str:
         return self._join("health", token(asset, "asset"))

@@ -13,7 +13,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from actors import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
 from actors.assembler import SignalAssembler
@@ -23,11 +23,16 @@ from actors.discovery import DiscoveryActor
 from actors.fetchers import FETCHERS
 from actors.flags import FlagKeeper
 from actors.logs import get_logger
+from actors.nats_bus import redact_url
 from actors.scheduler import HealthPolicy, Scheduler
-from actors.upstream import AiohttpTransport, UpstreamClient
+from actors.upstream import AiohttpTransport, ErrorClass, UpstreamClient
 from messages import ConfigError, ModuleStatus, Signal, decode
+from messages.control import CircuitStateName
+from messages.cycle import Direction
+from messages.errors import ActorFailedError
+from messages.modules import REASONS
 
-from .config import MODULES, Settings
+from .config import MODULES, NatsAuth, Settings
 from .embedded import EmbeddedNats
 
 log = get_logger("app")
@@ -48,13 +53,14 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
     # control plane first, then discovery's first route map, then the fetchers
     # that use it, the assembler, and the scheduler, whose first tick needs
     # everyone subscribed.
+    # Every actor keeps state only for the configured assets and modules: what
+    # else arrives on the bus is refused and counted, never stored.
     actors: list[Actor] = []
+    policy = CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)
     if "flags" in wanted:
         actors.append(FlagKeeper(settings.flags))
     if "circuits" in wanted:
-        actors.append(
-            CircuitSupervisor(policy=CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes))
-        )
+        actors.append(CircuitSupervisor(policy=policy, modules=MODULES, assets=settings.assets))
     if "discovery" in wanted:
         actors.append(
             DiscoveryActor(
@@ -63,14 +69,24 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
                 settings=settings.request,
                 refresh_interval=settings.discovery_interval,
                 probe_asset=settings.assets[0],
+                assets=settings.assets,
             )
         )
     for module, cls in FETCHERS.items():
         if module in wanted:
             kwargs: dict[str, Any] = {"proxy_asset": settings.etf_proxy} if module == "etf" else {}
-            actors.append(cls(upstream, settings=settings.request, enabled=settings.flags[module], **kwargs))
+            actors.append(
+                cls(
+                    upstream,
+                    settings=settings.request,
+                    enabled=settings.flags[module],
+                    assets=settings.assets,
+                    max_hold=policy.max_hold,
+                    **kwargs,
+                )
+            )
     if "assembler" in wanted:
-        actors.append(SignalAssembler(modules=MODULES, window=settings.window))
+        actors.append(SignalAssembler(modules=MODULES, assets=settings.assets, window=settings.window))
     if "scheduler" in wanted:
         actors.append(
             Scheduler(
@@ -100,13 +116,15 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def open_bus(nats_url: str | None, *, name: str) -> AsyncIterator[tuple[NatsBus, str]]:
-    """Connect to `nats_url`, or start an embedded nats-server when it is None."""
+async def open_bus(
+    nats_url: str | None, *, name: str, auth: NatsAuth | None = None
+) -> AsyncIterator[tuple[NatsBus, str]]:
+    """Connect to `nats_url` (with `auth`), or start an embedded nats-server (loopback, no auth) when it is None."""
     async with contextlib.AsyncExitStack() as stack:
         if nats_url is None:
             server = await stack.enter_async_context(EmbeddedNats())
             nats_url = server.url
-        bus = await NatsBus.connect(nats_url, name=name)
+        bus = await NatsBus.connect(nats_url, name=name, **(auth.options() if auth else {}))
         stack.push_async_callback(bus.close)
         yield bus, nats_url
 
@@ -127,23 +145,35 @@ async def run_pipeline(
         raise ConfigError("--backend / SNIPER_BACKEND: the market-data backend URL is required")
     clock = clock or SystemClock()
     async with contextlib.AsyncExitStack() as stack:
-        bus, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper"))
-        upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock)
+        bus, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper", auth=settings.nats_auth))
+        upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock, max_body=settings.max_body_bytes)
         stack.push_async_callback(upstream.close)
-        ctx = Context(bus=bus, clock=clock, subjects=settings.subjects)
+        ctx = Context(bus=bus, clock=clock, subjects=settings.subjects, max_clock_skew=settings.max_clock_skew)
         metrics_url = None
         if settings.metrics_port is not None:
             from .metrics_server import serve_metrics
 
-            metrics_url = await stack.enter_async_context(serve_metrics(ctx.metrics, settings.metrics_port))
+            metrics_url = await stack.enter_async_context(
+                serve_metrics(ctx.metrics, settings.metrics_port, host=settings.metrics_host)
+            )
         if before_start is not None:
             await before_start(bus)
-        supervisor = Supervisor(ctx, build_actors(settings, upstream))
+        actors = build_actors(settings, upstream)
+        ctx.metrics.declare(
+            modules=MODULES,
+            assets=settings.assets,
+            reasons=REASONS,
+            error_classes=get_args(ErrorClass),
+            directions=get_args(Direction),
+            states=get_args(CircuitStateName),
+            actors=[a.name for a in actors],
+        )
+        supervisor = Supervisor(ctx, actors)
         stack.push_async_callback(supervisor.stop)  # before start: a failed start stops what did start
         await supervisor.start()
         log.info(
             "pipeline_started",
-            nats=url,
+            nats=redact_url(url),
             backend=settings.backend,
             assets=",".join(settings.assets),
             metrics=metrics_url,
@@ -151,9 +181,16 @@ async def run_pipeline(
         yield Running(bus, supervisor, upstream, url, ctx, metrics_url)
 
 
-async def wait_for_stop(seconds: float | None) -> None:
-    """Return after `seconds` (forever if None), or at SIGINT/SIGTERM, whichever is first."""
+async def wait_for_stop(seconds: float | None, *, supervisor: Supervisor | None = None) -> None:
+    """Return after `seconds` (forever if None), or at SIGINT/SIGTERM, whichever is first.
+
+    With a `supervisor`, also return when it gave up on an actor, raising
+    ActorFailedError: the caller stops everything and the process exits 3.
+    """
     stop = asyncio.Event()
+    if supervisor is not None:
+        gave_up = asyncio.ensure_future(supervisor.gave_up.wait())
+        gave_up.add_done_callback(lambda _: stop.set())
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -169,6 +206,11 @@ async def wait_for_stop(seconds: float | None) -> None:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if supervisor is not None:
+            gave_up.cancel()
+    if supervisor is not None and supervisor.failed:
+        names = ", ".join(sorted(supervisor.failed))
+        raise ActorFailedError(f"actor {names} exceeded its restart intensity; exiting so the service restarts")
 
 
 def _status(st: ModuleStatus) -> str:

@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 from actors import Bus
 from actors.logs import get_logger
+from actors.nats_bus import redact_url
 
 from .app import format_signal, print_signals, run_pipeline, wait_for_stop
-from .config import Settings, settings_from
+from .config import NatsAuth, Settings, settings_from
 
 log = get_logger("demo")
 
@@ -47,23 +48,38 @@ async def demo(args: argparse.Namespace) -> int:
         running = await stack.enter_async_context(run_pipeline(settings, before_start=subscribe_printer))
         count = counter[0]
         print(
-            f"sniper demo: NATS {running.nats_url}, backend {backend}, assets {','.join(settings.assets)}, "
+            f"sniper demo: NATS {redact_url(running.nats_url)}, backend {backend}, assets {','.join(settings.assets)}, "
             f"interval {settings.interval:g}s, window {settings.window:g}s. Ctrl-C to stop.",
             file=sys.stderr,
             flush=True,
         )
-        await wait_for_stop(args.duration)
-        log.info("demo_stopping", signals=count())
+        try:
+            await wait_for_stop(args.duration, supervisor=running.supervisor)
+        finally:
+            log.info("demo_stopping", signals=count())
     return 0
 
 
 async def run(settings: Settings, duration: float | None) -> int:
-    async with run_pipeline(settings):
-        await wait_for_stop(duration)
+    """Run until `duration`, a signal, or an actor's failure (ActorFailedError: exit status 3).
+
+    Once NATS is connected and before any actor starts, the backend must answer
+    once (`sniper.preflight`): a wrong --backend exits 2 instead of running blind.
+    """
+    from .preflight import check_backend
+
+    async def backend_answers(_: Bus) -> None:
+        if settings.backend is not None:
+            await check_backend(settings.backend)
+
+    async with run_pipeline(settings, before_start=backend_answers) as running:
+        await wait_for_stop(duration, supervisor=running.supervisor)
     return 0
 
 
-async def record(nats_url: str, out: str, subjects: str, duration: float | None) -> int:
+async def record(
+    nats_url: str, out: str, subjects: str, duration: float | None, *, auth: NatsAuth | None = None
+) -> int:
     from actors import NatsBus, SystemClock
     from messages import ConfigError
 
@@ -74,7 +90,7 @@ async def record(nats_url: str, out: str, subjects: str, duration: float | None)
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc.strerror or exc}") from None
     try:
-        bus = await NatsBus.connect(nats_url, name="sniper-record")
+        bus = await NatsBus.connect(nats_url, name="sniper-record", **(auth.options() if auth else {}))
     except BaseException:
         if fh is not sys.stdout.buffer:
             fh.close()
@@ -92,13 +108,15 @@ async def record(nats_url: str, out: str, subjects: str, duration: float | None)
     return 0
 
 
-async def replay_file(nats_url: str, path: str, speed: float, subjects: str | None) -> int:
+async def replay_file(
+    nats_url: str, path: str, speed: float, subjects: str | None, *, auth: NatsAuth | None = None
+) -> int:
     from actors import NatsBus, SystemClock
 
     from .recording import read_recording, replay
 
     lines = list(read_recording(path, subjects=subjects))  # read fully first: a bad file fails before publishing
-    bus = await NatsBus.connect(nats_url, name="sniper-replay")
+    bus = await NatsBus.connect(nats_url, name="sniper-replay", **(auth.options() if auth else {}))
     try:
         count = await replay(lines, bus, SystemClock(), speed=speed)
         await bus.flush()

@@ -98,3 +98,23 @@ class TestSystemClock:
         clock = SystemClock()
         a = clock.monotonic()
         assert clock.now() > 1.7e9 and clock.monotonic() >= a
+
+
+class TestSystemClockTimeout:
+    async def test_a_cancel_in_the_same_step_as_the_result_is_not_lost(self) -> None:
+        """Cancelled as its future completes, `timeout` still raises CancelledError (wait_for on 3.11 did not)."""
+        clock = SystemClock()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(clock.timeout(10, done))
+        await asyncio.sleep(0)  # the task now waits on `done`
+        done.set_result(1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def test_the_deadline_still_raises_timeout_error(self) -> None:
+        """An awaitable that does not finish in time gives TimeoutError naming the seconds."""
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with pytest.raises(TimeoutError, match=r"0\.01s"):
+            await SystemClock().timeout(0.01, never)
+        assert never.cancelled()

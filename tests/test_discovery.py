@@ -418,10 +418,10 @@ class SimHandler:
 
 
 class TestDiscoveryActor:
-    async def test_refreshes_on_schedule_and_publishes_changes_only(
+    async def test_refreshes_on_schedule_and_bumps_the_revision_on_changes_only(
         self, vclock: VirtualClock, memory_bus: MemoryBus
     ) -> None:
-        """Discovery runs at start and every interval; a map is published only when it changes."""
+        """Discovery runs at start and every interval, republishing the map newly dated; a change bumps the revision."""
         sim = Simulator()
         handler = SimHandler(sim)
         ctx = Context(bus=memory_bus, clock=vclock)
@@ -432,11 +432,12 @@ class TestDiscoveryActor:
             await vclock.sleep(1800)
             sim.set_flavor("v2")
             await vclock.sleep(601)
-        assert actor.runs == 5 and [m.revision for m in maps.messages] == [1, 2]
-        assert maps.messages[1].routes["spot_ob"].path == "/api/v2/market/depth/{venue}/{pair}"
+        assert actor.runs == 5 and [m.revision for m in maps.messages] == [1, 1, 1, 2, 2]
+        assert [m.ts for m in maps.messages] == sorted({m.ts for m in maps.messages})  # each one newer
+        assert maps.messages[3].routes["spot_ob"].path == "/api/v2/market/depth/{venue}/{pair}"
         stored = await (await memory_bus.key_value("sniper_routes")).get("current")
         assert stored is not None and stored.value is not None
-        assert decode(stored.value, RouteMap) == maps.messages[1]
+        assert decode(stored.value, RouteMap) == maps.messages[3]  # stored when it changed
 
     async def test_a_flood_of_404s_costs_one_refresh(self, vclock: VirtualClock, memory_bus: MemoryBus) -> None:
         """Many not_found reports at once trigger a single rediscovery; 'no route' reports trigger none."""

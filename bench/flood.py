@@ -1,0 +1,116 @@
+"""Signals under a sustained forged flood vs none, in one run.
+
+Setup: the pipeline as `sniper run` builds it (scheduler, assembler, circuit
+supervisor, flags, five fetchers) for 3 assets, interval 1 s, window 0.6 s,
+against the reference backend in its own process (with cycle_latency's injected
+latencies: whale 40 ms, heatmap 80 ms, spot_ob 120 ms, bias 30 ms), on an embedded nats-server
+(no users: the flood stands for a buggy or hostile client that got in).
+A second process, `sniper.hostile`, publishes forged and junk messages on
+every subject sniper subscribes to, as fast as one connection can.
+
+Per scenario, for the cycles that started while it ran: signals delivered
+per asset-cycle, the share of modules that answered ok, and how many forged
+messages went out. Scenarios alternate (quiet, flood, quiet, flood, ...).
+
+    python bench/flood.py [--seconds 15] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cycle_latency import start_backend  # the reference backend in its own process (bench/ is on the path)
+
+from actors import NatsBus
+from actors.logs import configure
+from actors.testing import Recorder
+from messages import Signal, Subjects
+from sniper.app import run_pipeline
+from sniper.config import Settings
+from sniper.embedded import EmbeddedNats
+
+ASSETS = ("SOL", "BTC", "ETH")
+INTERVAL = 1.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def scenario(nats_url: str, backend: str, seconds: float, *, flood: bool) -> dict[str, float]:
+    settings = Settings(nats=nats_url, backend=backend, assets=ASSETS, interval=INTERVAL, window=0.6)
+    observer = await NatsBus.connect(nats_url, name="bench-observer")
+    signals = await Recorder[Signal](observer, Subjects().signal_all(), Signal).start()
+    sent = 0
+    try:
+        async with run_pipeline(settings):
+            await signals.wait_for(lambda ss: {s.asset for s in ss} == set(ASSETS), timeout=20)
+            loop = asyncio.get_running_loop()
+            first = len(signals.messages)
+            started, wall_from = loop.time(), time.time()
+            if flood:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "sniper.hostile", "--nats", nats_url, "--seconds", str(seconds),
+                    cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                out, _ = await proc.communicate()
+                sent = int(out.decode().strip() or 0)
+            else:
+                await asyncio.sleep(seconds)
+            elapsed, wall_to = loop.time() - started, time.time()
+            await asyncio.sleep(INTERVAL + 1)  # let the cycles started inside the period finish
+            got = signals.messages[first:]
+    finally:
+        await observer.close()
+    # The cycles that started while the scenario ran, and how many there should have been.
+    got = [s for s in got if wall_from <= s.started < wall_to]
+    cycles = {(s.asset, s.cycle) for s in got}
+    expected = len(ASSETS) * elapsed / INTERVAL
+    ok = [sum(st.status == "ok" for st in s.modules.values()) / len(s.modules) for s in got]
+    return {
+        "seconds": elapsed,
+        "signals_per_expected": len(cycles) / expected,
+        "ok_share": statistics.fmean(ok) if ok else 0.0,
+        "forged": sent,
+        "forged_per_s": sent / elapsed if flood else 0.0,
+    }
+
+
+async def main(seconds: float, rounds: int) -> None:
+    configure("warning")
+    proc, backend = await start_backend([])
+    results: dict[str, list[dict[str, float]]] = {"quiet": [], "flood": []}
+    try:
+        async with EmbeddedNats() as server:
+            for _ in range(rounds):
+                for name in ("quiet", "flood"):
+                    results[name].append(await scenario(server.url, backend, seconds, flood=name == "flood"))
+                    print(name, results[name][-1], flush=True)
+    finally:
+        proc.terminate()
+        await proc.wait()
+    quiet = statistics.median(r["signals_per_expected"] for r in results["quiet"])
+    flood = statistics.median(r["signals_per_expected"] for r in results["flood"])
+    print()
+    print("| scenario | signals per expected asset-cycle (median) | modules ok (median) | forged msg/s |")
+    print("| --- | --- | --- | --- |")
+    for name in ("quiet", "flood"):
+        rs = results[name]
+        print(
+            f"| {name} | {statistics.median(r['signals_per_expected'] for r in rs):.3f} "
+            f"| {statistics.median(r['ok_share'] for r in rs):.3f} "
+            f"| {statistics.median(r['forged_per_s'] for r in rs):,.0f} |"
+        )
+    print(f"| **flood / quiet** | **{100 * flood / quiet:.1f} %** (target >= 95 %) | | |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, args.rounds))

@@ -1,0 +1,417 @@
+"""The bus is a trust boundary: forged or oversized messages cannot silence or steer the pipeline.
+
+One test per finding of the hostile probe (issue 9), in virtual time on the
+in-memory bus; `tests/test_flood.py` repeats the flood over a real nats-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import msgspec
+import pytest
+
+from actors import ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from actors.actor import Actor
+from actors.assembler import MAX_EARLY_WINDOWS, SignalAssembler
+from actors.circuit import ALL, MAX_LISTED, CircuitPolicy, CircuitSupervisor, CircuitView
+from actors.fetchers import FETCHERS, MODULES
+from actors.flags import FlagKeeper
+from actors.scheduler import Scheduler
+from actors.supervisor import RestartPolicy
+from actors.testing import FakeBackend, Recorder
+from actors.upstream import MockTransport, UpstreamClient
+from messages import (
+    ActorGaveUp,
+    CircuitCommand,
+    CircuitReply,
+    CircuitState,
+    Degraded,
+    FlagChanged,
+    FlagCommand,
+    Health,
+    Heartbeat,
+    ModuleData,
+    RouteMap,
+    Signal,
+    Tick,
+    decode,
+    encode,
+)
+from messages.errors import ActorFailedError
+from sniper.app import wait_for_stop
+
+from . import samples
+
+ETF = samples.PATHS["etf"]
+ASSETS = ("SOL", "BTC")
+
+
+class World:
+    """The whole pipeline for two assets on the in-memory bus, wired as sniper.app wires it."""
+
+    def __init__(self, clock: VirtualClock, bus: MemoryBus) -> None:
+        self.clock = clock
+        self.bus = bus
+        self.ctx = Context(bus=bus, clock=clock, host="test")
+        self.subjects = self.ctx.subjects
+        self.backend = FakeBackend(clock, samples.BODIES)
+        self.policy = CircuitPolicy()
+        upstream = UpstreamClient("http://backend.test", MockTransport(self.backend), clock=clock)
+        self.fetchers = [FETCHERS[m](upstream, assets=ASSETS, max_hold=self.policy.max_hold) for m in MODULES]
+        self.circuits = CircuitSupervisor(policy=self.policy, modules=MODULES, assets=ASSETS, rng=random.Random(2))
+        self.assembler = SignalAssembler(modules=MODULES, assets=ASSETS)
+        self.scheduler = Scheduler(ASSETS, modules=MODULES, interval=5.0, window=3.0, rng=random.Random(1))
+        self.actors: list[Actor] = [
+            FlagKeeper({m: True for m in MODULES}),
+            self.circuits,
+            *self.fetchers,
+            self.assembler,
+            self.scheduler,
+        ]
+
+    async def forge(self, subject: str, msg: msgspec.Struct) -> None:
+        await self.bus.publish(subject, msgspec.json.encode(msg))
+
+    def fetcher(self, module: str) -> Actor:
+        return next(f for f in self.fetchers if getattr(f, "module", None) == module)
+
+
+@pytest.fixture
+async def world(vclock: VirtualClock, memory_bus: MemoryBus) -> World:
+    return World(vclock, memory_bus)
+
+
+def running_without_restarts(actors: list[Actor]) -> bool:
+    return all(a.state is ActorState.RUNNING and a.restarts == 0 for a in actors)
+
+
+class TestOversizeWindow:
+    async def test_forged_reports_for_unknown_modules_cannot_bloat_a_signal(self, world: World) -> None:
+        """12,000 degraded reports with distinct module names for one window are refused; the signal stays small."""
+        signals = await Recorder[Signal](world.bus, world.subjects.signal("SOL"), Signal).start()
+        async with Supervisor(world.ctx, world.actors):
+            await world.clock.sleep(4.5)  # inside the second SOL cycle (cycle 1 ticks at t=5)
+            for i in range(12_000):
+                forged = Degraded(
+                    module=f"m{i}", asset="SOL", cycle=1, ts=world.clock.now(), reason="upstream_error", called=True
+                )
+                await world.forge(world.subjects.degraded(f"m{i}", "SOL"), forged)
+            await world.clock.sleep(20)
+            assert running_without_restarts(world.actors)
+        # Refused by the assembler, or dropped unread by its per-asset queue bound (ASSET_PENDING).
+        assert world.assembler.bad_messages + world.bus.stats.slow_consumer_drops >= 12_000
+        assert all(set(s.modules) == set(MODULES) for s in signals.messages)
+        assert all(len(encode(s)) < 4096 for s in signals.messages)
+        assert [s.cycle for s in signals.messages] == list(range(len(signals.messages)))
+
+    async def test_reports_ahead_of_their_tick_open_a_bounded_number_of_windows(self, world: World) -> None:
+        """Reports for cycles nobody ticked open at most MAX_EARLY_WINDOWS windows per asset."""
+        async with Supervisor(world.ctx, [world.assembler]):
+            for cycle in range(1000, 1100):
+                report = Degraded(module="whale", asset="SOL", cycle=cycle, ts=world.clock.now(), reason="timeout")
+                await world.forge(world.subjects.degraded("whale", "SOL"), report)
+            await world.clock.sleep(0.01)  # far less than a window: none has closed yet
+            assert len(world.assembler._open) == MAX_EARLY_WINDOWS
+            assert world.assembler.bad_messages == 100 - MAX_EARLY_WINDOWS
+
+
+class TestPublishErrorsAreData:
+    async def test_a_message_over_the_broker_limit_is_counted_not_fatal(self, vctx: Context) -> None:
+        """An actor publishing more than max_payload gets False back, a log line and a metric; it keeps running."""
+
+        class Loud(Actor):
+            name = "loud"
+            heartbeat_interval = None
+
+            async def run(self) -> None:
+                huge = FlagChanged(flag="ETF", enabled=True, ts=0.0, why="x" * 50)
+                vctx.bus.max_payload = 100  # smaller than the message: the broker would refuse it
+                self.sent = await self.publish("sniper.test", huge)
+
+        actor = Loud()
+        async with Supervisor(vctx, [actor]):
+            await vctx.clock.sleep(1)
+            assert actor.state is ActorState.RUNNING and actor.restarts == 0
+        assert actor.sent is False
+        assert vctx.metrics.publish_errors.labels("loud", "too_large")._value.get() == 1
+
+
+class TestEscalation:
+    async def test_giving_up_on_an_actor_ends_the_process_with_a_clear_error(self, vctx: Context) -> None:
+        """Past its restart intensity: ActorGaveUp is published, then wait_for_stop raises ActorFailedError."""
+
+        class Broken(Actor):
+            name = "broken"
+            heartbeat_interval = None
+
+            async def run(self) -> None:
+                raise RuntimeError("always")
+
+        events = await Recorder[ActorGaveUp](vctx.bus, vctx.subjects.actor_event("broken"), ActorGaveUp).start()
+        sup = Supervisor(vctx, [Broken()], policy=RestartPolicy(max_restarts=2, period=60))
+        await sup.start()
+        try:
+            with pytest.raises(ActorFailedError, match="broken"):
+                await asyncio.wait_for(wait_for_stop(None, supervisor=sup), 5)
+        finally:
+            await sup.stop()
+        assert sup.gave_up.is_set() and events.messages and events.messages[0].actor == "broken"
+
+    def test_the_cli_maps_it_to_exit_status_3(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`sniper run` exits 3 when an actor failed, so systemd or compose restarts the process."""
+        import sniper.demo
+        from sniper.cli import EXIT_ACTOR_FAILED, main
+
+        async def failing_run(settings: object, duration: object) -> int:
+            raise ActorFailedError("actor fetch-whale exceeded its restart intensity")
+
+        monkeypatch.setattr(sniper.demo, "run", failing_run)
+        assert main(["run", "--backend", "http://127.0.0.1:9"]) == EXIT_ACTOR_FAILED == 3
+
+
+class TestForgedControl:
+    async def test_a_tick_from_the_far_future_does_not_stop_an_asset(self, world: World) -> None:
+        """A Tick dated 1e15 is refused by assembler and fetchers; BTC keeps getting signals."""
+        signals = await Recorder[Signal](world.bus, world.subjects.signal("BTC"), Signal).start()
+        async with Supervisor(world.ctx, world.actors):
+            await world.clock.sleep(1)
+            forged = Tick(asset="BTC", cycle=5, ts=1e15, deadline=1e15 + 3)
+            await world.forge(world.subjects.tick("BTC"), forged)
+            await world.clock.sleep(30)
+        assert world.assembler.bad_messages >= 1
+        assert [s.cycle for s in signals.messages] == list(range(6)) and all(s.complete for s in signals.messages)
+
+    async def test_reset_clears_a_breaker_the_supervisor_never_issued(self, world: World) -> None:
+        """A forged open breaker held by a fetcher is cleared by `circuit reset`, though the supervisor knew nothing."""
+        whale = world.fetcher("whale")
+        async with Supervisor(world.ctx, world.actors):
+            now = world.clock.now()
+            forged = CircuitState(module="whale", scope="SOL", state="open", ts=now, until=now + 500, cause="transient")
+            await world.forge(world.subjects.circuit("whale"), forged)
+            await world.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", world.clock.now()) is not None  # type: ignore[attr-defined]
+            env = await world.bus.request(
+                world.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="whale")), timeout=1
+            )
+            assert decode(env.data, CircuitReply).ok
+            await world.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", world.clock.now()) is None  # type: ignore[attr-defined]
+            stored = await (await world.bus.key_value("sniper_circuits")).get("whale.all")
+            assert stored is not None and stored.value and decode(stored.value, CircuitState).state == "closed"
+
+    @pytest.mark.parametrize(
+        "forged",
+        [
+            pytest.param(lambda now: dict(ts=1e12, until=1e12 + 60), id="dated-in-the-future"),
+            pytest.param(lambda now: dict(ts=now, until=now + 10 * 86400), id="held-for-ten-days"),
+        ],
+    )
+    async def test_breaker_states_beyond_the_policy_are_refused(self, world: World, forged) -> None:
+        """A fetcher refuses breaker states dated ahead of its clock or held longer than the policy allows."""
+        whale = world.fetcher("whale")
+        async with Supervisor(world.ctx, world.actors):
+            state = CircuitState(module="whale", scope=ALL, state="quarantined", **forged(world.clock.now()))
+            await world.forge(world.subjects.circuit("whale"), state)
+            await world.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", world.clock.now()) is None  # type: ignore[attr-defined]
+            assert whale.bad_messages == 1
+
+    async def test_discovery_republishes_and_wins_over_a_forged_route_map(self, world: World) -> None:
+        """A forged map with a huge revision steers fetchers only until discovery's next refresh."""
+        from actors.discovery import DiscoveryActor
+
+        world.backend = FakeBackend(world.clock, samples.BODIES)
+        upstream = UpstreamClient("http://backend.test", MockTransport(world.backend), clock=world.clock)
+        discovery = DiscoveryActor(upstream, modules=MODULES, refresh_interval=60, probe_asset="SOL")
+        whale = world.fetcher("whale")
+        async with Supervisor(world.ctx, [discovery, whale]):
+            real = whale.route  # type: ignore[attr-defined]
+            forged = RouteMap(ts=world.clock.now(), source="openapi", revision=10**9)
+            await world.forge(world.subjects.routes(), forged)
+            await world.clock.sleep(0.1)
+            assert whale.route is None  # type: ignore[attr-defined]
+            await world.clock.sleep(61)
+            assert whale.route == real  # type: ignore[attr-defined]
+
+    async def test_a_route_map_from_the_future_is_refused(self, world: World) -> None:
+        """A map dated beyond the clock skew cannot outrank every real one."""
+        whale = world.fetcher("whale")
+        async with Supervisor(world.ctx, [whale]):
+            real = whale.route  # type: ignore[attr-defined]
+            await world.forge(world.subjects.routes(), RouteMap(ts=1e12, source="openapi", revision=10**9))
+            await world.clock.sleep(0.1)
+        assert whale.route == real and whale.bad_messages == 1  # type: ignore[attr-defined]
+
+
+class TestQuarantineOnlyLiftsForReal:
+    async def _quarantined(self, world: World) -> None:
+        world.backend.fail(ETF, 402)
+        await world.clock.sleep(6)
+        assert world.backend.count(ETF) == 1
+
+    async def test_forged_flag_event_no_op_flag_set_and_forged_data_cost_no_paid_call(self, world: World) -> None:
+        """A forged flags.changed, an on->on flag set and a forged ETF success each leave the quarantine in place."""
+        async with Supervisor(world.ctx, world.actors):
+            await self._quarantined(world)
+            now = world.clock.now()
+            await world.forge(world.subjects.flags_changed(), FlagChanged(flag="ETF", enabled=True, ts=now))
+            await world.bus.request(
+                world.subjects.command("flags"), encode(FlagCommand(flag="ETF", enabled=True)), timeout=1
+            )
+            payload = msgspec.convert(samples.BODIES[ETF], FETCHERS["etf"].payload_type)
+            await world.forge(
+                world.subjects.data("etf", "SOL"),
+                ModuleData(module="etf", asset="SOL", cycle=2, ts=now, payload=payload),  # type: ignore[arg-type]
+            )
+            await world.clock.sleep(60)
+        assert world.backend.count(ETF) == 1
+
+    async def test_a_real_off_on_switch_still_lifts_it(self, world: World) -> None:
+        """Switching the flag off and on again (in the bucket) is a real transition: the next cycle calls again."""
+        async with Supervisor(world.ctx, world.actors):
+            await self._quarantined(world)
+            world.backend.heal(ETF)
+            for enabled in (False, True):
+                await world.bus.request(
+                    world.subjects.command("flags"), encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1
+                )
+            await world.clock.sleep(10)
+        assert world.backend.count(ETF) == 2
+
+
+class TestBoundedState:
+    async def test_forged_traffic_for_unknown_assets_and_modules_keeps_no_state(self, world: World) -> None:
+        """10,000 forged messages for random assets and modules leave no window, breaker or metric series behind."""
+        health = await Recorder[Health](world.bus, world.subjects.health_all(), Health).start()
+        rng = random.Random(9)
+        async with Supervisor(world.ctx, world.actors):
+            await world.clock.sleep(6)
+            series_before = len(list(world.ctx.metrics.registry.collect()))
+            samples_before = sum(len(m.samples) for m in world.ctx.metrics.registry.collect())
+            for i in range(10_000):
+                asset = f"X{rng.randrange(10**6)}"
+                now = world.clock.now()
+                match i % 4:
+                    case 0:
+                        msg: msgspec.Struct = Tick(asset=asset, cycle=i, ts=now, deadline=now + 3)
+                        subject = world.subjects.tick(asset)
+                    case 1:
+                        msg = Degraded(module="whale", asset=asset, cycle=i, ts=now, reason="timeout", called=True)
+                        subject = world.subjects.degraded("whale", asset)
+                    case 2:
+                        msg = Degraded(module=f"m{i}", asset="SOL", cycle=1, ts=now, reason="timeout", called=True)
+                        subject = world.subjects.degraded(f"m{i}", "SOL")
+                    case _:
+                        msg = Heartbeat(actor=f"a{i}", ts=now, state="running")
+                        subject = world.subjects.heartbeat(f"a{i}")
+                await world.forge(subject, msg)
+            await world.clock.sleep(20)
+            samples_after = sum(len(m.samples) for m in world.ctx.metrics.registry.collect())
+            assert running_without_restarts(world.actors)
+        assert {k[0] for k in world.assembler._open} <= set(ASSETS)
+        assert {k[1] for k in world.circuits.breakers} <= {*ASSETS, ALL}
+        assert len(list(world.ctx.metrics.registry.collect())) == series_before
+        # The real assets' cycles add samples for SOL/BTC only; nothing per forged asset or module.
+        assert samples_after - samples_before < 50
+        assert {h.asset for h in health.messages} == set(ASSETS)
+
+    async def test_the_circuit_list_reply_is_bounded(self, vctx: Context) -> None:
+        """However many breakers exist, a list reply carries at most MAX_LISTED states."""
+        sup = CircuitSupervisor()
+        async with Supervisor(vctx, [sup]):
+            now = vctx.clock.now()
+            for i in range(MAX_LISTED + 50):
+                sup._breaker("whale", f"A{i}")
+            env = await vctx.bus.request(
+                vctx.subjects.command("circuit"), encode(CircuitCommand(action="list")), timeout=1
+            )
+            assert len(decode(env.data, CircuitReply).circuits) == MAX_LISTED
+            assert now == vctx.clock.now()
+
+
+class TestCircuitViewReset:
+    def test_a_module_wide_reset_drops_every_scope(self) -> None:
+        """A closed 'all' state caused by a reset clears older states of every scope."""
+        view = CircuitView("whale")
+        view.update(CircuitState(module="whale", scope="SOL", state="open", ts=10, until=500, cause="transient"))
+        view.update(CircuitState(module="whale", scope="BTC", state="open", ts=30, until=500, cause="transient"))
+        view.update(CircuitState(module="whale", scope=ALL, state="closed", ts=20, cause="reset"))
+        assert view.deny("SOL", 100) is None
+        assert view.deny("BTC", 100) is not None  # newer than the reset: kept
+
+
+class TestPublishedIsBoundedByConstruction:
+    def test_a_hostile_spec_cannot_make_the_route_map_undecodable(self) -> None:
+        """Over-long paths become unusable routes, long texts are cut: the published map always decodes."""
+        from actors.capabilities import Binding
+        from actors.discovery import Discovery, route_map
+        from messages.routes import Route
+
+        long_path = "/" + "a" * 5000
+        found = Discovery(
+            spec_path="/openapi.json",
+            spec_version="3." + "1" * 1000,
+            spec_problem=None,
+            bindings={
+                "whale": Binding("whale", route=Route(module="whale", path=long_path), notes=["n" * 10**6] * 100),
+                "bias": Binding("bias", route=Route(module="bias", path="/bias")),
+                "etf": Binding("etf", reason="r" * 10**6),
+            },
+        )
+        published = route_map(found, VirtualClock(), revision=1)
+        back = decode(encode(published), RouteMap)
+        assert set(back.routes) == {"bias"}
+        assert "exceeds the wire limits" in back.unusable["whale"]
+        assert len(back.unusable["etf"]) <= 500 and len(back.notes["whale"]) <= 32
+
+    async def test_a_huge_crash_message_still_makes_a_decodable_event(self, vctx: Context) -> None:
+        """An actor dying of a 10 kB exception message still yields an ActorRestarted bots can decode."""
+        from messages import ActorRestarted
+
+        class Wordy(Actor):
+            name = "wordy"
+            heartbeat_interval = None
+
+            async def run(self) -> None:
+                raise RuntimeError("x" * 10_000)
+
+        events = await Recorder[ActorRestarted](vctx.bus, vctx.subjects.actor_event("wordy"), ActorRestarted).start()
+        async with Supervisor(vctx, [Wordy()], policy=RestartPolicy(max_restarts=1, period=60)):
+            await vctx.clock.sleep(5)
+        assert events.messages and len(events.messages[0].error) <= 1000
+
+
+@pytest.mark.nats
+class TestOverRealNats:
+    async def test_the_configured_skew_reaches_the_actors_and_refuses_a_forged_tick(self, nats_server) -> None:
+        """`--max-clock-skew 5`: a tick dated 10 s ahead is refused (counted) by the real pipeline's actors."""
+        from actors import NatsBus
+        from marketsim import serve
+        from sniper.app import run_pipeline
+        from sniper.config import Settings
+
+        async with serve(port=0, seed=5) as backend:
+            settings = Settings(
+                nats=nats_server.url, backend=backend.url, assets=("SOL",), interval=1.0, window=0.6, max_clock_skew=5
+            )
+            async with run_pipeline(settings) as running:
+                assert running.ctx.max_clock_skew == 5
+                forger = await NatsBus.connect(nats_server.url, name="forger")
+                try:
+                    now = running.ctx.clock.now() + 10
+                    await forger.publish(
+                        running.ctx.subjects.tick("SOL"),
+                        encode(Tick(asset="SOL", cycle=10**6, ts=now, deadline=now + 1)),
+                    )
+                    await forger.flush()
+                finally:
+                    await forger.close()
+                assembler = running.supervisor.actors["assembler"]
+                await running.bus.flush()
+                for _ in range(100):  # the refusal is counted as the message is handled
+                    if assembler.bad_messages:
+                        break
+                    await asyncio.sleep(0.01)
+                assert assembler.bad_messages == 1 and not [k for k in assembler._open if k[1] == 10**6]  # type: ignore[attr-defined]
