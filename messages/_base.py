@@ -67,9 +67,60 @@ MAX_PATH = 2048
 #: Longest short term: a parameter name or value, a symbol form, a spec version.
 MAX_TERM = 128
 
-Asset = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$", description="Base asset, e.g. SOL")]
-Module = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Module name, e.g. spot_ob")]
+ASSET_PATTERN = r"^[A-Z0-9]{1,20}$"
+MODULE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+Asset = Annotated[str, msgspec.Meta(pattern=ASSET_PATTERN, description="Base asset, e.g. SOL")]
+Module = Annotated[str, msgspec.Meta(pattern=MODULE_PATTERN, description="Module name, e.g. spot_ob")]
 Modules = Annotated[tuple[Module, ...], msgspec.Meta(max_length=MAX_MODULES)]
+
+
+class _Names:
+    """Names already seen valid, so the hot path checks a set instead of running a regex.
+
+    msgspec runs a `pattern` through Python's `re` on every decode: for a Tick
+    (an asset and its modules) that was most of the decode time. The messages
+    every cycle carries (Tick, ModuleData, Degraded) bound the length in the
+    decoder and check the characters in `__post_init__` through this memo; the
+    JSON Schema shows the same pattern. At most `limit` names are remembered,
+    so a flood of distinct valid names costs a regex each, never memory.
+    """
+
+    __slots__ = ("_match", "_seen", "limit", "pattern", "what")
+
+    def __init__(self, pattern: str, what: str, *, limit: int = 4096) -> None:
+        self.pattern, self.what, self.limit = pattern, what, limit
+        self._match = re.compile(pattern).match
+        self._seen: set[str] = set()
+
+    def check(self, value: str) -> None:
+        if value in self._seen:
+            return
+        if not self._match(value):
+            raise ValueError(f"{self.what} {value!r}: expected `str` matching regex {self.pattern!r}")
+        if len(self._seen) < self.limit:
+            self._seen.add(value)
+
+
+ASSET_NAMES = _Names(ASSET_PATTERN, "asset")
+MODULE_NAMES = _Names(MODULE_PATTERN, "module")
+#: An asset or module on the per-cycle messages: length bounded by the decoder,
+#: characters checked by `ASSET_NAMES` / `MODULE_NAMES` in `__post_init__`.
+CycleAsset = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=20, extra_json_schema={"pattern": ASSET_PATTERN}, description="Base asset, e.g. SOL"
+    ),
+]
+CycleModule = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=32,
+        extra_json_schema={"pattern": MODULE_PATTERN},
+        description="Module name, e.g. spot_ob",
+    ),
+]
 V = TypeVar("V")
 #: A dict keyed by module name: ``ByModule[ModuleStatus]``.
 ByModule = Annotated[dict[Module, V], msgspec.Meta(max_length=MAX_MODULES)]

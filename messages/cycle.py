@@ -7,10 +7,15 @@ from typing import Annotated, Literal
 import msgspec
 
 from ._base import (
+    ASSET_NAMES,
+    MAX_MODULES,
+    MODULE_NAMES,
     Asset,
     ByModule,
     Count,
     Cycle,
+    CycleAsset,
+    CycleModule,
     Detail,
     LatencyMs,
     Message,
@@ -31,16 +36,19 @@ class Tick(Message, frozen=True, kw_only=True):
     `deadline` is after `ts`: a tick that ends before it starts is rejected.
     """
 
-    asset: Asset
+    asset: CycleAsset
     cycle: Cycle
     ts: Timestamp
     deadline: Timestamp
-    modules: Modules = ()
+    modules: Annotated[tuple[CycleModule, ...], msgspec.Meta(max_length=MAX_MODULES)] = ()
 
     def __post_init__(self) -> None:
-        # On decode, msgspec turns this ValueError into a ValidationError (a DecodeError).
+        # On decode, msgspec turns these ValueErrors into a ValidationError (a DecodeError).
         if not self.deadline > self.ts:
             raise ValueError(f"deadline ({self.deadline}) must be after ts ({self.ts})")
+        ASSET_NAMES.check(self.asset)
+        for module in self.modules:
+            MODULE_NAMES.check(module)
 
 
 ModuleStatusName = Literal["ok", "degraded", "disabled", "missing"]

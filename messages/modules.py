@@ -22,7 +22,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from ._base import Asset, Cycle, Detail, HttpStatus, LatencyMs, Message, Module, Seconds, Timestamp
+from ._base import (
+    ASSET_NAMES,
+    MODULE_NAMES,
+    Cycle,
+    CycleAsset,
+    CycleModule,
+    Detail,
+    HttpStatus,
+    LatencyMs,
+    Message,
+    Seconds,
+    Timestamp,
+)
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -161,12 +173,16 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
 class ModuleData(Message, frozen=True, kw_only=True):
     """A module answered for (asset, cycle). Published on ``data.<module>.<ASSET>``."""
 
-    module: Module
-    asset: Asset
+    module: CycleModule
+    asset: CycleAsset
     cycle: Cycle
     ts: Timestamp
     latency_ms: LatencyMs = 0.0
     payload: ModulePayload
+
+    def __post_init__(self) -> None:
+        MODULE_NAMES.check(self.module)
+        ASSET_NAMES.check(self.asset)
 
 
 class Degraded(Message, frozen=True, kw_only=True):
@@ -177,8 +193,8 @@ class Degraded(Message, frozen=True, kw_only=True):
     `detail` is at most 500 characters; `retry_after` at most 1e9 seconds.
     """
 
-    module: Module
-    asset: Asset
+    module: CycleModule
+    asset: CycleAsset
     cycle: Cycle
     ts: Timestamp
     reason: Reason
@@ -188,3 +204,7 @@ class Degraded(Message, frozen=True, kw_only=True):
     #: False when no upstream call was made (disabled, circuit open, no route,
     #: tick already late): the breaker must not read it as the backend's answer.
     called: bool = True
+
+    def __post_init__(self) -> None:
+        MODULE_NAMES.check(self.module)
+        ASSET_NAMES.check(self.asset)

@@ -215,3 +215,24 @@ class TestSchema:
         names = {ref["$ref"].rsplit("/", 1)[1] for ref in schema["anyOf"]}
         assert names == {t.__name__ for t in m.AnyMessage.__args__}
         assert schema["$defs"]["Signal"]["properties"]["score"]["maximum"] == 1
+
+
+class TestCycleNames:
+    def test_valid_names_are_remembered_up_to_the_limit(self) -> None:
+        """The memo of valid names stops growing at its limit; names past it are still checked, every time."""
+        from messages._base import ASSET_PATTERN, _Names
+
+        names = _Names(ASSET_PATTERN, "asset", limit=100)
+        for i in range(1000):
+            names.check(f"A{i}")
+        assert len(names._seen) == 100
+        with pytest.raises(ValueError, match="matching regex"):
+            names.check("a.b")
+
+    @pytest.mark.parametrize("field, value", [("asset", "sol"), ("asset", "S.L"), ("module", "E T"), ("module", "Etf")])
+    def test_per_cycle_messages_refuse_bad_names_like_the_schema(self, field: str, value: str) -> None:
+        """Degraded checks asset and module characters as the schema's pattern says, though not by msgspec regex."""
+        doc = {"type": "degraded", "module": "etf", "asset": "SOL", "cycle": 1, "ts": 1.0, "reason": "timeout"}
+        doc[field] = value
+        with pytest.raises(m.DecodeError, match="matching regex"):
+            m.decode(msgspec.json.encode(doc), m.Degraded)
