@@ -92,8 +92,8 @@ class SignalAssembler(Actor):
         s = self.subjects
         return [
             *subs_for(s.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick),
-            *subs_for(s.data_for(self.assets), ModuleData, self.on_report, accept=self.accept_report),
-            *subs_for(s.degraded_for(self.assets), Degraded, self.on_report, accept=self.accept_report),
+            *subs_for(s.data_for(self.assets, self.modules), ModuleData, self.on_report, accept=self.accept_report),
+            *subs_for(s.degraded_for(self.assets, self.modules), Degraded, self.on_report, accept=self.accept_report),
         ]
 
     # -- what is accepted -----------------------------------------------------------

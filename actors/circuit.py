@@ -160,8 +160,8 @@ class CircuitSupervisor(Actor):
     def subscriptions(self) -> Iterable[Sub]:
         s = self.subjects
         return [
-            *subs_for(s.data_for(self.assets), ModuleData, self.on_outcome, accept=self.accept_outcome),
-            *subs_for(s.degraded_for(self.assets), Degraded, self.on_outcome, accept=self.accept_outcome),
+            *subs_for(s.data_for(self.assets, self.modules), ModuleData, self.on_outcome, accept=self.accept_outcome),
+            *subs_for(s.degraded_for(self.assets, self.modules), Degraded, self.on_outcome, accept=self.accept_outcome),
             Sub(
                 self.subjects.command("circuit"),
                 CircuitCommand,

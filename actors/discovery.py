@@ -186,7 +186,10 @@ class DiscoveryActor(Actor):
 
     def subscriptions(self) -> Iterable[Sub]:
         return subs_for(
-            self.subjects.degraded_for(self.assets), Degraded, self.on_degraded, accept=self.accept_degraded
+            self.subjects.degraded_for(self.assets, self.modules),
+            Degraded,
+            self.on_degraded,
+            accept=self.accept_degraded,
         )
 
     def accept_degraded(self, msg: Degraded) -> str | None:

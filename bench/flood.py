@@ -41,7 +41,7 @@ INTERVAL = 1.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def scenario(nats_url: str, backend: str, seconds: float, *, flood: bool) -> dict[str, float]:
+async def scenario(nats_url: str, backend: str, seconds: float, *, flood: str | None) -> dict[str, float]:
     settings = Settings(nats=nats_url, backend=backend, assets=ASSETS, interval=INTERVAL, window=0.6)
     observer = await NatsBus.connect(nats_url, name="bench-observer")
     signals = await Recorder[Signal](observer, Subjects().signal_all(), Signal).start()
@@ -52,9 +52,12 @@ async def scenario(nats_url: str, backend: str, seconds: float, *, flood: bool) 
             loop = asyncio.get_running_loop()
             first = len(signals.messages)
             started, wall_from = loop.time(), time.time()
-            if flood:
+            if flood is not None:
+                # "niced": the attacker's CPU is not ours (in production it runs on another
+                # host); it still sends as fast as one connection can with what CPU is spare.
+                nice = ["nice", "-n", "19"] if flood == "niced" else []
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "sniper.hostile", "--nats", nats_url, "--seconds", str(seconds),
+                    *nice, sys.executable, "-m", "sniper.hostile", "--nats", nats_url, "--seconds", str(seconds),
                     cwd=ROOT, stdout=asyncio.subprocess.PIPE,
                 )  # fmt: skip
                 out, _ = await proc.communicate()
@@ -76,36 +79,39 @@ async def scenario(nats_url: str, backend: str, seconds: float, *, flood: bool) 
         "signals_per_expected": len(cycles) / expected,
         "ok_share": statistics.fmean(ok) if ok else 0.0,
         "forged": sent,
-        "forged_per_s": sent / elapsed if flood else 0.0,
+        "forged_per_s": sent / elapsed if flood is not None else 0.0,
     }
+
+
+SCENARIOS = {"quiet": None, "flood": "flood", "flood (attacker niced)": "niced"}
 
 
 async def main(seconds: float, rounds: int) -> None:
     configure("warning")
     proc, backend = await start_backend([])
-    results: dict[str, list[dict[str, float]]] = {"quiet": [], "flood": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in SCENARIOS}
     try:
-        async with EmbeddedNats() as server:
-            for _ in range(rounds):
-                for name in ("quiet", "flood"):
-                    results[name].append(await scenario(server.url, backend, seconds, flood=name == "flood"))
-                    print(name, results[name][-1], flush=True)
+        for _ in range(rounds):
+            for name, flood in SCENARIOS.items():
+                # A fresh broker each time: breakers a flood opened must not carry over in the KV store.
+                async with EmbeddedNats() as server:
+                    results[name].append(await scenario(server.url, backend, seconds, flood=flood))
+                print(name, results[name][-1], flush=True)
     finally:
         proc.terminate()
         await proc.wait()
     quiet = statistics.median(r["signals_per_expected"] for r in results["quiet"])
-    flood = statistics.median(r["signals_per_expected"] for r in results["flood"])
     print()
-    print("| scenario | signals per expected asset-cycle (median) | modules ok (median) | forged msg/s |")
-    print("| --- | --- | --- | --- |")
-    for name in ("quiet", "flood"):
-        rs = results[name]
+    print("| scenario | signals per expected asset-cycle (median) | vs quiet | modules ok (median) | forged msg/s |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, rs in results.items():
+        delivered = statistics.median(r["signals_per_expected"] for r in rs)
         print(
-            f"| {name} | {statistics.median(r['signals_per_expected'] for r in rs):.3f} "
+            f"| {name} | {delivered:.3f} | {100 * delivered / quiet:.1f} % "
             f"| {statistics.median(r['ok_share'] for r in rs):.3f} "
             f"| {statistics.median(r['forged_per_s'] for r in rs):,.0f} |"
         )
-    print(f"| **flood / quiet** | **{100 * flood / quiet:.1f} %** (target >= 95 %) | | |")
+    print("target: flood / quiet >= 95 %")
 
 
 if __name__ == "__main__":

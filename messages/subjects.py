@@ -109,13 +109,21 @@ class Subjects:
         """Tick subjects of these assets (every tick when None or many)."""
         return self._per_asset(("tick",), assets)
 
-    def data_for(self, assets: Collection[str] | None) -> list[str]:
-        """ModuleData subjects of every module for these assets."""
-        return self._per_asset(("data", "*"), assets)
+    def _reports(self, kind: str, assets: Collection[str] | None, modules: Collection[str] | None) -> list[str]:
+        if assets is not None and modules is not None and len(assets) * len(modules) <= PER_ASSET_MAX:
+            # Few enough to name each (module, asset): the broker drops made-up modules too.
+            return [
+                self._join(kind, token(m, "module"), token(a, "asset")) for m in sorted(modules) for a in sorted(assets)
+            ]
+        return self._per_asset((kind, "*"), assets)
 
-    def degraded_for(self, assets: Collection[str] | None) -> list[str]:
-        """Degraded subjects of every module for these assets."""
-        return self._per_asset(("degraded", "*"), assets)
+    def data_for(self, assets: Collection[str] | None, modules: Collection[str] | None = None) -> list[str]:
+        """ModuleData subjects for these assets (and modules, when both are few)."""
+        return self._reports("data", assets, modules)
+
+    def degraded_for(self, assets: Collection[str] | None, modules: Collection[str] | None = None) -> list[str]:
+        """Degraded subjects for these assets (and modules, when both are few)."""
+        return self._reports("degraded", assets, modules)
 
     def signals_for(self, assets: Collection[str] | None) -> list[str]:
         """Signal subjects of these assets."""
