@@ -43,6 +43,7 @@ types: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bus_throughput.py
 	$(BIN)/python bench/cycle_latency.py
+	$(BIN)/python bench/flood.py
 
 docs: $(STAMP)
 	$(BIN)/sniper schema > docs/message-schema.json

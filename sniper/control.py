@@ -91,7 +91,7 @@ async def circuit_command(nats_url: str, args: argparse.Namespace, *, auth: Nats
         print(f"sniper: circuit: {reply.error}", file=sys.stderr)
         return 1
     if args.circuit_command == "reset" and not reply.circuits:
-        print(f"{args.module}: nothing to reset (every breaker closed)")
+        print(f"{args.module}: no breaker was open at the supervisor; every fetcher was told to clear its own")
     for st in sorted(reply.circuits, key=lambda c: (c.module, c.scope)):
         line = f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}"
         print(line.rstrip())
