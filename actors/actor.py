@@ -408,21 +408,32 @@ class Actor:
         shed_counter = self.ctx.metrics.shed_messages.labels(self.name)
         budget = TokenBucket(spec.max_rate, self.clock.monotonic()) if spec.max_rate is not None else None
 
+        early = 0  # deliveries waiting for on_start to finish, bounded like the subscription's queue
+        early_limit = spec.pending or ASSET_PENDING
+
         async def after_start(env: Envelope) -> None:
-            await started.wait()
+            nonlocal early
+            try:
+                await started.wait()
+            finally:
+                early -= 1
             await deliver(env)
 
         async def deliver(env: Envelope) -> None:
-            nonlocal streak
-            if budget is not None and not budget.take(self.clock.monotonic()):
-                shed_counter.inc()
-                return
+            nonlocal streak, early
             if not started.is_set():
                 # Subscribed before on_start so nothing is lost, but handled only
                 # after it, so handlers always see a fully started actor. Waiting in
                 # a task of its own: the bus may be handing the same message to
                 # other actors after this one (one subscription per subject).
+                if early >= early_limit:
+                    shed_counter.inc()
+                    return
+                early += 1
                 self.spawn(after_start(env), name=f"{self.name}.early")
+                return
+            if budget is not None and not budget.take(self.clock.monotonic()):
+                shed_counter.inc()
                 return
             streak += 1
             if streak >= _YIELD_EVERY:

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagChanged, ModuleData, decode, encode
+from messages._base import MODULE_NAMES
 from messages.control import CircuitCause
 from messages.errors import BusError, DecodeError
 
@@ -52,6 +53,9 @@ ALL = "all"  # scope of a module-wide breaker
 RESETS = frozenset({"reset", "flag_changed"})  # causes of a module-wide "everything closed"
 #: Most breaker states one ``cmd.circuit`` list reply carries (about 300 bytes each: far below 1 MiB).
 MAX_LISTED = 500
+
+
+_DEFAULT_PROBE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ class CircuitPolicy:
     quarantine: float = 3600.0
 
     #: How long a half-open breaker waits for its probe's answer before offering a new probe.
-    probe_timeout: float = 60.0
+    probe_timeout: float = _DEFAULT_PROBE_TIMEOUT
 
     @property
     def max_hold(self) -> float:
@@ -93,13 +97,47 @@ def kv_key(module: str, scope: str) -> str:
     return f"{module}.{scope}"
 
 
+def circuit_problem(
+    state: CircuitState,
+    *,
+    now: float,
+    skew: float,
+    max_hold: float,
+    modules: Collection[str] | None,
+    assets: Collection[str] | None,
+    live: bool,
+) -> str | None:
+    """Why a breaker state must not be believed, or None: the one check for events and stores alike.
+
+    Refused: a module or asset not configured here; a hold longer than the
+    policy allows; a state dated ahead of this clock (it would outrank every
+    real one). A live event must also be current: one dated more than `skew`
+    in the past, or an open state whose time is over, is a replay or a stale
+    copy (a stored state may be old: the newest wins when events come).
+    """
+    if modules is not None and state.module not in modules:
+        return f"unknown_module: a breaker for {state.module}, which is not configured here"
+    if state.scope != ALL and assets is not None and state.scope not in assets:
+        return f"unknown_asset: a breaker for {state.scope}, which is not configured here"
+    if state.until is not None and state.until - state.ts > max_hold:
+        return f"too_long: held {state.until - state.ts:.0f}s, the policy allows at most {max_hold:.0f}s"
+    if state.ts > now + skew:
+        return f"clock_skew: breaker dated {state.ts - now:+.0f}s ahead of this host's clock (limit {skew:g}s)"
+    if live and state.ts < now - skew:
+        return f"stale: breaker dated {now - state.ts:.0f}s ago (limit {skew:g}s)"
+    if live and state.state in ("open", "quarantined") and state.until is not None and state.until <= now:
+        return "stale: an open breaker whose time is already over"
+    return None
+
+
 class CircuitView:
     """A fetcher's local, read-mostly copy of its module's breakers."""
 
-    def __init__(self, module: str) -> None:
+    def __init__(self, module: str, *, probe_timeout: float = _DEFAULT_PROBE_TIMEOUT) -> None:
         self.module = module
+        self.probe_timeout = probe_timeout
         self.states: dict[str, CircuitState] = {}
-        self._probes: dict[str, tuple[float, int]] = {}
+        self._probes: dict[str, tuple[float, int, float]] = {}  # scope -> (state ts, probes used, last used at)
 
     def update(self, state: CircuitState) -> None:
         if state.scope == ALL and state.state == "closed" and state.cause in RESETS:
@@ -123,15 +161,19 @@ class CircuitView:
                 continue
             if st.state in ("open", "quarantined") and st.until is not None and now < st.until:
                 return f"{st.state} ({st.cause}) until {st.until:.0f}: {st.detail}", st.until - now
-            # half-open, or open past its end (the supervisor may be away): probes only
-            used_at, used = self._probes.get(scope, (st.ts, 0))
-            if used_at == st.ts and used >= st.probes:
+            # half-open, or open past its end (the supervisor may be away): probes only.
+            # A probe whose answer never came frees its slot after probe_timeout, here
+            # as at the supervisor, so no state can pin a module shut forever.
+            if self._probes_used(scope, st, now) >= st.probes:
                 return f"{st.state}: probe in flight", None
             probing.append((scope, st))
         for scope, st in probing:
-            used_at, used = self._probes.get(scope, (st.ts, 0))
-            self._probes[scope] = (st.ts, (used if used_at == st.ts else 0) + 1)
+            self._probes[scope] = (st.ts, self._probes_used(scope, st, now) + 1, now)
         return None
+
+    def _probes_used(self, scope: str, st: CircuitState, now: float) -> int:
+        state_ts, used, last = self._probes.get(scope, (st.ts, 0, now))
+        return used if state_ts == st.ts and now - last < self.probe_timeout else 0
 
 
 class CircuitSupervisor(Actor):
@@ -173,6 +215,16 @@ class CircuitSupervisor(Actor):
             ),
         ]
 
+    def _known_module(self, module: str) -> bool:
+        """A configured module (any subject-safe name when none are configured)."""
+        if self.modules is not None:
+            return module in self.modules
+        try:
+            MODULE_NAMES.check(module)
+        except ValueError:
+            return False
+        return True
+
     def accept_outcome(self, msg: ModuleData | Degraded) -> str | None:
         if self.modules is not None and msg.module not in self.modules:
             return f"unknown_module: {msg.module} is not configured here"
@@ -194,6 +246,20 @@ class CircuitSupervisor(Actor):
                 state = decode(entry.value or b"", CircuitState)
             except DecodeError as err:
                 self.log.warning("bad_stored_circuit", key=entry.key, reason=err.reason)
+                continue
+            refusal = circuit_problem(
+                state,
+                now=self.clock.now(),
+                skew=self.ctx.max_clock_skew,
+                max_hold=self.policy.max_hold,
+                modules=self.modules,
+                assets=self.assets,
+                live=False,
+            )
+            if refusal is None and entry.key != kv_key(state.module, state.scope):
+                refusal = f"stored under {entry.key!r}, not {kv_key(state.module, state.scope)!r}"
+            if refusal is not None:
+                self.log.warning("bad_stored_circuit", key=entry.key, reason=refusal)
                 continue
             self.breakers[(state.module, state.scope)] = _Breaker(state)
             if state.state in ("open", "quarantined") and state.until is not None:
@@ -379,6 +445,10 @@ class CircuitSupervisor(Actor):
             await self.reply(
                 env, CircuitReply(ok=False, error='reset needs a module, e.g. {"action": "reset", "module": "etf"}')
             )
+            return
+        if not self._known_module(cmd.module):
+            known = ", ".join(sorted(self.modules or ()))
+            await self.reply(env, CircuitReply(ok=False, error=f"unknown module {cmd.module[:40]!r}; known: {known}"))
             return
         changed = await self.reset(cmd.module, "reset")
         await self.reply(env, CircuitReply(ok=True, circuits=changed))

@@ -56,7 +56,7 @@ from messages.errors import BusError, DecodeError
 from messages.routes import DEFAULT_ROUTES, Route
 
 from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
-from .circuit import ALL, CircuitPolicy, CircuitView
+from .circuit import CircuitPolicy, CircuitView, circuit_problem
 from .flags import flag_name
 from .kv import KVEntry
 from .routing import RequestSettings, RouteError, build_request
@@ -189,14 +189,16 @@ class ModuleFetcher(Actor):
     def accept_routes(self, routes: RouteMap) -> str | None:
         return self._from_the_future(routes.ts, "route map ts")
 
-    def accept_circuit(self, state: CircuitState) -> str | None:
-        if state.module != self.module:
-            return f"wrong_module: a {state.module} breaker on the {self.module} subject"
-        if state.scope != ALL and self.assets is not None and state.scope not in self.assets:
-            return f"unknown_asset: a breaker for {state.scope}, which is not configured here"
-        if state.until is not None and state.until - state.ts > self.max_hold:
-            return f"too_long: held {state.until - state.ts:.0f}s, the policy allows at most {self.max_hold:.0f}s"
-        return self._from_the_future(state.ts, "breaker ts")
+    def accept_circuit(self, state: CircuitState, *, live: bool = True) -> str | None:
+        return circuit_problem(
+            state,
+            now=self.clock.now(),
+            skew=self.ctx.max_clock_skew,
+            max_hold=self.max_hold,
+            modules=(self.module,),
+            assets=self.assets,
+            live=live,
+        )
 
     async def on_start(self) -> None:
         """Start from the shared state: breakers, flag, last route map (each best-effort).
@@ -214,7 +216,7 @@ class ModuleFetcher(Actor):
                     except DecodeError as err:
                         self.log.warning("bad_stored_circuit", key=key, reason=err.reason)
                         continue
-                    refusal = self.accept_circuit(state)
+                    refusal = self.accept_circuit(state, live=False)
                     if refusal is None:
                         self.circuit.update(state)
                     else:

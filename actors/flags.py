@@ -78,6 +78,9 @@ class FlagKeeper(Actor):
     async def current(self) -> dict[str, bool]:
         flags = dict(self.defaults)
         for key, entry in (await (await self.bucket("flags")).entries()).items():
+            if key not in self.defaults:  # a key nobody configured is not a flag (and would not fit a reply)
+                self.log.warning("bad_stored_flag", flag=key[:40], reason="unknown flag")
+                continue
             try:
                 flags[key] = decode(entry.value or b"", FlagChanged).enabled
             except DecodeError as err:

@@ -256,7 +256,8 @@ class Scheduler(Actor):
     def assess(self, asset: str, cycle: int, signal: Signal | None) -> Health:
         """Judge one finished cycle and update the asset's failure count."""
         state = self.health[asset]
-        statuses = {m: st.status for m, st in (signal.modules.items() if signal else ())}
+        # Only the configured modules count (and fit a Health): a signal naming others is not ours to judge.
+        statuses = {m: st.status for m, st in (signal.modules.items() if signal else ()) if m in self.modules}
         for module in self.modules:
             statuses.setdefault(module, "missing")
         failed = tuple(sorted(m for m, s in statuses.items() if s in ("degraded", "missing")))

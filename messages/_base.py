@@ -67,8 +67,11 @@ MAX_PATH = 2048
 #: Longest short term: a parameter name or value, a symbol form, a spec version.
 MAX_TERM = 128
 
-ASSET_PATTERN = r"^[A-Z0-9]{1,20}$"
-MODULE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+# Every name pattern ends in (?!\n)$: Python's `$` also matches before a final
+# newline, so "etf\n" would pass a plain ^...$ and then break a subject. The
+# lookahead is valid ECMAScript too, so other bots' validators read it the same.
+ASSET_PATTERN = r"^[A-Z0-9]{1,20}(?!\n)$"
+MODULE_PATTERN = r"^[a-z][a-z0-9_]{0,31}(?!\n)$"
 
 Asset = Annotated[str, msgspec.Meta(pattern=ASSET_PATTERN, description="Base asset, e.g. SOL")]
 Module = Annotated[str, msgspec.Meta(pattern=MODULE_PATTERN, description="Module name, e.g. spot_ob")]
@@ -135,13 +138,19 @@ Cycle = Annotated[
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="A count or revision (below 2^53)")]
 HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=999, description="An HTTP status code")]
 ActorName = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="Actor name, a subject token, e.g. fetch-whale")
+    str,
+    msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}(?!\n)$", description="Actor name, a subject token, e.g. fetch-whale"),
 ]
-FlagName = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,31}$", description="Feature flag, e.g. SPOT_OB")]
+FlagName = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,31}(?!\n)$", description="Feature flag, e.g. SPOT_OB")
+]
 FlagArgument = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$", description="Feature flag in any case, e.g. etf")
+    str,
+    msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}(?!\n)$", description="Feature flag in any case, e.g. etf"),
 ]
-Scope = Annotated[str, msgspec.Meta(pattern=r"^(all|[A-Z0-9]{1,20})$", description="'all' (module-wide) or an asset")]
+Scope = Annotated[
+    str, msgspec.Meta(pattern=r"^(all|[A-Z0-9]{1,20})(?!\n)$", description="'all' (module-wide) or an asset")
+]
 Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
 Detail = Annotated[str, msgspec.Meta(max_length=MAX_DETAIL)]
 ErrorText = Annotated[str, msgspec.Meta(max_length=MAX_ERROR)]

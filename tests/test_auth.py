@@ -39,7 +39,6 @@ from nats.aio.msg import Msg
 
 from actors import NatsBus
 from actors.bus import Envelope
-from actors.kv import KVEntry
 from actors.nats_bus import redact_url
 from actors.testing import Recorder
 from marketsim import RunningServer, serve
@@ -354,7 +353,7 @@ class TestBot:
         await until(lambda: any("subscription" in v for v in violations(bot)))
 
     async def test_bot_reads_every_bucket(self, buses: dict[str, NatsBus]) -> None:
-        """Bucket info, get, list and watch work for the bot on flags, circuits and routes."""
+        """Bucket info and get by key work for the bot on flags, circuits and routes."""
         bot, sniper = buses["bot"], buses["sniper"]
         for name in ("flags", "circuits", "routes"):
             await self.read_bucket(bot, sniper, SUBJECTS.kv_bucket(name))
@@ -367,17 +366,23 @@ class TestBot:
         kv = await bot.key_value(bucket)
         entry = await kv.get("k1")
         assert entry is not None and entry.value == b"stored"
-        assert set(await kv.entries()) == {"k1"}
-        watched: list[bytes | None] = []
 
-        async def on_change(entry: KVEntry) -> None:
-            watched.append(entry.value)
+    async def test_bot_cannot_make_the_broker_publish_for_it(self, buses: dict[str, NatsBus]) -> None:
+        """A consumer delivering a bucket's history to sniper.tick.SOL is refused: nothing reaches the sniper."""
+        from nats.js.api import ConsumerConfig, DeliverPolicy
 
-        watch = await kv.watch(on_change)
-        await until(lambda: watched == [b"stored"])  # current values first
-        await written.put("k2", b"live")
-        await until(lambda: watched == [b"stored", b"live"])  # then live changes
-        await watch.unsubscribe()
+        bot, sniper = buses["bot"], buses["sniper"]
+        await (await sniper.key_value("sniper_routes")).put("current", b"stored")
+        listener = Listener()
+        await sniper.subscribe("sniper.tick.SOL", listener.on)
+        await sniper.flush()
+        jsm = bot.client.jsm(timeout=0.5)
+        config = ConsumerConfig(deliver_subject="sniper.tick.SOL", deliver_policy=DeliverPolicy.ALL)
+        with pytest.raises(nats.errors.TimeoutError):
+            await jsm.add_consumer("KV_sniper_routes", config)
+        await until(lambda: any("$js.api.consumer.create" in v for v in violations(bot)))
+        await sniper.flush()
+        assert listener.subjects == []
 
     async def test_bot_cannot_write_a_bucket(self, buses: dict[str, NatsBus]) -> None:
         """A put to sniper_flags is denied (it times out unanswered) and the stored value is unchanged."""
@@ -439,16 +444,18 @@ class TestOperator:
         await listener.marker(buses["operator"], "sniper.cmd.marker")
         assert listener.subjects == ["sniper.cmd.flags", "sniper.cmd.marker"]
 
-    async def test_operator_writes_flags_and_circuits_but_not_routes(self, buses: dict[str, NatsBus]) -> None:
+    @pytest.mark.parametrize("bucket", ["sniper_flags", "sniper_circuits", "sniper_routes"])
+    async def test_operator_reads_buckets_but_writes_none(self, buses: dict[str, NatsBus], bucket: str) -> None:
+        """The operator changes state only through commands: a direct put to any bucket is denied."""
         operator, sniper = buses["operator"], buses["sniper"]
-        for name in ("sniper_flags", "sniper_circuits", "sniper_routes"):
-            await (await sniper.key_value(name)).put("seed", b"1")
-        for name in ("sniper_flags", "sniper_circuits"):
-            assert await (await operator.key_value(name)).put("k", b"by operator") >= 1
-        routes = await operator.client.jetstream(timeout=0.5).key_value("sniper_routes")
+        await (await sniper.key_value(bucket)).put("seed", b"1")
+        kv = await operator.client.jetstream(timeout=0.5).key_value(bucket)
+        entry = await kv.get("seed")
+        assert entry is not None and entry.value == b"1"
         with pytest.raises(nats.errors.TimeoutError):
-            await routes.put("current", b"forged")
-        assert await (await sniper.key_value("sniper_routes")).get("current") is None
+            await kv.put("seed", b"forged")
+        stored = await (await sniper.key_value(bucket)).get("seed")
+        assert stored is not None and stored.value == b"1"
 
 
 @dataclass

@@ -430,3 +430,67 @@ class TestOverRealNats:
                         break
                     await asyncio.sleep(0.01)
                 assert assembler.bad_messages == 1 and not [k for k in assembler._open if k[1] == 10**6]  # type: ignore[attr-defined]
+
+
+class TestReviewFindings:
+    async def test_a_poisoned_circuit_command_gets_an_error_not_a_crash(self, world: World) -> None:
+        """`reset` of "etf\\n" or of a made-up module is answered ok=False; the supervisor keeps running."""
+        async with Supervisor(world.ctx, world.actors):
+            for module in ("etf\n", "zzz", "x" * 100):
+                env = await world.bus.request(
+                    world.subjects.command("circuit"),
+                    msgspec.json.encode({"type": "circuit_command", "action": "reset", "module": module}),
+                    timeout=1,
+                )
+                reply = decode(env.data, CircuitReply)
+                assert not reply.ok and reply.error
+            assert running_without_restarts(world.actors)
+        assert not [k for k in world.circuits.breakers if k[0] not in MODULES]
+
+    async def test_stale_or_misfiled_stored_breakers_are_not_restored(self, world: World) -> None:
+        """The supervisor skips stored states for other modules, filed under another key, or held too long."""
+        store = await world.bus.key_value("sniper_circuits")
+        now = world.clock.now()
+        bad = {
+            "nope.all": CircuitState(module="nope", scope=ALL, state="open", ts=now, until=now + 60),
+            "whale.BTC": CircuitState(module="whale", scope="SOL", state="open", ts=now, until=now + 60),
+            "etf.all": CircuitState(module="etf", scope=ALL, state="quarantined", ts=now, until=now + 9e6),
+        }
+        for key, state in bad.items():
+            await store.put(key, encode(state))
+        async with Supervisor(world.ctx, [world.circuits, world.fetcher("etf")]):
+            assert world.circuits.breakers == {}
+            assert world.fetcher("etf").circuit.deny("SOL", now) is None  # type: ignore[attr-defined]
+            assert running_without_restarts([world.circuits])
+
+    async def test_a_replayed_old_breaker_event_is_refused(self, world: World) -> None:
+        """A live breaker event dated minutes ago (a replay) or already over does not hold calls back."""
+        whale = world.fetcher("whale")
+        async with Supervisor(world.ctx, [whale]):
+            now = world.clock.now()
+            old = CircuitState(module="whale", scope="SOL", state="open", ts=now - 600, until=now - 500)
+            over = CircuitState(module="whale", scope="SOL", state="open", ts=now - 10, until=now - 1)
+            for state in (old, over):
+                await world.forge(world.subjects.circuit("whale"), state)
+            await world.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", world.clock.now()) is None  # type: ignore[attr-defined]
+            assert whale.bad_messages == 2
+
+    def test_an_unanswered_probe_frees_its_slot_after_the_probe_timeout(self) -> None:
+        """A half-open state whose probe never got an answer lets one more call through after 60 s, not never."""
+        view = CircuitView("whale", probe_timeout=60)
+        view.update(CircuitState(module="whale", scope=ALL, state="half_open", ts=0, probes=1))
+        assert view.deny("SOL", 1) is None  # the probe
+        assert view.deny("SOL", 30) is not None  # in flight
+        assert view.deny("SOL", 62) is None  # given up on: probe again
+
+    async def test_a_flag_key_nobody_configured_does_not_break_flags_list(self, world: World) -> None:
+        """A stray key in sniper_flags is left out of `flags list`, whose reply still decodes."""
+        from messages import FlagReply
+
+        async with Supervisor(world.ctx, world.actors[:1]):
+            store = await world.bus.key_value("sniper_flags")
+            await store.put("k", encode(FlagChanged(flag="ETF", enabled=False, ts=world.clock.now())))
+            env = await world.bus.request(world.subjects.command("flags"), encode(FlagCommand()), timeout=1)
+            reply = decode(env.data, FlagReply)
+        assert reply.ok and set(reply.flags) == {m.upper() for m in MODULES}
