@@ -441,7 +441,7 @@ class Actor:
                 # yielding: a burst on one subject (a flood of junk, say) would hold
                 # the loop until it is drained, and ticks on other subjects would wait.
                 streak = 0
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # clock-ok: a yield to the loop, not a wait
             try:
                 msg = decoder.decode(env.data, subject=env.subject)
                 refusal = accept(msg) if accept is not None else None
