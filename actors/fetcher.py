@@ -181,13 +181,10 @@ class ModuleFetcher(Actor):
             return f"unknown_asset: {tick.asset} is not configured here"
         return self.off_clock(tick.ts, "tick ts")
 
-    def _from_the_future(self, ts: float, what: str) -> str | None:
-        # Route maps and breaker states are ordered by their time: one dated ahead
-        # would win over every real one. Old ones are fine (a store, a late event).
-        return self.off_clock(ts, what) if ts > self.clock.now() + self.ctx.max_clock_skew else None
-
     def accept_routes(self, routes: RouteMap) -> str | None:
-        return self._from_the_future(routes.ts, "route map ts")
+        # Maps are ordered by their time: one dated ahead would win over every real
+        # one. Old ones are fine (the store, a late event): the newest still wins.
+        return self.off_clock(routes.ts, "route map ts") if routes.ts > self.clock.now() else None
 
     def accept_circuit(self, state: CircuitState, *, live: bool = True) -> str | None:
         return circuit_problem(

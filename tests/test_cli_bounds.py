@@ -6,7 +6,6 @@ read them from there, so a changed bound changes what is tested, not the test.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
 import os
@@ -24,26 +23,15 @@ from sniper.config import (
     DEFAULT_MAX_CLOCK_SKEW,
     NatsAuth,
     Settings,
-    add_pipeline_arguments,
     check_nats_url,
     settings_from,
 )
 from sniper.embedded import EmbeddedNats
 
+from .test_config import load, parser  # the same parser the pipeline flags use
+
 ROOT = Path(__file__).resolve().parent.parent
 SNIPER = [sys.executable, "-m", "sniper"]
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sniper-test")
-    p.add_argument("--nats")
-    p.add_argument("--backend")
-    add_pipeline_arguments(p)
-    return p
-
-
-def load(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
-    return settings_from(parser().parse_args(argv), environ or {})
 
 
 def text(value: float) -> str:
