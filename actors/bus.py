@@ -62,11 +62,12 @@ class Subscription(ABC):
 
 @dataclass(slots=True)
 class BusStats:
-    """Counters a bus keeps about itself (exported as metrics, shown in heartbeats)."""
+    """Counters a bus keeps about itself (`Metrics.watch_bus` exports them to /metrics)."""
 
     published: int = 0
     delivered: int = 0
     slow_consumer_drops: int = 0
+    permission_violations: int = 0
     handler_errors: int = 0
     disconnects: int = 0
     reconnects: int = 0

@@ -11,9 +11,20 @@ never towards the scheduler's consecutive failures).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from .bus import BusStats
+
+#: What a bus counts about itself, read at scrape time: name (after ``sniper_bus_``) -> (BusStats field, help).
+BUS_COUNTERS = {
+    "slow_consumer_drops": ("slow_consumer_drops", "Messages the NATS client dropped for a slow subscription"),
+    "permission_violations": ("permission_violations", "Operations the broker refused (permissions)"),
+    "disconnects": ("disconnects", "Times the link to the broker was lost"),
+    "reconnects": ("reconnects", "Times the link to the broker came back"),
+}
 
 
 class Metrics:
@@ -69,6 +80,10 @@ class Metrics:
         )
         self.flag_enabled = Gauge("sniper_flag_enabled", "Feature flag state (1 on, 0 off)", ["flag"], registry=r)
 
+    def watch_bus(self, stats: BusStats) -> None:
+        """Export a bus's own counters (`BUS_COUNTERS`), read from `stats` at every scrape."""
+        self.registry.register(_BusCollector(stats))
+
     def declare(self, *, modules: Iterable[str], assets: Iterable[str], **label_values: Iterable[str]) -> None:
         """Create every series of the configured modules and assets now, at zero.
 
@@ -98,3 +113,16 @@ class Metrics:
             self.bad_messages.labels(actor)
             self.shed_messages.labels(actor)
             self.actor_restarts.labels(actor)
+
+
+class _BusCollector:
+    """A prometheus_client collector over `BusStats` (the bus keeps the counts; nothing is copied)."""
+
+    def __init__(self, stats: BusStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (attribute, documentation) in BUS_COUNTERS.items():
+            family = CounterMetricFamily(f"sniper_bus_{name}", documentation)
+            family.add_metric([], getattr(self.stats, attribute))
+            yield family

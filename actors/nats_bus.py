@@ -156,8 +156,9 @@ class NatsBus(Bus):
         self._down_since: float | None = None
         self._failed_attempts = 0
         self._last_summary = 0.0
-        self._slow_logged_at = float("-inf")  # slow-consumer drops: when last logged, and the count then
-        self._slow_logged_drops = 0
+        # Per-message async errors (slow-consumer drops, permission violations): logged once, then summed up.
+        self._slow = _Summarised("slow consumer: %d message(s) dropped since the last report, latest on %s")
+        self._denied = _Summarised("NATS permission violation: %d refused since the last report, latest: %s")
         #: Seconds between "still disconnected" (and slow-consumer) summaries (tests shorten it).
         self.outage_summary_every = OUTAGE_SUMMARY_EVERY
         self.stats = BusStats()
@@ -285,7 +286,8 @@ class NatsBus(Bus):
             if refused and self._refused is not None and not self._refused.done():
                 self._refused.set_result(None)
         elif "permissions violation" in str(exc).lower():  # nats-py lower-cases the server's -ERR
-            log.error("NATS permission violation: %s", self.scrub(str(exc)))
+            self.stats.permission_violations += 1
+            self._denied.note(asyncio.get_running_loop().time(), self.outage_summary_every, self.scrub(str(exc)))
         elif _is_link_error(exc):
             self._failed_attempt(text)
         else:
@@ -299,11 +301,7 @@ class NatsBus(Bus):
         cost more than the flood itself.
         """
         self.stats.slow_consumer_drops += 1
-        now = asyncio.get_running_loop().time()
-        if now - self._slow_logged_at >= self.outage_summary_every:
-            dropped = self.stats.slow_consumer_drops - self._slow_logged_drops
-            log.warning("slow consumer: %d message(s) dropped since the last report, latest on %s", dropped, subject)
-            self._slow_logged_at, self._slow_logged_drops = now, self.stats.slow_consumer_drops
+        self._slow.note(asyncio.get_running_loop().time(), self.outage_summary_every, subject)
 
     def _failed_attempt(self, error: str) -> None:
         """A link error: expected while the broker is away, so summed up rather than logged one by one."""
@@ -463,3 +461,24 @@ class NatsBus(Bus):
             log.warning("NATS drain failed (%r); closing", exc)
             with contextlib.suppress(Exception):
                 await self._nc.close()
+
+
+class _Summarised:
+    """One log line for the first event, then at most one summary per period.
+
+    Under a flood nats-py reports once per message (a slow-consumer drop, a
+    refused publish); a log line each would cost more than the flood itself.
+    """
+
+    __slots__ = ("_logged_at", "_since_logged", "template")
+
+    def __init__(self, template: str) -> None:
+        self.template = template  # "%d ... %s": the count since the last line, the latest detail
+        self._logged_at = float("-inf")
+        self._since_logged = 0
+
+    def note(self, now: float, period: float, detail: str) -> None:
+        self._since_logged += 1
+        if now - self._logged_at >= period:
+            log.warning(self.template, self._since_logged, detail)
+            self._logged_at, self._since_logged = now, 0

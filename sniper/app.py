@@ -149,6 +149,7 @@ async def run_pipeline(
         upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock, max_body=settings.max_body_bytes)
         stack.push_async_callback(upstream.close)
         ctx = Context(bus=bus, clock=clock, subjects=settings.subjects, max_clock_skew=settings.max_clock_skew)
+        ctx.metrics.watch_bus(bus.stats)
         metrics_url = None
         if settings.metrics_port is not None:
             from .metrics_server import serve_metrics

@@ -39,6 +39,7 @@ from nats.aio.msg import Msg
 
 from actors import NatsBus
 from actors.bus import Envelope
+from actors.metrics import Metrics
 from actors.nats_bus import redact_url
 from actors.testing import Recorder
 from marketsim import RunningServer, serve
@@ -332,6 +333,22 @@ class TestBot:
         listener = await forged_reach_nobody(buses["bot"], FORGED, buses["sniper"])
         assert listener.subjects == ["sniper.test.marker"]
         await until(lambda: len(violations(buses["bot"])) >= len(FORGED))
+
+    async def test_refused_publishes_are_counted_and_summarised(
+        self, buses: dict[str, NatsBus], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """300 refused publishes: all counted (also on /metrics), one log line until the next summary period."""
+        bot = buses["bot"]
+        metrics = Metrics()
+        metrics.watch_bus(bot.stats)
+        with caplog.at_level(logging.WARNING, logger="sniper.bus.nats"):
+            for n in range(300):
+                await bot.publish(f"sniper.data.whale.SOL{n}", b"{}")
+            await bot.flush()
+            await until(lambda: bot.stats.permission_violations >= 300)
+        lines = [r for r in caplog.records if "permission violation" in r.getMessage()]
+        assert len(lines) == 1 and "sniper.data.whale.sol" in lines[0].getMessage().lower()
+        assert metrics.registry.get_sample_value("sniper_bus_permission_violations_total") == 300
 
     async def test_bot_cannot_subscribe_to_data(self, buses: dict[str, NatsBus]) -> None:
         """The bot's subscription to module data is refused: data never reaches it, signals still do."""

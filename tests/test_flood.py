@@ -91,6 +91,7 @@ class TestFloodOverRealNats:
                         s.value for m in registry.collect() for s in m.samples if s.name == "sniper_shed_messages_total"
                     )
                     dropped = running.bus.stats.slow_consumer_drops
+                    assert registry.get_sample_value("sniper_bus_slow_consumer_drops_total") == dropped
                     print(f"refused {refused}, shed {shed:.0f}, dropped {dropped}")
                     assert refused + shed + dropped > FLOOD_MESSAGES / 4
             finally:
