@@ -4,6 +4,7 @@ WORKDIR /app
 COPY requirements/runtime.txt requirements/runtime.txt
 RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
+COPY runtime ./runtime
 COPY actors ./actors
 COPY messages ./messages
 COPY marketsim ./marketsim

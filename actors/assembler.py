@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 
 from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
 from messages.cycle import ModuleStatusName
+from runtime.actor import Actor, Sub, subs_for
 
-from .actor import Actor, Sub, subs_for
+from .metrics import metrics_of
 from .scoring import ScoringConfig, combine, sub_score
 
 Report = ModuleData | Degraded
@@ -155,7 +156,7 @@ class SignalAssembler(Actor):
         key = (report.asset, report.cycle)
         if self._is_closed(*key) and key not in self._open:
             self.late += 1
-            self.ctx.metrics.late_reports.inc()
+            metrics_of(self.ctx).late_reports.inc()
             self.log.debug("late_report", asset=report.asset, cycle=report.cycle, module=report.module)
             return
         win = self._open.get(key)
@@ -211,7 +212,7 @@ class SignalAssembler(Actor):
         signal = self.build(win)
         await self.publish(self.subjects.signal(win.asset), signal)
         self.signals += 1
-        self.ctx.metrics.signals.labels(win.asset, signal.direction).inc()
+        metrics_of(self.ctx).signals.labels(win.asset, signal.direction).inc()
 
     def build(self, win: _Window) -> Signal:
         """The signal for a closed window (pure apart from the clock read)."""

@@ -42,11 +42,13 @@ import msgspec
 from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagChanged, ModuleData, decode, encode
 from messages._base import MODULE_NAMES
 from messages.control import CircuitCause
-from messages.errors import BusError, DecodeError
+from messages.errors import DecodeError
+from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
+from runtime.bus import Envelope
+from runtime.errors import BusError
+from runtime.kv import KVEntry
 
-from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
-from .bus import Envelope
-from .kv import KVEntry
+from .metrics import metrics_of
 
 TRANSIENT = frozenset({"upstream_error", "timeout", "unreachable", "bad_payload"})
 ALL = "all"  # scope of a module-wide breaker
@@ -365,7 +367,7 @@ class CircuitSupervisor(Actor):
         self.log.info(
             "circuit", module=new.module, scope=new.scope, state=state, cause=cause, until=until, detail=new.detail
         )
-        self.ctx.metrics.circuit_transitions.labels(new.module, state).inc()
+        metrics_of(self.ctx).circuit_transitions.labels(new.module, state).inc()
         self._gauge(new)
         if state in ("open", "quarantined"):
             self._arm(new)
@@ -378,7 +380,7 @@ class CircuitSupervisor(Actor):
             self.log.warning("circuit_not_persisted", module=new.module, scope=new.scope, error=str(exc))
 
     def _gauge(self, st: CircuitState) -> None:
-        self.ctx.metrics.circuit_open.labels(st.module, st.scope).set(0 if st.state == "closed" else 1)
+        metrics_of(self.ctx).circuit_open.labels(st.module, st.scope).set(0 if st.state == "closed" else 1)
 
     def _arm(self, st: CircuitState) -> None:
         self.spawn(self._half_open_at(st), name=f"circuit:{st.module}:{st.scope}")

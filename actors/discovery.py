@@ -25,12 +25,13 @@ import msgspec
 
 from messages import Degraded, RouteMap, decode, encode
 from messages._base import MAX_DETAIL, MAX_ITEMS, MAX_TERM
-from messages.errors import BusError, DecodeError
+from messages.errors import DecodeError
 from messages.routes import Route, RouteSource
+from runtime.actor import Actor, Sub, subs_for
+from runtime.clock import Clock
+from runtime.errors import BusError
 
-from .actor import Actor, Sub, subs_for
 from .capabilities import Binding, match_spec, probe_aliases
-from .clock import Clock
 from .openapi import SpecError, load_operations
 from .routing import RequestSettings
 from .upstream import UpstreamClient

@@ -52,13 +52,15 @@ from messages import (
     Tick,
     decode,
 )
-from messages.errors import BusError, DecodeError
+from messages.errors import DecodeError
 from messages.routes import DEFAULT_ROUTES, Route
+from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
+from runtime.errors import BusError
+from runtime.kv import KVEntry
 
-from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from .circuit import CircuitPolicy, CircuitView, circuit_problem
 from .flags import flag_name
-from .kv import KVEntry
+from .metrics import metrics_of
 from .routing import RequestSettings, RouteError, build_request
 from .upstream import Outcome, UpstreamClient, bad_payload
 
@@ -283,7 +285,7 @@ class ModuleFetcher(Actor):
             subject = self.subjects.data(self.module, tick.asset)
         else:
             subject = self.subjects.degraded(self.module, tick.asset)
-            self.ctx.metrics.degraded.labels(self.module, msg.reason).inc()
+            metrics_of(self.ctx).degraded.labels(self.module, msg.reason).inc()
         await self.publish(subject, msg)
 
     async def _fetch_for(self, tick: Tick) -> ModuleData | Degraded:
@@ -339,7 +341,7 @@ class ModuleFetcher(Actor):
         except RouteError as exc:
             return _Result(None, Outcome("endpoint_missing", "not_found", detail=str(exc), called=False))
         outcome = await self.upstream.get(self.module, path, query, budget=budget)
-        self.ctx.metrics.upstream_requests.labels(self.module, outcome.error_class).inc()
+        metrics_of(self.ctx).upstream_requests.labels(self.module, outcome.error_class).inc()
         if not outcome.ok:
             return _Result(None, outcome)
         try:

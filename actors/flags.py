@@ -25,11 +25,13 @@ import contextlib
 from collections.abc import Iterable, Mapping
 
 from messages import FlagChanged, FlagCommand, FlagReply, decode, encode
-from messages.errors import BusError, DecodeError
+from messages.errors import DecodeError
+from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub
+from runtime.bus import Envelope
+from runtime.errors import BusError
+from runtime.kv import KVConflict
 
-from .actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub
-from .bus import Envelope
-from .kv import KVConflict
+from .metrics import metrics_of
 
 
 def flag_name(module: str) -> str:
@@ -117,7 +119,7 @@ class FlagKeeper(Actor):
         else:
             await self.reply(env, FlagReply(ok=False, error=f"{flag}: concurrent writers; try again"))
             return
-        self.ctx.metrics.flag_enabled.labels(flag).set(1 if cmd.enabled else 0)
+        metrics_of(self.ctx).flag_enabled.labels(flag).set(1 if cmd.enabled else 0)
         self.log.info("flag_changed", flag=flag, enabled=cmd.enabled, who=change.who, why=change.why)
         await self.publish(
             self.subjects.flags_changed(),

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from .bus import BusStats
+from runtime.actor import Context
+from runtime.bus import BusStats
+from runtime.hooks import RuntimeHooks
 
 #: What a bus counts about itself, read at scrape time: name (after ``sniper_bus_``) -> (BusStats field, help).
 BUS_COUNTERS = {
@@ -27,8 +29,21 @@ BUS_COUNTERS = {
 }
 
 
-class Metrics:
-    """The counters and gauges actors update."""
+def metrics_of(ctx: Context) -> Metrics:
+    """sniper's metrics in `ctx`.
+
+    `sniper run` puts a `Metrics` in `Context.hooks`; a context built without
+    one (a runtime-level test) gets a private set on first use, so an actor
+    never needs to ask whether metrics exist.
+    """
+    hooks = ctx.hooks
+    if not isinstance(hooks, Metrics):
+        hooks = ctx.hooks = Metrics()
+    return hooks
+
+
+class Metrics(RuntimeHooks):
+    """The counters and gauges actors update; also the runtime's hooks (`runtime.hooks`)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -79,6 +94,23 @@ class Metrics:
             "sniper_consecutive_failures", "Consecutive hard failures per asset", ["asset"], registry=r
         )
         self.flag_enabled = Gauge("sniper_flag_enabled", "Feature flag state (1 on, 0 off)", ["flag"], registry=r)
+
+    # -- the runtime's hooks -------------------------------------------------
+    def actor_started(self, actor: str) -> None:
+        self.bad_messages.labels(actor)  # the series exist (at 0) before any junk arrives
+        self.shed_messages.labels(actor)
+
+    def message_refused(self, actor: str) -> None:
+        self.bad_messages.labels(actor).inc()
+
+    def message_shed(self, actor: str) -> None:
+        self.shed_messages.labels(actor).inc()
+
+    def publish_failed(self, actor: str, reason: str) -> None:
+        self.publish_errors.labels(actor, reason).inc()
+
+    def actor_restarted(self, actor: str) -> None:
+        self.actor_restarts.labels(actor).inc()
 
     def watch_bus(self, stats: BusStats) -> None:
         """Export a bus's own counters (`BUS_COUNTERS`), read from `stats` at every scrape."""

@@ -40,8 +40,9 @@ from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from messages import ConfigError, Health, Signal, Tick
+from runtime.actor import Actor, Sub, subs_for
 
-from .actor import Actor, Sub, subs_for
+from .metrics import metrics_of
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 DEFAULT_CORE = frozenset({"whale", "heatmap", "spot_ob"})
@@ -264,7 +265,7 @@ class Scheduler(Actor):
         ok = tuple(sorted(m for m, s in statuses.items() if s == "ok"))
         core = [m for m in self.policy.core if statuses.get(m, "disabled") != "disabled"]
         hard = bool(core) and all(m in failed for m in core)
-        metrics = self.ctx.metrics
+        metrics = metrics_of(self.ctx)
         if hard:
             state.consecutive_failures += 1
             verdict = "hard_fail"

@@ -45,8 +45,7 @@ import aiohttp
 import msgspec
 
 from messages._base import MAX_SECONDS
-
-from .clock import Clock
+from runtime.clock import Clock
 
 ErrorClass = Literal["ok", "transient", "throttled", "entitlement", "endpoint_missing", "bad_payload"]
 

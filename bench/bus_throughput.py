@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nats
 from nats.aio.msg import Msg
 
-from actors import Actor, Context, NatsBus, Sub, Supervisor, SystemClock
 from messages import Tick, encode
+from runtime import Actor, Context, NatsBus, Sub, Supervisor, SystemClock
 from sniper.embedded import EmbeddedNats
 
 SUBJECT = "bench.tick.SOL"
@@ -90,7 +90,7 @@ class Source(Actor):
 async def runtime_round(url: str, n: int) -> float:
     pub_bus = await NatsBus.connect(url, name="bench-pub")
     sub_bus = await NatsBus.connect(url, name="bench-sub")
-    from actors import nats_bus
+    from runtime import nats_bus
 
     nats_bus.DEFAULT_PENDING_MSGS = n + 1  # same queue bound as the raw baseline
     sink, source = Sink(n), Source()

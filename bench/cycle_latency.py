@@ -35,11 +35,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors import NatsBus
 from actors.fetchers import FETCHERS
-from actors.logs import configure
-from actors.testing import Recorder
 from messages import Signal, Subjects
+from runtime import NatsBus
+from runtime.logs import configure
+from runtime.testing import Recorder
 from sniper.app import run_pipeline
 from sniper.config import MODULES, Settings
 from sniper.embedded import EmbeddedNats

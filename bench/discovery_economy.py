@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from actors import SystemClock
 from actors.discovery import discover
 from actors.routing import RequestSettings, build_request
 from actors.upstream import AiohttpTransport, UpstreamClient
 from marketsim import FLAVOR_NAMES, serve
+from runtime import SystemClock
 
 MODULES = ("heatmap", "spot_ob")
 

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cycle_latency import start_backend  # the reference backend in its own process (bench/ is on the path)
 
-from actors import NatsBus
-from actors.logs import configure
-from actors.testing import Recorder
 from messages import Signal, Subjects
+from runtime import NatsBus
+from runtime.logs import configure
+from runtime.testing import Recorder
 from sniper.app import run_pipeline
 from sniper.config import Settings
 from sniper.embedded import EmbeddedNats

@@ -9,19 +9,12 @@ below are for programming and operating errors that a caller can act on::
     │   ├── DecodeError          bytes that are not a valid message (kept: subject, kind, reason, path, preview)
     │   ├── SubjectError         a value that cannot be a subject token
     │   └── SymbolError          text that is not an instrument (also a ValueError)
-    ├── BusError                 talking to the message bus
-    │   ├── BusClosedError       you closed it (or never opened it)
-    │   ├── BusConnectError      it could not be reached in time (broken by others)
-    │   ├── PublishError         a message could not be sent (too large, buffer full, connection lost)
-    │   └── RequestTimeoutError  nobody answered a request in time
     ├── ConfigError              a flag, environment variable or file that makes no sense
-    ├── StartupError             an actor did not become ready in time
-    ├── ActorFailedError         an actor exceeded its restart intensity: the process must exit
     └── EmbeddedServerError      the bundled nats-server would not start
 
-The split follows trio's habit: "closed by you" (`BusClosedError`) and "broken
-by others" (`BusConnectError`) need different reactions, so they are different
-types; everything else a caller might catch is a `SniperError`.
+The runtime's own errors (the bus, key-value stores, supervisors) are a tree
+of their own, `runtime.errors.ActorSystemError`: the runtime knows nothing
+of sniper, so its errors cannot derive from `SniperError`.
 """
 
 from __future__ import annotations
@@ -96,52 +89,8 @@ class SymbolError(ContractError, ValueError):
     """Text that cannot be parsed as, or formatted from, an instrument."""
 
 
-class BusError(SniperError):
-    """A problem talking to the message bus."""
-
-
-class BusClosedError(BusError):
-    """The bus was closed by its owner; publishing or subscribing is a bug."""
-
-
-class BusConnectError(BusError):
-    """The bus could not be reached within the connect deadline."""
-
-
-class PublishError(BusError):
-    """A message could not be published: larger than the broker allows, or the connection could not take it.
-
-    Carries the subject, the encoded size and a short reason (``too_large``,
-    ``buffer_full``, ``closed``) so the actor can log and count it as data.
-    """
-
-    def __init__(self, reason: str, *, subject: str, size: int, detail: str = "") -> None:
-        self.reason = reason
-        self.subject = subject
-        self.size = size
-        super().__init__(f"could not publish {size} bytes on {subject!r}: {reason}{': ' + detail if detail else ''}")
-
-
-class RequestTimeoutError(BusError, TimeoutError):
-    """A request got no reply in time (nobody listening, or too slow)."""
-
-
 class ConfigError(SniperError, ValueError):
     """A configuration value (flag, environment variable, file) that makes no sense."""
-
-
-class StartupError(SniperError):
-    """An actor did not finish starting (subscribe + on_start) within the start-up deadline."""
-
-
-class ActorFailedError(SniperError):
-    """An actor crashed more often than its supervisor's restart intensity allows.
-
-    OTP escalates to the parent; here the parent is the service manager
-    (systemd, compose): `sniper run` exits non-zero (status 3) after the
-    `ActorGaveUp` event is out, so it restarts the process instead of a
-    half-dead one running on with exit status 0.
-    """
 
 
 class EmbeddedServerError(SniperError):

@@ -15,22 +15,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from actors import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
 from actors.assembler import SignalAssembler
-from actors.bus import Envelope
 from actors.circuit import CircuitPolicy, CircuitSupervisor
 from actors.discovery import DiscoveryActor
 from actors.fetchers import FETCHERS
 from actors.flags import FlagKeeper
-from actors.logs import get_logger
-from actors.nats_bus import redact_url
+from actors.metrics import Metrics
 from actors.scheduler import HealthPolicy, Scheduler
 from actors.upstream import AiohttpTransport, ErrorClass, UpstreamClient
 from messages import ConfigError, ModuleStatus, Signal, decode
 from messages.control import CircuitStateName
 from messages.cycle import Direction
-from messages.errors import ActorFailedError
 from messages.modules import REASONS
+from runtime import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
+from runtime.bus import Envelope
+from runtime.errors import ActorFailedError
+from runtime.logs import get_logger
+from runtime.nats_bus import redact_url
 
 from .config import MODULES, NatsAuth, Settings
 from .embedded import EmbeddedNats
@@ -148,19 +149,22 @@ async def run_pipeline(
         bus, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper", auth=settings.nats_auth))
         upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock, max_body=settings.max_body_bytes)
         stack.push_async_callback(upstream.close)
-        ctx = Context(bus=bus, clock=clock, subjects=settings.subjects, max_clock_skew=settings.max_clock_skew)
-        ctx.metrics.watch_bus(bus.stats)
+        metrics = Metrics()
+        metrics.watch_bus(bus.stats)
+        ctx = Context(
+            bus=bus, clock=clock, subjects=settings.subjects, max_clock_skew=settings.max_clock_skew, hooks=metrics
+        )
         metrics_url = None
         if settings.metrics_port is not None:
             from .metrics_server import serve_metrics
 
             metrics_url = await stack.enter_async_context(
-                serve_metrics(ctx.metrics, settings.metrics_port, host=settings.metrics_host)
+                serve_metrics(metrics, settings.metrics_port, host=settings.metrics_host)
             )
         if before_start is not None:
             await before_start(bus)
         actors = build_actors(settings, upstream)
-        ctx.metrics.declare(
+        metrics.declare(
             modules=MODULES,
             assets=settings.assets,
             reasons=REASONS,

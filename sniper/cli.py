@@ -28,11 +28,11 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from actors import logs
-from marketsim import parse_fault_arg
 from messages import ConfigError, SniperError
-from messages.errors import ActorFailedError, BusConnectError
+from runtime import logs
+from runtime.errors import ActorFailedError, ActorSystemError, BusConnectError
 
 from . import __version__
 from .config import (
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--fault",
         action="append",
-        type=parse_fault_arg,
+        type=_fault,
         default=[],
         metavar="MODULE=SPEC",
         help="extra fault on the embedded backend, e.g. heatmap=status:500 (repeatable)",
@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: An actor exceeded its restart intensity; see the module docstring.
 EXIT_ACTOR_FAILED = 3
+
+
+def _fault(text: str) -> tuple[str, Any]:
+    """``sniper demo --fault MODULE=SPEC``, parsed by the reference backend (imported only when used)."""
+    from marketsim import parse_fault_arg
+
+    return parse_fault_arg(text)
 
 
 def _nats_url(args: argparse.Namespace) -> str:
@@ -229,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BusConnectError as exc:  # nothing ran: like a bad --nats, the command line needs fixing (or the broker)
         print(f"sniper: {exc}", file=sys.stderr)
         return 2
-    except SniperError as exc:
+    except (SniperError, ActorSystemError) as exc:
         print(f"sniper: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a busy port, an unreadable file: one line, not a traceback

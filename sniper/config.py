@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
-from actors.nats_bus import redact_url
 from actors.routing import RequestSettings
 from actors.scheduler import DEFAULT_CORE, TradingHours
 from actors.upstream import DEFAULT_MAX_BODY
 from messages import ConfigError, Subjects
 from messages.modules import MAX_BOOK_LEVELS
+from runtime.nats_bus import redact_url
 
 T = TypeVar("T")
 

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
-from actors import NatsBus
 from messages import (
     CircuitCommand,
     CircuitReply,
     FlagCommand,
     FlagReply,
-    RequestTimeoutError,
     SniperError,
     Subjects,
     decode,
     encode,
 )
+from runtime import NatsBus
+from runtime.errors import RequestTimeoutError
 
 if TYPE_CHECKING:
     from .config import NatsAuth
@@ -102,11 +102,11 @@ async def discover_command(backend: str, asset: str, as_json: bool) -> int:
     """Run discovery once against `backend` and print the route map (no NATS needed)."""
     import json
 
-    from actors import SystemClock
     from actors.capabilities import describe
     from actors.discovery import discover
     from actors.routing import RequestSettings
     from actors.upstream import AiohttpTransport, UpstreamClient
+    from runtime import SystemClock
 
     from .config import MODULES
 

@@ -13,9 +13,9 @@ import contextlib
 import sys
 from collections.abc import Callable
 
-from actors import Bus
-from actors.logs import get_logger
-from actors.nats_bus import redact_url
+from runtime import Bus
+from runtime.logs import get_logger
+from runtime.nats_bus import redact_url
 
 from .app import format_signal, print_signals, run_pipeline, wait_for_stop
 from .config import NatsAuth, Settings, settings_from
@@ -80,8 +80,8 @@ async def run(settings: Settings, duration: float | None) -> int:
 async def record(
     nats_url: str, out: str, subjects: str, duration: float | None, *, auth: NatsAuth | None = None
 ) -> int:
-    from actors import NatsBus, SystemClock
     from messages import ConfigError
+    from runtime import NatsBus, SystemClock
 
     from .recording import StreamRecorder
 
@@ -111,7 +111,7 @@ async def record(
 async def replay_file(
     nats_url: str, path: str, speed: float, subjects: str | None, *, auth: NatsAuth | None = None
 ) -> int:
-    from actors import NatsBus, SystemClock
+    from runtime import NatsBus, SystemClock
 
     from .recording import read_recording, replay
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
-from actors.nats_bus import NatsBus
 from messages import (
     CircuitState,
     Degraded,
@@ -30,6 +29,7 @@ from messages import (
     Subjects,
     Tick,
 )
+from runtime.nats_bus import NatsBus
 
 MODULES = ("whale", "etf", "heatmap", "spot_ob", "bias")
 

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from actors.logs import get_logger
 from actors.metrics import Metrics
+from runtime.logs import get_logger
 
 log = get_logger("metrics")
 

@@ -26,8 +26,8 @@ from typing import IO
 
 import msgspec
 
-from actors import Bus, Clock, Envelope, Subscription, subject_matches
 from messages import ContractError
+from runtime import Bus, Clock, Envelope, Subscription, subject_matches
 
 
 class Line(msgspec.Struct, kw_only=True, omit_defaults=True):

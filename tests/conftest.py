@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from actors import Bus, Context, MemoryBus, NatsBus, VirtualClock
+from actors.metrics import Metrics
+from runtime import Bus, Context, MemoryBus, NatsBus, VirtualClock
 from sniper.embedded import EmbeddedNats
 
 
@@ -61,5 +62,5 @@ async def any_bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
 
 @pytest.fixture
 def vctx(memory_bus: MemoryBus, vclock: VirtualClock) -> Context:
-    """An actor context on the in-memory bus in virtual time."""
-    return Context(bus=memory_bus, clock=vclock, host="test-host")
+    """An actor context on the in-memory bus in virtual time, with sniper's metrics as its hooks."""
+    return Context(bus=memory_bus, clock=vclock, host="test-host", hooks=Metrics())

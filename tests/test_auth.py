@@ -37,13 +37,14 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
-from actors import NatsBus
-from actors.bus import Envelope
 from actors.metrics import Metrics
-from actors.nats_bus import redact_url
-from actors.testing import Recorder
 from marketsim import RunningServer, serve
-from messages import BusConnectError, CircuitState, Signal, Subjects
+from messages import CircuitState, Signal, Subjects
+from runtime import NatsBus
+from runtime.bus import Envelope
+from runtime.errors import BusConnectError
+from runtime.nats_bus import redact_url
+from runtime.testing import Recorder
 from sniper.app import run_pipeline
 from sniper.config import NatsAuth, Settings
 from sniper.control import circuit_command, flags_command

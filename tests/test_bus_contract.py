@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from actors import Bus, Envelope, MemoryBus, subject_matches
-from messages import BusClosedError, RequestTimeoutError
+from runtime import Bus, Envelope, MemoryBus, subject_matches
+from runtime.errors import BusClosedError, RequestTimeoutError
 
 from .helpers import Collector
 

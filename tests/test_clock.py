@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from actors import SystemClock, VirtualClock
+from runtime import SystemClock, VirtualClock
 
 
 class TestVirtualClock:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from actors.clock import VirtualClock
 from actors.routing import RequestSettings
 from actors.scheduler import DEFAULT_CORE, JAKARTA, HealthPolicy, TradingHours
 from messages import ConfigError
+from runtime.clock import VirtualClock
 from sniper.config import Settings, add_pipeline_arguments, settings_from
 
 

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from actors import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
 from actors.capabilities import ALIASES, Binding, bind_operation, match_spec, role_of, symbol_form, words
 from actors.discovery import DiscoveryActor, discover
 from actors.fetchers import MODULES
 from actors.openapi import Operation, SpecError, SpecParam, load_operations
 from actors.routing import RequestSettings, build_request
-from actors.testing import Recorder
 from actors.upstream import AiohttpTransport, MockTransport, Response, UpstreamClient
 from marketsim import FLAVOR_NAMES, Simulator, serve
 from messages import RouteMap, Signal, decode
+from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
+from runtime.testing import Recorder
 
 from . import samples
 

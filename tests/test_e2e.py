@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from actors import NatsBus
-from actors.testing import Recorder
 from marketsim import RunningServer, StatusFault, serve
 from messages import Health, Signal, Subjects
+from runtime import NatsBus
+from runtime.testing import Recorder
 from sniper.app import run_pipeline
 from sniper.config import Settings
 from sniper.embedded import EmbeddedNats

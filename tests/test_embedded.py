@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from actors import NatsBus
-from messages import BusConnectError, EmbeddedServerError
+from messages import EmbeddedServerError
+from runtime import NatsBus
+from runtime.errors import BusConnectError
 from sniper.embedded import EmbeddedNats, find_nats_server
 
 ROOT = Path(__file__).resolve().parent.parent

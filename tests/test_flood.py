@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from actors import ActorState, NatsBus
-from actors.testing import Recorder
+from actors.metrics import metrics_of
 from marketsim import serve
 from messages import Signal, Subjects
+from runtime import ActorState, NatsBus
+from runtime.testing import Recorder
 from sniper.app import run_pipeline
 from sniper.config import MODULES, Settings
 from sniper.embedded import EmbeddedNats
@@ -70,7 +71,7 @@ class TestFloodOverRealNats:
             try:
                 async with run_pipeline(settings) as running:
                     await signals.wait_for(lambda ss: all(sum(s.asset == a for s in ss) >= 2 for a in ASSETS))
-                    registry = running.ctx.metrics.registry
+                    registry = metrics_of(running.ctx).registry
                     gc.collect()
                     rss_before, series_before = rss_bytes(), series(registry)
                     flood_started = len(signals.messages)

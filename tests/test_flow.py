@@ -7,12 +7,13 @@ import logging
 
 import pytest
 
-from actors import ActorState, Context, NatsBus, Supervisor, SystemClock, VirtualClock
-from actors.actor import Actor, Sub
-from actors.flow import RateLimitedWarning, TokenBucket
-from actors.logs import get_logger
+from actors.metrics import Metrics, metrics_of
 from messages import FlagChanged, Tick, encode
-from messages.errors import PublishError
+from runtime import ActorState, Context, NatsBus, Supervisor, SystemClock, VirtualClock
+from runtime.actor import Actor, Sub
+from runtime.errors import PublishError
+from runtime.flow import RateLimitedWarning, TokenBucket
+from runtime.logs import get_logger
 
 
 class TestTokenBucket:
@@ -77,7 +78,7 @@ class TestShedding:
                 await vctx.bus.publish("sniper.tick.SOL", tick(cycle, now))
             await vctx.clock.sleep(0.001)
             assert len(listener.got) == 10
-            assert vctx.metrics.shed_messages.labels("listener")._value.get() == 90
+            assert metrics_of(vctx).shed_messages.labels("listener")._value.get() == 90
             await vctx.clock.sleep(1)
             await vctx.bus.publish("sniper.tick.SOL", tick(100, vctx.clock.now()))
             await vctx.clock.sleep(0.001)
@@ -88,7 +89,7 @@ class TestShedding:
 class TestOverRealNats:
     async def test_actors_on_one_subject_share_one_nats_subscription(self, nats_bus: NatsBus) -> None:
         """Three actors on tick.SOL cost one NATS subscription; each still gets every message, in order."""
-        ctx = Context(bus=nats_bus, clock=SystemClock())
+        ctx = Context(bus=nats_bus, clock=SystemClock(), hooks=Metrics())
         listeners = [_Listener(f"l{i}", "sniper.tick.SOL") for i in range(3)]
         async with Supervisor(ctx, listeners):
             subjects = [s.subject for s in nats_bus.client._subs.values()]
@@ -116,12 +117,12 @@ class TestOverRealNats:
                 self.sent = await self.publish("sniper.test", FlagChanged(flag="X", enabled=True, ts=0, why="x" * 10))
 
         nats_bus.max_payload = 64  # as if the server had a smaller limit
-        ctx = Context(bus=nats_bus, clock=SystemClock())
+        ctx = Context(bus=nats_bus, clock=SystemClock(), hooks=Metrics())
         actor = Loud()
         async with Supervisor(ctx, [actor]):
             await nats_bus.flush()
             assert actor.state is ActorState.RUNNING
-        assert actor.sent is False and ctx.metrics.publish_errors.labels("loud", "too_large")._value.get() == 1
+        assert actor.sent is False and metrics_of(ctx).publish_errors.labels("loud", "too_large")._value.get() == 1
 
 
 async def listener_wait(listener: _Listener, n: int) -> None:

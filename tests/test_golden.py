@@ -15,11 +15,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
 from actors.assembler import SignalAssembler
 from actors.fetchers import MODULES
-from actors.testing import Recorder
 from messages import Signal, decode
+from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
+from runtime.testing import Recorder
 from sniper.recording import Line, read_recording, replay
 
 RECORDINGS = Path(__file__).parent / "recordings"

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import messages as m
-from actors.clock import VirtualClock
 from messages._base import MAX_DETAIL, MAX_ERROR, MAX_MODULES, MAX_NOTE, MAX_SAFE_INT, MAX_TIMESTAMP
 from messages.codec import MAX_DEPTH, nesting_exceeds
 from messages.errors import MAX_REASON
 from messages.schema import message_schema
+from runtime.clock import VirtualClock
 
 SUBJECT = "sniper.test.hostile"
 T0 = VirtualClock.EPOCH

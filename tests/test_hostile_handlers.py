@@ -26,9 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
-from actors.bus import Envelope, subject_matches
-from actors.testing import FakeBackend, Recorder
+from actors.metrics import metrics_of
+from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     MAX_MESSAGE_BYTES,
@@ -41,6 +40,9 @@ from messages import (
     decoder_for,
 )
 from messages.errors import DecodeError
+from runtime import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from runtime.bus import Envelope, subject_matches
+from runtime.testing import Recorder
 from sniper.app import build_actors
 from sniper.config import MODULES, Settings
 
@@ -88,7 +90,7 @@ class Running:
         return all(a.state is ActorState.RUNNING and a.restarts == 0 for a in self.actors)
 
     def metric(self, actor: Actor) -> float | None:
-        return self.ctx.metrics.registry.get_sample_value("sniper_bad_messages_total", {"actor": actor.name})
+        return metrics_of(self.ctx).registry.get_sample_value("sniper_bad_messages_total", {"actor": actor.name})
 
     async def complete_cycle_for_every_asset(self) -> bool:
         """Let two intervals pass; True if every asset got a complete signal in them."""

@@ -29,11 +29,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors import ActorState, Context, NatsBus, Supervisor, SystemClock, VirtualClock
 from actors.fetcher import MAX_PAYLOAD_BYTES, BadPayload, ModuleFetcher
 from actors.fetchers import FETCHERS, MODULES, WhaleFetcher
 from actors.routing import RequestSettings
-from actors.testing import Recorder
 from actors.upstream import DEFAULT_MAX_BODY, AiohttpTransport, MockTransport, Response, UpstreamClient
 from marketsim import OversizeFault, RunningServer, serve
 from messages import MAX_MESSAGE_BYTES, Degraded, ModuleData, ModulePayload, Tick, decode, encode
@@ -51,6 +49,8 @@ from messages.modules import (
     OrderBook,
     WhaleAlerts,
 )
+from runtime import ActorState, Context, NatsBus, Supervisor, SystemClock, VirtualClock
+from runtime.testing import Recorder
 
 from . import samples
 

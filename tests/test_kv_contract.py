@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors import Bus
-from actors.kv import KVConflict, KVEntry
+from runtime import Bus
+from runtime.kv import KVConflict, KVEntry
 
 from .helpers import Collector
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from actors.logs import configure, get_logger
+from runtime.logs import configure, get_logger
 
 
 @pytest.fixture

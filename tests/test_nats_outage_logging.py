@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import pytest
 
-from actors import NatsBus
-from actors.nats_bus import OUTAGE_SUMMARY_EVERY
+from runtime import NatsBus
+from runtime.nats_bus import OUTAGE_SUMMARY_EVERY
 from sniper.embedded import EmbeddedNats
 
 pytestmark = pytest.mark.nats

@@ -26,16 +26,17 @@ from typing import Any
 
 import pytest
 
-from actors import Actor, Context, Envelope, MemoryBus, NatsBus, Supervisor, VirtualClock
 from actors.assembler import SignalAssembler
 from actors.fetchers import FETCHERS, MODULES
-from actors.kv import KVUnavailable
 from actors.scheduler import Scheduler
-from actors.testing import FakeBackend, Recorder
+from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
 from marketsim import LatencyFault, serve
 from messages import CircuitState, FlagChanged, Health, Signal, Subjects, Tick, decode
-from messages.errors import BusClosedError, PublishError, RequestTimeoutError
+from runtime import Actor, Context, Envelope, MemoryBus, NatsBus, Supervisor, VirtualClock
+from runtime.errors import BusClosedError, PublishError, RequestTimeoutError
+from runtime.kv import KVUnavailable
+from runtime.testing import Recorder
 from sniper.app import run_pipeline
 from sniper.config import Settings
 from sniper.control import flags_command

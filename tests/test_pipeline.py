@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from actors import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
 from actors.assembler import SignalAssembler
 from actors.fetchers import FETCHERS, MODULES, EtfFetcher, SpotOrderBookFetcher
 from actors.scheduler import HealthPolicy, Scheduler, TradingHours
-from actors.testing import FakeBackend, Recorder
+from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     DEFAULT_ROUTES,
@@ -31,6 +30,8 @@ from messages import (
     WhaleAlerts,
     encode,
 )
+from runtime import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from runtime.testing import Recorder
 
 from . import samples
 

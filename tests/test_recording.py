@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from actors import Envelope, MemoryBus, VirtualClock
 from messages import ContractError
+from runtime import Envelope, MemoryBus, VirtualClock
 from sniper.recording import Line, RecordingError, StreamRecorder, encode_line, read_recording, replay, to_line
 
 JSON_SAMPLES = [

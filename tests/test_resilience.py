@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
 from actors.assembler import SignalAssembler
 from actors.circuit import CircuitPolicy, CircuitSupervisor, CircuitView
 from actors.fetchers import FETCHERS, MODULES
 from actors.flags import FlagKeeper
+from actors.metrics import metrics_of
 from actors.scheduler import Scheduler
-from actors.testing import FakeBackend, Recorder
+from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     CircuitCommand,
@@ -29,6 +29,8 @@ from messages import (
     decode,
     encode,
 )
+from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
+from runtime.testing import Recorder
 
 from . import samples
 
@@ -443,7 +445,7 @@ class TestSeedTestPlan:
         pipe.backend.fail(ETF, 402)
         async with Supervisor(pipe.ctx, pipe.actors()):
             await pipe.clock.sleep(50)
-        value = pipe.ctx.metrics.registry.get_sample_value("sniper_soft_fail_total", {"module": "etf"})
+        value = metrics_of(pipe.ctx).registry.get_sample_value("sniper_soft_fail_total", {"module": "etf"})
         assert value == len(pipe.health.messages) == 10
 
 

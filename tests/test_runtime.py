@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from actors import Actor, ActorState, Context, InvalidTransition, NatsBus, RestartPolicy, Sub, Supervisor, VirtualClock
-from actors.testing import Recorder
-from messages import ActorGaveUp, ActorRestarted, AnyMessage, ConfigError, Heartbeat, Tick, encode
+from messages import ActorGaveUp, ActorRestarted, AnyMessage, Heartbeat, Tick, encode
+from runtime import Actor, ActorState, Context, InvalidTransition, NatsBus, RestartPolicy, Sub, Supervisor, VirtualClock
+from runtime.errors import SetupError
+from runtime.testing import Recorder
 
 UNTIL_TIMEOUT = 5.0  # real seconds `Counter.until` waits before failing the test
 
@@ -248,7 +249,7 @@ class TestSupervisor:
 
     async def test_a_child_that_will_not_start_is_a_startup_error(self, vctx: Context, vclock: VirtualClock) -> None:
         """A child stuck in on_start raises StartupError naming it; stop() then leaves nothing running."""
-        from messages import StartupError
+        from runtime.errors import StartupError
 
         class Stuck(Counter):
             name = "stuck"
@@ -283,7 +284,7 @@ class TestSupervisor:
 
     def test_duplicate_names_are_refused(self, vctx: Context) -> None:
         """Two actors with one name would share subjects; refused up front."""
-        with pytest.raises(ConfigError):
+        with pytest.raises(SetupError):
             Supervisor(vctx, [Counter(), Counter()])
 
     def test_restart_delay_never_overflows(self) -> None:
@@ -300,16 +301,16 @@ class TestSupervisor:
             dict(backoff_initial=5, backoff_max=1),
         ],
     )
-    def test_bad_policy_is_a_config_error(self, kwargs) -> None:
+    def test_bad_policy_is_a_setup_error(self, kwargs) -> None:
         """Nonsensical restart policies fail at construction."""
-        with pytest.raises(ConfigError):
+        with pytest.raises(SetupError):
             RestartPolicy(**kwargs)
 
 
 class TestRuntimeOverNats:
     async def test_actor_over_real_nats_survives_garbage_and_restarts(self, nats_bus: NatsBus) -> None:
         """Over a real nats-server: typed delivery, bad input counted, crash restarted and announced."""
-        from actors import SystemClock
+        from runtime import SystemClock
 
         ctx = Context(bus=nats_bus, clock=SystemClock())
         actor = Counter()
@@ -329,8 +330,8 @@ class TestRuntimeOverNats:
 class TestRequestReply:
     async def test_actor_request_gets_a_typed_reply(self, any_bus) -> None:
         """Actor.request / Actor.reply work the same on the memory bus and real NATS."""
-        from actors import SystemClock
         from messages import FlagCommand, FlagReply
+        from runtime import SystemClock
 
         class Echo(Actor):
             name = "echo"

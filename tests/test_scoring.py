@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.clock import VirtualClock
 from actors.fetcher import BadPayload, ModuleFetcher
 from actors.fetchers import FETCHERS
 from actors.scoring import (
@@ -37,6 +36,7 @@ from messages import (
     WhaleAlert,
     WhaleAlerts,
 )
+from runtime.clock import VirtualClock
 
 CFG = ScoringConfig()
 Flow = Literal["exchange_inflow", "exchange_outflow", "transfer"]  # WhaleAlert.direction

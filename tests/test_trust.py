@@ -12,15 +12,13 @@ import random
 import msgspec
 import pytest
 
-from actors import ActorState, Context, MemoryBus, Supervisor, VirtualClock
-from actors.actor import Actor
 from actors.assembler import MAX_EARLY_WINDOWS, SignalAssembler
 from actors.circuit import ALL, MAX_LISTED, CircuitPolicy, CircuitSupervisor, CircuitView
 from actors.fetchers import FETCHERS, MODULES
 from actors.flags import FlagKeeper
+from actors.metrics import metrics_of
 from actors.scheduler import Scheduler
-from actors.supervisor import RestartPolicy
-from actors.testing import FakeBackend, Recorder
+from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     ActorGaveUp,
@@ -39,7 +37,11 @@ from messages import (
     decode,
     encode,
 )
-from messages.errors import ActorFailedError
+from runtime import ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from runtime.actor import Actor
+from runtime.errors import ActorFailedError
+from runtime.supervisor import RestartPolicy
+from runtime.testing import Recorder
 from sniper.app import wait_for_stop
 
 from . import samples
@@ -150,7 +152,7 @@ class TestPublishErrorsAreData:
             await vctx.clock.sleep(1)
             assert actor.state is ActorState.RUNNING and actor.restarts == 0
         assert actor.sent is False
-        assert vctx.metrics.publish_errors.labels("loud", "too_large")._value.get() == 1
+        assert metrics_of(vctx).publish_errors.labels("loud", "too_large")._value.get() == 1
 
 
 class TestEscalation:
@@ -303,8 +305,8 @@ class TestBoundedState:
         rng = random.Random(9)
         async with Supervisor(world.ctx, world.actors):
             await world.clock.sleep(6)
-            series_before = len(list(world.ctx.metrics.registry.collect()))
-            samples_before = sum(len(m.samples) for m in world.ctx.metrics.registry.collect())
+            series_before = len(list(metrics_of(world.ctx).registry.collect()))
+            samples_before = sum(len(m.samples) for m in metrics_of(world.ctx).registry.collect())
             for i in range(10_000):
                 asset = f"X{rng.randrange(10**6)}"
                 now = world.clock.now()
@@ -323,11 +325,11 @@ class TestBoundedState:
                         subject = world.subjects.heartbeat(f"a{i}")
                 await world.forge(subject, msg)
             await world.clock.sleep(20)
-            samples_after = sum(len(m.samples) for m in world.ctx.metrics.registry.collect())
+            samples_after = sum(len(m.samples) for m in metrics_of(world.ctx).registry.collect())
             assert running_without_restarts(world.actors)
         assert {k[0] for k in world.assembler._open} <= set(ASSETS)
         assert {k[1] for k in world.circuits.breakers} <= {*ASSETS, ALL}
-        assert len(list(world.ctx.metrics.registry.collect())) == series_before
+        assert len(list(metrics_of(world.ctx).registry.collect())) == series_before
         # The real assets' cycles add samples for SOL/BTC only; nothing per forged asset or module.
         assert samples_after - samples_before < 50
         assert {h.asset for h in health.messages} == set(ASSETS)
@@ -402,8 +404,8 @@ class TestPublishedIsBoundedByConstruction:
 class TestOverRealNats:
     async def test_the_configured_skew_reaches_the_actors_and_refuses_a_forged_tick(self, nats_server) -> None:
         """`--max-clock-skew 5`: a tick dated 10 s ahead is refused (counted) by the real pipeline's actors."""
-        from actors import NatsBus
         from marketsim import serve
+        from runtime import NatsBus
         from sniper.app import run_pipeline
         from sniper.config import Settings
 

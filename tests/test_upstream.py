@@ -11,7 +11,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from actors.clock import SystemClock, VirtualClock
 from actors.upstream import (
     AiohttpTransport,
     ErrorClass,
@@ -24,6 +23,7 @@ from actors.upstream import (
     parse_retry_after,
 )
 from marketsim import OversizeFault, serve
+from runtime.clock import SystemClock, VirtualClock
 
 NOW = VirtualClock.EPOCH
 

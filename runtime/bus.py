@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from messages.errors import BusClosedError, PublishError
+from .errors import BusClosedError, PublishError
 
 if TYPE_CHECKING:
     from .kv import KeyValue

@@ -23,9 +23,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from messages.errors import BusError
-
 from .bus import Subscription
+from .errors import BusError
 
 log = logging.getLogger("sniper.kv")
 

@@ -36,15 +36,16 @@ from typing import Any
 
 from messages import Heartbeat, Message, Subjects, encode
 from messages.codec import decoder_for
-from messages.errors import BusError, DecodeError, PublishError
+from messages.errors import DecodeError
 from messages.subjects import token
 
 from .bus import Bus, Envelope, Subscription
 from .clock import Clock
+from .errors import BusError, PublishError
 from .flow import RateLimitedWarning, TokenBucket
+from .hooks import RuntimeHooks
 from .kv import KeyValue
 from .logs import StructLogger, get_logger
-from .metrics import Metrics
 
 
 class ActorState(enum.Enum):
@@ -140,7 +141,8 @@ class Context:
     clock: Clock
     subjects: Subjects = field(default_factory=Subjects)
     host: str = field(default_factory=socket.gethostname)
-    metrics: Metrics = field(default_factory=Metrics)
+    #: Where the runtime reports refused, shed and unpublished messages and restarts (no-ops by default).
+    hooks: RuntimeHooks = field(default_factory=RuntimeHooks)
     #: How far a message's own timestamp may be from this process's clock
     #: (`Actor.off_clock`); beyond it, a tick or a breaker state is refused.
     max_clock_skew: float = 30.0
@@ -234,7 +236,7 @@ class Actor:
 
     def _publish_failed(self, subject: str, size: int, exc: BusError) -> None:
         reason = exc.reason if isinstance(exc, PublishError) else type(exc).__name__
-        self.ctx.metrics.publish_errors.labels(self.name, reason).inc()
+        self.ctx.hooks.publish_failed(self.name, reason)
         self.log.warning("publish_failed", subject=subject, size=size, reason=reason, error=str(exc))
 
     async def request(self, subject: str, msg: Message, reply_type: Any, *, timeout: float = 2.0) -> Any:  # noqa: ASYNC109  # mirrors Bus.request: the timeout is the bus's, not a cancel scope
@@ -317,8 +319,7 @@ class Actor:
     async def serve(self, ctx: Context) -> None:
         """Run until `stop()` (returns) or a crash (raises the crash's exception)."""
         self._ctx = ctx
-        ctx.metrics.bad_messages.labels(self.name)  # the series exist (at 0) before any junk arrives
-        ctx.metrics.shed_messages.labels(self.name)
+        ctx.hooks.actor_started(self.name)
         self._set_lifecycle(ActorState.STARTING)
         loop = asyncio.get_running_loop()
         self._crash = loop.create_future()
@@ -404,8 +405,6 @@ class Actor:
         wants_envelope = len(inspect.signature(handler).parameters) >= 2
         streak = 0
 
-        bad_counter = self.ctx.metrics.bad_messages.labels(self.name)
-        shed_counter = self.ctx.metrics.shed_messages.labels(self.name)
         budget = TokenBucket(spec.max_rate, self.clock.monotonic()) if spec.max_rate is not None else None
 
         early = 0  # deliveries waiting for on_start to finish, bounded like the subscription's queue
@@ -427,13 +426,13 @@ class Actor:
                 # a task of its own: the bus may be handing the same message to
                 # other actors after this one (one subscription per subject).
                 if early >= early_limit:
-                    shed_counter.inc()
+                    self.ctx.hooks.message_shed(self.name)
                     return
                 early += 1
                 self.spawn(after_start(env), name=f"{self.name}.early")
                 return
             if budget is not None and not budget.take(self.clock.monotonic()):
-                shed_counter.inc()
+                self.ctx.hooks.message_shed(self.name)
                 return
             streak += 1
             if streak >= _YIELD_EVERY:
@@ -449,7 +448,7 @@ class Actor:
                     raise DecodeError(refusal, subject=env.subject, data=env.data)
             except DecodeError as err:
                 self.bad_messages += 1
-                bad_counter.inc()
+                self.ctx.hooks.message_refused(self.name)
                 self._log_bad(
                     self.clock.monotonic(), subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
                 )

@@ -13,10 +13,9 @@ import itertools
 import logging
 from collections import defaultdict
 
-from messages.errors import BusClosedError, PublishError, RequestTimeoutError
-
 from .bus import Bus, BusStats, ConnectionState, Envelope, Handler, Subscription, subject_matches
 from .clock import Clock, SystemClock
+from .errors import BusClosedError, PublishError, RequestTimeoutError
 from .kv import KeyValue, KVUnavailable, MemoryKeyValue
 
 log = logging.getLogger("sniper.bus.memory")

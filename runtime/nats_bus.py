@@ -43,9 +43,8 @@ from nats.errors import (
 )
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from messages.errors import BusClosedError, BusConnectError, PublishError, RequestTimeoutError
-
 from .bus import Bus, BusStats, ConnectionState, Envelope, Handler, Subscription
+from .errors import BusClosedError, BusConnectError, PublishError, RequestTimeoutError
 from .nats_fanout import Fanout, FanoutMember
 
 if TYPE_CHECKING:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 from messages import ActorGaveUp, ActorRestarted, Message, encode
 from messages._base import MAX_ERROR
-from messages.errors import ConfigError, StartupError
 
 from .actor import Actor, ActorState, Context
+from .errors import SetupError, StartupError
 from .logs import get_logger
 
 log = get_logger("supervisor")
@@ -48,11 +48,11 @@ class RestartPolicy:
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0 or self.period <= 0:
-            raise ConfigError("restart policy needs max_restarts >= 0 and period > 0")
+            raise SetupError("restart policy needs max_restarts >= 0 and period > 0")
         if self.backoff_initial < 0 or self.backoff_factor < 1 or self.backoff_max < self.backoff_initial:
-            raise ConfigError("restart backoff needs 0 <= initial <= max and factor >= 1")
+            raise SetupError("restart backoff needs 0 <= initial <= max and factor >= 1")
         if not 0 <= self.jitter < 1:
-            raise ConfigError("restart jitter must be in [0, 1)")
+            raise SetupError("restart jitter must be in [0, 1)")
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Delay before restart number `attempt` (1-based) within the current period."""
@@ -86,7 +86,7 @@ class Supervisor:
 
     def add(self, actor: Actor) -> None:
         if actor.name in self.actors:
-            raise ConfigError(f"two actors named {actor.name!r} in one supervisor")
+            raise SetupError(f"two actors named {actor.name!r} in one supervisor")
         self.actors[actor.name] = actor
         if self._tasks:  # already running: start it now
             self._spawn(actor)
@@ -171,7 +171,7 @@ class Supervisor:
             attempt = len(recent)
             delay = self.policy.delay(attempt, self._rng)
             actor.restarts += 1
-            self.ctx.metrics.actor_restarts.labels(actor.name).inc()
+            self.ctx.hooks.actor_restarted(actor.name)
             log.warning("actor_restarting", actor=actor.name, attempt=attempt, delay=round(delay, 3), error=error)
             await self._announce(
                 actor,

@@ -1,0 +1,30 @@
+"""What the runtime reports about itself, through one small seam.
+
+The runtime counts what only it sees: undecodable messages it refused,
+messages it shed under flow control, publishes that failed, actors it
+restarted. It knows no metrics library; a process that wants those numbers
+(Prometheus, StatsD, a test) passes its own `RuntimeHooks` in `Context.hooks`.
+The default does nothing. Hooks are called on the hot path of a flood, so an
+implementation must be cheap and must not raise.
+"""
+
+from __future__ import annotations
+
+
+class RuntimeHooks:
+    """Override the events you want; each default does nothing."""
+
+    def actor_started(self, actor: str) -> None:
+        """`actor` is starting (called before any of the events below; a place to create series at zero)."""
+
+    def message_refused(self, actor: str) -> None:
+        """A message for `actor` did not decode or was refused by its `accept` check, and was dropped."""
+
+    def message_shed(self, actor: str) -> None:
+        """A message for `actor` was dropped unread by flow control (rate budget or early-delivery bound)."""
+
+    def publish_failed(self, actor: str, reason: str) -> None:
+        """A publish by `actor` failed (`reason`: ``too_large``, ``buffer_full``, ``closed`` or an error type)."""
+
+    def actor_restarted(self, actor: str) -> None:
+        """The supervisor restarted `actor` after a crash."""
