@@ -1,7 +1,7 @@
 """marketsim: the reference market-data backend sniper is tested against.
 
-An aiohttp server with five modules (``whale``, ``etf``, ``heatmap``,
-``spot_ob``, ``bias``), three route flavors (``seed`` default, ``guessed``,
+An aiohttp server with six modules (``whale``, ``etf``, ``heatmap``,
+``spot_ob``, ``bias``, ``funding``), three route flavors (``seed`` default, ``guessed``,
 ``v2``) switchable at runtime, generated OpenAPI 3.1 / 3.0.3 / Swagger 2.0
 documents of the current flavor, deterministic synthetic data for a seed,
 runtime-injectable faults and per-module request counters.

@@ -71,7 +71,7 @@ def parse_fault_arg(text: str) -> tuple[str, Fault]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m marketsim",
-        description="Reference market-data backend: five modules, route flavors, OpenAPI, faults.",
+        description="Reference market-data backend: six modules, route flavors, OpenAPI, faults.",
         epilog=(
             "fault SPEC: status:CODE[:retry_after=S] | latency:MS | timeout | "
             "malformed[:truncated|wrong_types|empty|html] | envelope[:CODE][:msg=TEXT] | "

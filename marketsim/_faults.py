@@ -99,7 +99,7 @@ class OversizeFault(_FaultBase, tag="oversize", frozen=True):
     levels beyond the real top of book, still sorted; whale alerts older than
     the real ones (``transfer``s, which move no score); liquidation clusters
     beyond 10 % of the price, shorts above and longs below; ETF issuers with
-    zero flow. Bias has no list: its body is padded with JSON whitespace.
+    zero flow. Bias and funding have no list: their bodies are padded with JSON whitespace.
     The body is valid against sniper's upstream contract, though longer than
     the ``maxItems`` this simulator's own OpenAPI document states.
     """

@@ -6,7 +6,7 @@ elapsed time. Time comes from an injected ``now`` callable so tests can move
 the clock instead of sleeping.
 
 Everything else (whale transfers, ETF flows, liquidation clusters, order
-books, positioning) is drawn from a RNG keyed by ``(seed, module, asset,
+books, positioning, funding) is drawn from a RNG keyed by ``(seed, module, asset,
 time bucket, ...)``. Repeated calls inside one bucket therefore return the same
 snapshot, which is what real caching backends do and what lets tests compare
 answers across route flavors.
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from ._payloads import (
     EtfFlows,
     EtfIssuerFlow,
+    FundingRate,
     InstitutionalBias,
     LiquidationHeatmap,
     LiquidationLevel,
@@ -68,6 +69,9 @@ _WHALE_WINDOW = 3_600.0
 _WHALE_BUCKET = 900.0
 _MAX_ALERTS = 8
 _HEATMAP_SPAN = 0.08
+_FUNDING_INTERVAL = 8 * 3_600.0  # fundings at 00:00, 08:00 and 16:00 UTC
+_FUNDING_CAP = 0.003  # per interval; real venues clamp about there
+_OI_CHANGE_CAP = 20.0
 
 
 class NoEtfError(LookupError):
@@ -254,4 +258,25 @@ class Market:
             long_short_ratio=round(math.exp(0.6 * score + rng.gauss(0.0, 0.08)), 3),
             funding_rate=round(0.0001 + 0.0004 * score + rng.gauss(0.0, 0.00005), 6),
             oi_change_pct=round(8 * score + rng.gauss(0.0, 2.0), 2),
+        )
+
+    def funding(self, base: str) -> FundingRate:
+        """Funding of the perpetual swap: one crowding mood drives rate, prediction and open interest."""
+        now = self.now()
+        rng = self._rng("funding", base, math.floor(now / 300))
+        mood = rng.gauss(0.0, 1.0)  # > 0: longs crowded, they pay shorts
+
+        def rate(value: float) -> float:
+            return round(min(max(value, -_FUNDING_CAP), _FUNDING_CAP), 6)
+
+        current = rate(0.0001 + 0.0003 * mood)
+        change = 6.0 * mood + rng.gauss(0.0, 3.0)
+        return FundingRate(
+            symbol=OKX_SWAP.format(base),
+            funding_rate=current,
+            predicted_rate=rate(current + rng.gauss(0.0, 0.00005)),
+            interval_hours=_FUNDING_INTERVAL / 3_600.0,
+            next_funding_time=(math.floor(now / _FUNDING_INTERVAL) + 1) * _FUNDING_INTERVAL,
+            open_interest_usd=round(1.5e9 * _SIZE.get(base, 0.5) ** 2 * math.exp(rng.gauss(0.0, 0.1)), -5),
+            oi_change_pct=round(min(max(change, -_OI_CHANGE_CAP), _OI_CHANGE_CAP), 2),
         )

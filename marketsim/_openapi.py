@@ -32,6 +32,7 @@ _TAG_TEXT = {
     "liquidations": "Derivatives liquidation levels",
     "spot": "Spot order books",
     "institutional": "Derivatives positioning",
+    "funding": "Perpetual swap funding rates",
 }
 
 

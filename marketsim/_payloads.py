@@ -1,4 +1,4 @@
-"""Response bodies of the five modules, as msgspec structs.
+"""Response bodies of the six modules, as msgspec structs.
 
 The structs are the single source of truth for the wire format: the market
 model builds them, msgspec encodes them, and the OpenAPI generator derives the
@@ -19,6 +19,7 @@ __all__ = [
     "Direction",
     "EtfFlows",
     "EtfIssuerFlow",
+    "FundingRate",
     "HTTPError",
     "InstitutionalBias",
     "LiquidationHeatmap",
@@ -117,6 +118,18 @@ class InstitutionalBias(msgspec.Struct):
     oi_change_pct: float
 
 
+class FundingRate(msgspec.Struct):
+    """Perpetual swap funding: current and predicted rate, next funding time, open interest."""
+
+    symbol: Annotated[str, Meta(examples=["SOL-USDT-SWAP"])]
+    funding_rate: Annotated[float, Meta(description="Current rate per funding interval (0.0001 = 0.01 %)")]
+    predicted_rate: Annotated[float, Meta(description="Predicted rate of the next interval")]
+    interval_hours: Annotated[float, Meta(gt=0, description="Hours between fundings")]
+    next_funding_time: _Ts
+    open_interest_usd: Annotated[float, Meta(gt=0, description="Open interest in US dollars")]
+    oi_change_pct: Annotated[float, Meta(description="Open-interest change over 24 h, in percent")]
+
+
 class HTTPError(msgspec.Struct):
     """Error body, FastAPI style."""
 
@@ -129,4 +142,5 @@ PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
     "heatmap": LiquidationHeatmap,
     "spot_ob": SpotOrderBook,
     "bias": InstitutionalBias,
+    "funding": FundingRate,
 }

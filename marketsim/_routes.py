@@ -31,7 +31,7 @@ __all__ = [
     "Route",
 ]
 
-MODULES_ORDER = ("whale", "etf", "heatmap", "spot_ob", "bias")
+MODULES_ORDER = ("whale", "etf", "heatmap", "spot_ob", "bias", "funding")
 DEFAULT_FLAVOR = "seed"
 
 
@@ -185,6 +185,14 @@ MODULES: dict[str, ModuleInfo] = {
         "institutional",
         (422, 429),
     ),
+    "funding": ModuleInfo(
+        "getFundingRate",
+        "Funding rate",
+        "Current and predicted funding rate of the perpetual swap, the next funding time"
+        " and the open-interest change over 24 hours.",
+        "funding",
+        (422, 429),
+    ),
 }
 
 
@@ -220,6 +228,7 @@ FLAVORS: dict[str, tuple[Route, ...]] = {
             (_symbol("symbol", "query", BINANCE_SPOT), _exchange("exchange", "query"), _depth("depth")),
         ),
         Route("bias", "/institutional/bias", (_symbol("symbol", "query", OKX_SWAP),)),
+        Route("funding", "/derivatives/funding-rate", (_symbol("symbol", "query", OKX_SWAP),)),
     ),
     "guessed": (
         Route("whale", "/advanced/whale/alerts", (_symbol("symbol", "query", BASE),)),
@@ -235,6 +244,7 @@ FLAVORS: dict[str, tuple[Route, ...]] = {
             (_symbol("symbol", "path", BASE), _exchange("exchange", "query"), _depth("depth")),
         ),
         Route("bias", "/institutional/bias", (_symbol("symbol", "query", OKX_SWAP),)),
+        Route("funding", "/funding", (_symbol("symbol", "query", BASE),)),
     ),
     "v2": (
         Route("whale", "/api/v2/onchain/whale-transfers", (_symbol("coin", "query", BASE),)),
@@ -250,5 +260,6 @@ FLAVORS: dict[str, tuple[Route, ...]] = {
             (_exchange("venue", "path"), _symbol("pair", "path", OKX_SPOT), _depth("limit")),
         ),
         Route("bias", "/api/v2/positioning/{instId}", (_symbol("instId", "path", OKX_SWAP),)),
+        Route("funding", "/api/v2/derivatives/funding/{instId}", (_symbol("instId", "path", OKX_SWAP),)),
     ),
 }

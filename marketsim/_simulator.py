@@ -192,4 +192,6 @@ class Simulator:
             return market.order_book(base, args["exchange"], args["depth"])
         if module == "bias":
             return market.bias(base)
+        if module == "funding":
+            return market.funding(base)
         raise KeyError(module)

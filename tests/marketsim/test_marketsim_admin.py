@@ -33,6 +33,7 @@ class TestFaultsApi:
             "heatmap": [],
             "spot_ob": [],
             "bias": [],
+            "funding": [],
         }
 
     @pytest.mark.parametrize(
@@ -120,7 +121,7 @@ class TestFaultsApi:
         srv = await start()
         await call(srv, "PUT", "/_admin/faults/bias", json={"kind": "envelope"})
         reply = await call(srv, "DELETE", "/_admin/faults")
-        assert reply.json() == {m: [] for m in ("whale", "etf", "heatmap", "spot_ob", "bias")}
+        assert reply.json() == {m: [] for m in ("whale", "etf", "heatmap", "spot_ob", "bias", "funding")}
 
     @pytest.mark.parametrize("method", ["POST", "PATCH"])
     async def test_wrong_method(self, start, call, method):

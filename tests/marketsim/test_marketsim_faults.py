@@ -202,8 +202,16 @@ MODULE_PATHS = {
     "heatmap": "/liquidations/heatmap?symbol=SOL-USDT-SWAP&timeframe=1h",
     "spot_ob": BOOK,
     "bias": BIAS,
+    "funding": "/derivatives/funding-rate?symbol=SOL-USDT-SWAP",
 }
-GROWN = {"whale": ["alerts"], "etf": ["issuers"], "heatmap": ["levels"], "spot_ob": ["bids", "asks"], "bias": []}
+GROWN = {
+    "whale": ["alerts"],
+    "etf": ["issuers"],
+    "heatmap": ["levels"],
+    "spot_ob": ["bids", "asks"],
+    "bias": [],
+    "funding": [],
+}
 
 
 class TestOversize:

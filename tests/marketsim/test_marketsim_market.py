@@ -224,5 +224,6 @@ class TestPayloadInvariants:
             "heatmap": lambda: market.heatmap("SOL", "1h"),
             "spot_ob": lambda: market.order_book("SOL", "binance", 10),
             "bias": lambda: market.bias("SOL"),
+            "funding": lambda: market.funding("SOL"),
         }[module]
         assert msgspec.json.encode(build()) == msgspec.json.encode(build())

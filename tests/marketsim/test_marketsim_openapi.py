@@ -28,6 +28,7 @@ EXPECTED: dict[str, dict[str, tuple[str, dict[str, tuple[str, bool, Any]]]]] = {
             },
         ),
         "/institutional/bias": ("getInstitutionalBias", {"symbol": ("query", True, "SOL-USDT-SWAP")}),
+        "/derivatives/funding-rate": ("getFundingRate", {"symbol": ("query", True, "SOL-USDT-SWAP")}),
     },
     "guessed": {
         "/advanced/whale/alerts": ("getWhaleAlerts", {"symbol": ("query", True, "SOL")}),
@@ -41,6 +42,7 @@ EXPECTED: dict[str, dict[str, tuple[str, dict[str, tuple[str, bool, Any]]]]] = {
             {"symbol": ("path", True, "SOL"), "exchange": ("query", False, "binance"), "depth": ("query", False, 50)},
         ),
         "/institutional/bias": ("getInstitutionalBias", {"symbol": ("query", True, "SOL-USDT-SWAP")}),
+        "/funding": ("getFundingRate", {"symbol": ("query", True, "SOL")}),
     },
     "v2": {
         "/api/v2/onchain/whale-transfers": ("getWhaleAlerts", {"coin": ("query", True, "SOL")}),
@@ -54,6 +56,7 @@ EXPECTED: dict[str, dict[str, tuple[str, dict[str, tuple[str, bool, Any]]]]] = {
             {"venue": ("path", True, "binance"), "pair": ("path", True, "SOL-USDT"), "limit": ("query", False, 50)},
         ),
         "/api/v2/positioning/{instId}": ("getInstitutionalBias", {"instId": ("path", True, "SOL-USDT-SWAP")}),
+        "/api/v2/derivatives/funding/{instId}": ("getFundingRate", {"instId": ("path", True, "SOL-USDT-SWAP")}),
     },
 }
 
@@ -63,6 +66,7 @@ SEED_REQUESTS = {
     "heatmap": "/liquidations/heatmap?symbol=SOL-USDT-SWAP",
     "spot_ob": "/spot/orderbook?symbol=SOLUSDT",
     "bias": "/institutional/bias?symbol=SOL-USDT-SWAP",
+    "funding": "/derivatives/funding-rate?symbol=SOL-USDT-SWAP",
 }
 
 
@@ -155,7 +159,7 @@ class TestDocuments:
         headers = doc["paths"]["/api/v2/positioning/{instId}"]["get"]["responses"]["429"]["headers"]
         assert "Retry-After" in headers
 
-    @pytest.mark.parametrize("module", ["whale", "etf", "heatmap", "spot_ob", "bias"])
+    @pytest.mark.parametrize("module", ["whale", "etf", "heatmap", "spot_ob", "bias", "funding"])
     async def test_schema_lists_payload_fields(self, start, call, module):
         """The 200 schema's required fields are exactly the body's keys."""
         srv = await start(default_faults=False)

@@ -11,6 +11,7 @@ import pytest
 from marketsim._payloads import (
     PAYLOAD_TYPES,
     EtfFlows,
+    FundingRate,
     InstitutionalBias,
     LiquidationHeatmap,
     SpotOrderBook,
@@ -18,7 +19,7 @@ from marketsim._payloads import (
 )
 
 FLAVORS = ["seed", "guessed", "v2"]
-MODULES = ["whale", "etf", "heatmap", "spot_ob", "bias"]
+MODULES = ["whale", "etf", "heatmap", "spot_ob", "bias", "funding"]
 
 # One equivalent request per flavor and module (same asset and options).
 REQUESTS = {
@@ -28,6 +29,7 @@ REQUESTS = {
         "heatmap": "/liquidations/heatmap?symbol=SOL-USDT-SWAP&timeframe=4h",
         "spot_ob": "/spot/orderbook?symbol=SOLUSDT&exchange=okx&depth=20",
         "bias": "/institutional/bias?symbol=SOL-USDT-SWAP",
+        "funding": "/derivatives/funding-rate?symbol=SOL-USDT-SWAP",
     },
     "guessed": {
         "whale": "/advanced/whale/alerts?symbol=SOL",
@@ -35,6 +37,7 @@ REQUESTS = {
         "heatmap": "/advanced/liquidation/heatmap/SOL?timeframe=4h",
         "spot_ob": "/advanced/spot/orderbook/SOL?exchange=okx&depth=20",
         "bias": "/institutional/bias?symbol=SOL-USDT-SWAP",
+        "funding": "/funding?symbol=SOL",
     },
     "v2": {
         "whale": "/api/v2/onchain/whale-transfers?coin=SOL",
@@ -42,6 +45,7 @@ REQUESTS = {
         "heatmap": "/api/v2/derivatives/liquidation-map/SOL-USDT-SWAP?interval=4h",
         "spot_ob": "/api/v2/market/depth/okx/SOL-USDT?limit=20",
         "bias": "/api/v2/positioning/SOL-USDT-SWAP",
+        "funding": "/api/v2/derivatives/funding/SOL-USDT-SWAP",
     },
 }
 
@@ -74,11 +78,15 @@ def check_invariants(module: str, body: dict[str, Any]) -> None:
         assert all(b[0] > a[0] for a, b in itertools.pairwise(payload.asks))
         assert payload.bids[0][0] < payload.asks[0][0]
         assert all(size > 0 for _, size in payload.bids + payload.asks)
-    else:
+    elif module == "bias":
         assert isinstance(payload, InstitutionalBias)
         assert payload.symbol == "SOL-USDT-SWAP"
         expected = "bullish" if payload.score > 0.15 else "bearish" if payload.score < -0.15 else "neutral"
         assert payload.bias == expected
+    else:
+        assert isinstance(payload, FundingRate)
+        assert payload.symbol == "SOL-USDT-SWAP" and payload.interval_hours == 8
+        assert payload.next_funding_time % (8 * 3600) == 0 and payload.open_interest_usd > 0
 
 
 class TestPayloads:
