@@ -6,12 +6,12 @@ Here the contract is read:
 
 1. Each GET operation of the backend's OpenAPI/Swagger document is matched
    to a module by meaning: words from its path, operationId, summary and
-   tags against module aliases (liquidation + heatmap; spot + orderbook /
-   order-book / depth / book; etf + flow; whale; bias / sentiment /
-   positioning).
+   tags against the words each module declares (`ModuleSpec.terms`:
+   liquidation + heatmap; spot + orderbook / order-book / depth / book;
+   etf + flow; whale; bias / sentiment / positioning; funding).
 2. Each parameter is bound by role from its name, place, enum, pattern,
    examples and description: symbol (and the spelling it wants, detected
-   from an example or the pattern and produced by messages.symbols),
+   from an example or the pattern and produced by actors.symbols),
    timeframe, depth, exchange. A required parameter with no role takes its
    default or example, or the route is unusable, with the reason.
 3. Without a spec, or for modules the spec does not cover, known paths are
@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from messages import PAYLOAD_TYPES
+from actors.symbols import FORMS, detect_form, form_from_pattern
+from messages import PAYLOAD_TYPES, REGISTRY
 from messages.errors import SymbolError
+from messages.modules._kit import ModuleTerms
 from messages.routes import ParamBinding, Route
-from messages.symbols import FORMS, detect_form, form_from_pattern
 
 from .openapi import Operation, SpecParam
 from .routing import RequestSettings, RouteError, build_request
@@ -57,27 +58,8 @@ def words(text: str) -> set[str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleTerms:
-    required: tuple[frozenset[str], ...]  # every group must be present
-    bonus: frozenset[str] = frozenset()
-    penalty: frozenset[str] = frozenset()
-
-
-TERMS: dict[str, ModuleTerms] = {
-    "whale": ModuleTerms((frozenset({"whale"}),), frozenset({"alert", "transfer", "onchain"})),
-    "etf": ModuleTerms((frozenset({"etf"}),), frozenset({"flow", "netflow"})),
-    "heatmap": ModuleTerms(
-        (frozenset({"liquidation", "liq"}), frozenset({"heatmap", "heat", "map", "cluster", "level"})),
-        frozenset({"heatmap"}),
-    ),
-    "spot_ob": ModuleTerms(
-        (frozenset({"orderbook", "depth", "book"}),),
-        frozenset({"spot", "orderbook"}),
-        frozenset({"future", "swap", "perp", "perpetual", "derivative", "option"}),
-    ),
-    "bias": ModuleTerms((frozenset({"bias", "sentiment", "positioning", "position"}),), frozenset({"institutional"})),
-}
+#: Module name -> the words its operation is recognised by (declared by each module).
+TERMS: dict[str, ModuleTerms] = {name: spec.terms for name, spec in REGISTRY.items()}
 
 
 def module_score(op: Operation, module: str) -> int:
@@ -122,7 +104,7 @@ _ROLE_WORDS = {
     "exchange": ("exchange", "venue"),
 }
 #: Spelling a module's symbol most likely wants when the spec says nothing.
-MODULE_FORM = {"whale": "base", "etf": "base", "heatmap": "okx_swap", "spot_ob": "concat", "bias": "okx_swap"}
+MODULE_FORM: dict[str, str] = {name: spec.form for name, spec in REGISTRY.items()}
 _TIMEFRAME_ALIASES = {"1h": ("1h", "60m", "60", "1hour", "h1", "hour")}
 _SYMBOL_LIKE = re.compile(r"\b[A-Za-z0-9]{2,12}(?:[-_/:][A-Za-z0-9]{2,12}){0,3}\b")
 
@@ -188,6 +170,8 @@ class Binding:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
     score: int = 0
+    #: Where the route came from: bound from the backend's spec, or a known path that answered a probe.
+    origin: Literal["openapi", "alias"] = "openapi"
 
 
 def bind_operation(op: Operation, module: str, settings: RequestSettings) -> Binding:
@@ -285,74 +269,9 @@ def match_spec(
 # -- without a spec: known paths, probed in order ------------------------------------
 
 
-def _r(module: str, path: str, *params: ParamBinding) -> Route:
-    return Route(module=module, path=path, params=params)
-
-
-def _sym(name: str, form: str, loc: str = "query") -> ParamBinding:
-    return ParamBinding(name=name, location=loc, role="symbol", form=form)  # type: ignore[arg-type]
-
-
-def _role(name: str, role: str, loc: str = "query") -> ParamBinding:
-    return ParamBinding(name=name, location=loc, role=role)  # type: ignore[arg-type]
-
-
-#: Known namings per module, most common first: the seed's suggested paths,
-#: the paths its client guessed, and a v2-style API.
-ALIASES: dict[str, tuple[Route, ...]] = {
-    "whale": (
-        _r("whale", "/whales/alerts", _sym("symbol", "base")),
-        _r("whale", "/advanced/whale/alerts", _sym("symbol", "base")),
-        _r("whale", "/api/v2/onchain/whale-transfers", _sym("coin", "base")),
-    ),
-    "etf": (
-        _r("etf", "/advanced/etf/flows", _sym("asset", "base")),
-        _r("etf", "/etf/flows", _sym("asset", "base")),
-        _r("etf", "/api/v2/flows/etf/{ccy}", _sym("ccy", "base", "path")),
-    ),
-    "heatmap": (
-        _r("heatmap", "/liquidations/heatmap", _sym("symbol", "okx_swap"), _role("timeframe", "timeframe")),
-        _r(
-            "heatmap",
-            "/advanced/liquidation/heatmap/{symbol}",
-            _sym("symbol", "base", "path"),
-            _role("timeframe", "timeframe"),
-        ),
-        _r(
-            "heatmap",
-            "/api/v2/derivatives/liquidation-map/{instId}",
-            _sym("instId", "okx_swap", "path"),
-            _role("interval", "timeframe"),
-        ),
-    ),
-    "spot_ob": (
-        _r(
-            "spot_ob",
-            "/spot/orderbook",
-            _sym("symbol", "concat"),
-            _role("exchange", "exchange"),
-            _role("depth", "depth"),
-        ),
-        _r(
-            "spot_ob",
-            "/advanced/spot/orderbook/{symbol}",
-            _sym("symbol", "base", "path"),
-            _role("exchange", "exchange"),
-            _role("depth", "depth"),
-        ),
-        _r(
-            "spot_ob",
-            "/api/v2/market/depth/{venue}/{pair}",
-            _role("venue", "exchange", "path"),
-            _sym("pair", "dash", "path"),
-            _role("limit", "depth"),
-        ),
-    ),
-    "bias": (
-        _r("bias", "/institutional/bias", _sym("symbol", "okx_swap")),
-        _r("bias", "/api/v2/positioning/{instId}", _sym("instId", "okx_swap", "path")),
-    ),
-}
+#: Known namings per module, most common first (declared by each module): the
+#: seed's suggested paths, the paths its client guessed, and a v2-style API.
+ALIASES: dict[str, tuple[Route, ...]] = {name: spec.aliases for name, spec in REGISTRY.items()}
 assert all(p.form in FORMS for routes in ALIASES.values() for r in routes for p in r.params if p.form)
 
 #: An answer that proves the route exists even though it carries no data.
@@ -374,9 +293,11 @@ async def probe_aliases(
             except (msgspec.DecodeError, msgspec.ValidationError):
                 tried.append(f"{route.path}: answered, but not a {module} payload")
                 continue
-            return Binding(module, route=route, notes=[f"probed: {route.path} answered"])
+            return Binding(module, route=route, notes=[f"probed: {route.path} answered"], origin="alias")
         if outcome.reason in _EXISTS:
-            return Binding(module, route=route, notes=[f"probed: {route.path} exists ({outcome.reason})"])
+            return Binding(
+                module, route=route, notes=[f"probed: {route.path} exists ({outcome.reason})"], origin="alias"
+            )
         tried.append(f"{route.path}: {outcome.reason}{f' {outcome.status}' if outcome.status else ''}")
     return Binding(module, reason="no known path answered: " + "; ".join(tried))
 

@@ -133,7 +133,7 @@ def route_map(found: Discovery, clock: Clock, revision: int) -> RouteMap:
             unusable[module] = (problem or "")[:MAX_DETAIL]
             continue
         routes[module] = b.route
-        origin[module] = "alias" if any(n.startswith("probed:") for n in b.notes) else "openapi"
+        origin[module] = b.origin
     return RouteMap(
         ts=clock.now(),
         source="openapi" if found.spec_version else "alias",

@@ -1,11 +1,12 @@
 """What every module fetcher does, written once.
 
-A fetcher is an actor for one module (whale, etf, heatmap, spot_ob, bias).
+A fetcher is an actor for one module of the registry (`messages.modules`).
 On each `Tick` it answers for (asset, cycle) before the tick's deadline with
 exactly one message: `ModuleData` on success, or `Degraded` with a reason.
-The per-module files only say what differs: the payload type, how the asset
-maps to a request key (ETF flows are keyed by BTC/ETH), a cache lifetime, and
-an optional sanity check of the payload.
+The module's `ModuleSpec` says what differs: the payload type, how the asset
+maps to a request key (ETF flows are keyed by BTC/ETH), a cache lifetime, a
+sanity check and the caps of the payload. `actors.fetchers.FETCHERS` holds one
+class per module, made by `fetcher_for`.
 
 Why the pieces:
 
@@ -25,7 +26,7 @@ Why the pieces:
 * A payload that does not decode into the module's Struct is ``bad_payload``.
   Nothing an upstream does can raise out of here.
 * A payload that decodes is checked (`check`), then trimmed to the module's
-  caps (`normalise`, see `messages.modules`), so what is published stays
+  caps (`normalise`, declared in the module's file), so what is published stays
   small whatever the backend sends: a valid 10^6-level book is trimmed to the
   configured depth, a body larger than the client's cap never gets here.
 """
@@ -33,10 +34,9 @@ Why the pieces:
 from __future__ import annotations
 
 import asyncio
-import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar
 
 import msgspec
 
@@ -47,13 +47,15 @@ from messages import (
     FlagChanged,
     ModuleData,
     ModulePayload,
+    ModuleSpec,
     Payload,
     RouteMap,
     Tick,
     decode,
 )
 from messages.errors import DecodeError
-from messages.routes import DEFAULT_ROUTES, Route
+from messages.modules import DEFAULT_ROUTES
+from messages.routes import Route
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.errors import BusError
 from runtime.kv import KVEntry
@@ -74,17 +76,6 @@ class BadPayload(ValueError):
     """A body that arrived but cannot be used; the message is the Degraded detail."""
 
 
-T = TypeVar("T")
-
-
-def keep_best(items: tuple[T, ...], n: int, key: Callable[[T], float]) -> tuple[T, ...]:
-    """The `n` items with the smallest `key`, in their original order (`items` itself if it is short)."""
-    if len(items) <= n:
-        return items
-    chosen = heapq.nsmallest(n, range(len(items)), key=lambda i: key(items[i]))
-    return tuple(items[i] for i in sorted(chosen))
-
-
 @dataclass(frozen=True, slots=True)
 class Denial:
     """Why a call is held back before it is made."""
@@ -101,12 +92,13 @@ class _Result:
 
 
 class ModuleFetcher(Actor):
-    """Base for the per-module fetchers; subclasses set `module` and `payload_type`."""
+    """The fetcher of one module; `fetcher_for(spec)` makes the class, with the spec's facts as class attributes."""
 
-    module: str = ""
-    payload_type: type[Payload] = Payload
+    spec: ClassVar[ModuleSpec]
+    module: ClassVar[str]
+    payload_type: ClassVar[type[Payload]]
     #: Seconds a successful answer for one key is reused (0: every tick asks).
-    cache_ttl: float = 0.0
+    cache_ttl: ClassVar[float]
     heartbeat_interval = 10.0
 
     def __init__(
@@ -120,9 +112,16 @@ class ModuleFetcher(Actor):
         max_concurrency: int = 64,
         assets: Iterable[str] | None = None,
         max_hold: float = CircuitPolicy().max_hold,
+        proxy_asset: str | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name or f"fetch-{self.module.replace('_', '-')}")
+        keyed_by = self.spec.keyed_by
+        if proxy_asset is not None and (keyed_by is None or proxy_asset not in keyed_by):
+            allowed = f"one of {sorted(keyed_by)}" if keyed_by else "unset (it is keyed by the traded asset)"
+            raise ValueError(f"{self.module} proxy asset must be {allowed}, not {proxy_asset!r}")
+        #: The key assets outside `spec.keyed_by` read (ETF: BTC by default).
+        self.proxy_asset = proxy_asset or self.spec.proxy
         self.upstream = upstream
         self.settings = settings or RequestSettings()
         self.flag = flag_name(self.module)
@@ -145,16 +144,16 @@ class ModuleFetcher(Actor):
 
     # -- per-module hooks ------------------------------------------------------
     def key_for(self, asset: str) -> str:
-        """The upstream key for a traded asset (the asset itself by default)."""
-        return asset
+        """The upstream key for a traded asset (itself, or the proxy for modules keyed by a few assets)."""
+        return self.spec.key_for(asset, self.proxy_asset)
 
     def check(self, payload: Payload) -> str | None:
         """A reason the payload is unusable despite decoding, or None."""
-        return None
+        return self.spec.check(payload)
 
     def normalise(self, payload: ModulePayload) -> ModulePayload:
-        """The payload trimmed to this module's caps (`messages.modules`); after `check`."""
-        return payload
+        """The payload trimmed to this module's caps (its file in `messages.modules`); after `check`."""
+        return self.spec.normalise(payload, self.settings.depth)  # type: ignore[no-any-return]  # the spec's own payload
 
     # -- actor wiring -------------------------------------------------------------
     def subscriptions(self) -> Iterable[Sub]:
@@ -386,3 +385,17 @@ class ModuleFetcher(Actor):
             retry_after=retry_after,
             called=called,
         )
+
+
+def fetcher_for(spec: ModuleSpec) -> type[ModuleFetcher]:
+    """The fetcher class of one module (``fetch-<module>``), e.g. ``FundingFetcher`` for ``funding``."""
+    title = "".join(part.title() for part in spec.name.split("_"))
+    attributes = {
+        "__doc__": f"Fetches {spec.summary} ({'a core' if spec.core else 'an optional'} module).",
+        "__module__": __name__,
+        "spec": spec,
+        "module": spec.name,
+        "payload_type": spec.payload,
+        "cache_ttl": spec.cache_ttl,
+    }
+    return type(f"{title}Fetcher", (ModuleFetcher,), attributes)

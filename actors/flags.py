@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 
-from messages import FlagChanged, FlagCommand, FlagReply, decode, encode
+from messages import REGISTRY, FlagChanged, FlagCommand, FlagReply, decode, encode
 from messages.errors import DecodeError
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub
 from runtime.bus import Envelope
@@ -35,8 +35,9 @@ from .metrics import metrics_of
 
 
 def flag_name(module: str) -> str:
-    """The flag that switches a module: ``spot_ob`` -> ``SPOT_OB``."""
-    return module.upper()
+    """The flag that switches a module, as its file declares it (``spot_ob`` -> ``SPOT_OB``)."""
+    spec = REGISTRY.get(module)
+    return spec.flag if spec is not None else module.upper()
 
 
 class FlagKeeper(Actor):

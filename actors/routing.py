@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from actors.symbols import format_form, instrument
 from messages.errors import SymbolError
 from messages.routes import ParamBinding, Route
-from messages.symbols import format_form, instrument
 
 
 @dataclass(frozen=True, slots=True)

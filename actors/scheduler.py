@@ -7,8 +7,8 @@ until the next cycle. The verdict follows the seed analysis:
 * ``healthy``: every module answered.
 * ``soft_fail``: something failed, but not every core module. Does not count:
   an ETF 402 must never mark the scheduler unhealthy.
-* ``hard_fail``: every enabled core module (whale, heatmap, spot_ob by
-  default) failed or was missing. Consecutive hard failures grow the delay to
+* ``hard_fail``: every enabled core module (by default those the registry
+  marks core: whale, heatmap, spot_ob) failed or was missing. Consecutive hard failures grow the delay to
   the next cycle (exponential with jitter, capped); the first cycle in which
   any module succeeds again resets it to the normal interval.
 
@@ -40,12 +40,12 @@ from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from messages import ConfigError, Health, Signal, Tick
+from messages.modules import DEFAULT_CORE
 from runtime.actor import Actor, Sub, subs_for
 
 from .metrics import metrics_of
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
-DEFAULT_CORE = frozenset({"whale", "heatmap", "spot_ob"})
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 

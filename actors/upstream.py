@@ -16,7 +16,7 @@ status keeps its own class (a 429 stays ``rate_limited``, with its
 Retry-After). `UpstreamClient.get` decides this: it is the one place that turns
 transport errors into outcomes.
 
-Error classes (from shared/NOTES.md, "Upstream error semantics")::
+Error classes::
 
     transient         5xx, connection reset, timeout          retry later
     throttled         429, 418 (Binance ban), Retry-After     wait exactly that long
@@ -123,7 +123,7 @@ class Transport:
 
 
 class AiohttpTransport(Transport):
-    """Real HTTP on one pooled ClientSession (one per process, per NOTES.md)."""
+    """Real HTTP on one pooled ClientSession (one per process, as aiohttp advises: a session per request leaks)."""
 
     def __init__(self, *, limit: int = 200, safety_timeout: float = 30.0) -> None:
         # The per-call budget is enforced by UpstreamClient through the clock;

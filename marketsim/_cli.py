@@ -68,9 +68,9 @@ def parse_fault_arg(text: str) -> tuple[str, Fault]:
         raise argparse.ArgumentTypeError(f"invalid fault {text!r}: {exc}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m marketsim",
+        prog=prog or "python -m marketsim",
         description="Reference market-data backend: six modules, route flavors, OpenAPI, faults.",
         epilog=(
             "fault SPEC: status:CODE[:retry_after=S] | latency:MS | timeout | "
@@ -106,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str] | None = None) -> CliOptions:
-    """Parse ``argv`` (default ``sys.argv[1:]``); exits with status 2 on errors."""
-    ns = build_parser().parse_args(argv)
+def parse_args(argv: Sequence[str] | None = None, prog: str | None = None) -> CliOptions:
+    """Parse ``argv`` (default ``sys.argv[1:]``); exits with status 2 on errors. `prog` names the command in usage."""
+    ns = build_parser(prog).parse_args(argv)
     faults: dict[str, list[Fault]] = {}
     for module, fault in ns.faults:
         faults.setdefault(module, []).append(fault)
@@ -124,8 +124,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CliOptions:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    options = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     try:
         run(options.host, options.port, access_log=options.access_log, **options.simulator_kwargs())

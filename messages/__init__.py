@@ -30,8 +30,11 @@ from .errors import (
     SymbolError,
 )
 from .modules import (
+    DEFAULT_ROUTES,
+    MODULES,
     PAYLOAD_TYPES,
     REASONS,
+    REGISTRY,
     Degraded,
     EtfFlows,
     EtfIssuerFlow,
@@ -40,13 +43,14 @@ from .modules import (
     LiquidationLevel,
     ModuleData,
     ModulePayload,
+    ModuleSpec,
     OrderBook,
     Payload,
     Reason,
     WhaleAlert,
     WhaleAlerts,
 )
-from .routes import DEFAULT_ROUTES, ParamBinding, Route, RouteMap
+from .routes import ParamBinding, Route, RouteMap
 from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
 from .subjects import DEFAULT_PREFIX, Subjects
 
@@ -76,8 +80,10 @@ __all__ = [
     "DEFAULT_ROUTES",
     "MAX_DEPTH",
     "MAX_MESSAGE_BYTES",
+    "MODULES",
     "PAYLOAD_TYPES",
     "REASONS",
+    "REGISTRY",
     "SCHEMA_VERSION",
     "ActorGaveUp",
     "ActorRestarted",
@@ -106,6 +112,7 @@ __all__ = [
     "Message",
     "ModuleData",
     "ModulePayload",
+    "ModuleSpec",
     "ModuleStatus",
     "OrderBook",
     "ParamBinding",

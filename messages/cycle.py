@@ -23,7 +23,7 @@ from ._base import (
     Seconds,
     Timestamp,
 )
-from .modules import UnitScore
+from .modules._kit import UnitScore
 
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 

@@ -34,7 +34,7 @@ class ParamBinding(msgspec.Struct, frozen=True, kw_only=True):
     name: Term
     location: Literal["path", "query"] = "query"
     role: ParamRole
-    #: Symbol form for role=symbol (see messages.symbols.detect_form), e.g. "okx_swap".
+    #: Symbol form for role=symbol (see actors.symbols.detect_form), e.g. "okx_swap".
     form: Term | None = None
     #: Lower-case the symbol (APIs that want ``solusdt``).
     lower: bool = False
@@ -79,41 +79,3 @@ class RouteMap(Message, frozen=True, kw_only=True):
     notes: ByModule[Notes] = msgspec.field(default_factory=dict)
     spec_version: Term | None = None
     revision: Count = 0
-
-
-#: The routes the seed analysis recommended, which the reference backend serves
-#: by default. Used until discovery says otherwise.
-DEFAULT_ROUTES: dict[str, Route] = {
-    "whale": Route(
-        module="whale",
-        path="/whales/alerts",
-        params=(ParamBinding(name="symbol", role="symbol", form="base"),),
-    ),
-    "etf": Route(
-        module="etf",
-        path="/advanced/etf/flows",
-        params=(ParamBinding(name="asset", role="asset"),),
-    ),
-    "heatmap": Route(
-        module="heatmap",
-        path="/liquidations/heatmap",
-        params=(
-            ParamBinding(name="symbol", role="symbol", form="okx_swap"),
-            ParamBinding(name="timeframe", role="timeframe"),
-        ),
-    ),
-    "spot_ob": Route(
-        module="spot_ob",
-        path="/spot/orderbook",
-        params=(
-            ParamBinding(name="symbol", role="symbol", form="concat"),
-            ParamBinding(name="exchange", role="exchange"),
-            ParamBinding(name="depth", role="depth"),
-        ),
-    ),
-    "bias": Route(
-        module="bias",
-        path="/institutional/bias",
-        params=(ParamBinding(name="symbol", role="symbol", form="okx_swap"),),
-    ),
-}

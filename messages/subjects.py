@@ -16,7 +16,7 @@ Layout (with the default prefix ``sniper``)::
     sniper.health.<ASSET>               Health        scheduler -> operators
     sniper.heartbeat.<actor>            Heartbeat     every actor
     sniper.actor.<actor>                ActorRestarted / ActorGaveUp
-    sniper.circuit.<module>             CircuitChanged
+    sniper.circuit.<module>             CircuitState
     sniper.flags.changed                FlagChanged
     sniper.cmd.<command>                request/reply commands (flags, circuit)
     sniper.routes                       RouteMap from discovery

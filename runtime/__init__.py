@@ -1,15 +1,18 @@
-"""sniper's actor runtime, and the actors built on it.
+"""An actor runtime on asyncio and NATS; it knows nothing of sniper's modules or metrics.
 
 The public surface is small; everything else lives in private-by-convention
 modules of this package::
 
-    Actor, Sub, Context, ActorState      actors.actor
-    Supervisor, RestartPolicy            actors.supervisor
-    Clock, SystemClock, VirtualClock     actors.clock
-    Bus, Envelope, MemoryBus, NatsBus    actors.bus, actors.memory_bus, actors.nats_bus
+    Actor, Sub, Context, ActorState      runtime.actor
+    Supervisor, RestartPolicy            runtime.supervisor
+    Clock, SystemClock, VirtualClock     runtime.clock
+    Bus, Envelope, MemoryBus, NatsBus    runtime.bus, runtime.memory_bus, runtime.nats_bus
+    RuntimeHooks                         runtime.hooks (what the runtime counts, for a process's metrics)
+    ActorSystemError and its tree        runtime.errors
 
-Test helpers (a virtual-clock harness, message recorders) are in
-`actors.testing`, shipped with the package like trio's ``testing`` module.
+Test helpers (message recorders, `wait_until`) and the conformance checks a
+bus or key-value implementation must pass (`check_bus`, `check_key_value`)
+are in `runtime.testing`, shipped with the package like trio's ``testing``.
 """
 
 from .actor import Actor, ActorState, Context, InvalidTransition, Sub

@@ -1,6 +1,6 @@
 """The real bus: nats-py with the settings a production service needs.
 
-What this adds over a bare ``nats.connect()`` (see shared/NOTES.md):
+What this adds over a bare ``nats.connect()`` (each point is a pitfall seen with nats-py):
 
 * A bounded first connect. nats-py can hang ~120 s against a closed port
   even with reconnects off (nats.py issues 645, 663), so the first connect

@@ -10,6 +10,10 @@
     sniper circuit list | reset MODULE
     sniper discover --backend URL    how each module is served (from /openapi.json)
 
+Every command takes ``--log-level`` and ``--log-format``, before or after its
+name (``SNIPER_LOG_LEVEL``, ``SNIPER_LOG_FORMAT``; a flag wins). The flags of
+``run`` and ``demo`` come from the option table in `sniper.config`.
+
 Exit codes (errors are one clear line on stderr, not a traceback):
 
     0    success (or stopped by SIGTERM / --for)
@@ -28,7 +32,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from messages import ConfigError, SniperError
 from runtime import logs
@@ -36,39 +40,102 @@ from runtime.errors import ActorFailedError, ActorSystemError, BusConnectError
 
 from . import __version__
 from .config import (
+    DEFAULTS,
+    MODULES,
+    OPTIONS_BY_NAME,
     NatsAuth,
     add_nats_auth_arguments,
+    add_options,
     add_pipeline_arguments,
     check_nats_url,
+    either,
+    log_settings_from,
     nats_auth_from,
+    parse_switch,
     settings_from,
 )
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
+def _positive(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive, finite {what}, got {text!r}")
     return value
 
 
-def _switch(text: str) -> bool:
-    from .config import parse_switch
+def _seconds(text: str) -> float:
+    """--for: a positive, finite number of seconds."""
+    return _positive(text, "number of seconds")
 
+
+def _factor(text: str) -> float:
+    """--speed: a positive, finite time factor."""
+    return _positive(text, "factor (2 plays twice as fast)")
+
+
+def _whole(text: str) -> int:
+    """--seed: an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _switch(text: str) -> bool:
     try:
         return parse_switch(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected on or off") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sniper", description="Resilient crypto-signal pipeline over NATS.")
-    parser.add_argument("--version", action="version", version=f"sniper {__version__}")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--log-format", default="console", choices=("console", "json"))
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _module(text: str) -> str:
+    """``sniper circuit reset MODULE``: a module sniper knows, in any case."""
+    if text.strip().lower() not in MODULES:
+        raise argparse.ArgumentTypeError(f"unknown module {text!r}; known modules: {', '.join(MODULES)}")
+    return text.strip().lower()
 
-    demo = sub.add_parser("demo", help="run everything in one process and print signals")
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line, ``sniper run: error: argument --for: ... (see 'sniper run --help')``, exit 2.
+
+    Sub-command parsers are of the same class (argparse makes them so).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="sniper", description="Resilient crypto-signal pipeline over NATS.")
+    parser.add_argument("--version", action="version", version=f"sniper {__version__}")
+    add_options(parser, "log", suppress=True)
+    # --log-level/--log-format are accepted before and after the sub-command ("sniper run --log-level debug").
+    common = OneLineParser(add_help=False)
+    add_options(common, "log", suppress=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _pipeline_commands(sub, common)
+    _bus_commands(sub, common)
+    _control_commands(sub, common)
+
+    discover = sub.add_parser(
+        "discover", parents=[common], help="read a backend's /openapi.json and print the route per module"
+    )
+    discover.add_argument("--backend", required=True, help="backend base URL, e.g. http://127.0.0.1:8000")
+    discover.add_argument("--asset", default="SOL", help="asset used when probing known paths (default SOL)")
+    discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
+    schema = sub.add_parser("schema", parents=[common], help="print the JSON Schema of every wire message")
+    schema.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
+    return parser
+
+
+def _pipeline_commands(sub: argparse._SubParsersAction[OneLineParser], common: OneLineParser) -> None:
+    """``sniper demo`` and ``sniper run``: the pipeline flags of `sniper.config.OPTIONS`."""
+    demo = sub.add_parser("demo", parents=[common], help="run everything in one process and print signals")
     demo.add_argument(
         "--for", dest="duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)"
     )
@@ -83,35 +150,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE=SPEC",
         help="extra fault on the embedded backend, e.g. heatmap=status:500 (repeatable)",
     )
-    demo.add_argument("--seed", type=int, default=7, help="seed of the embedded backend's market data")
+    demo.add_argument("--seed", type=_whole, default=7, help="seed of the embedded backend's market data")
     add_pipeline_arguments(demo)
 
-    run = sub.add_parser("run", help="run the actors against an existing NATS and backend")
-    run.add_argument("--nats", help="NATS URL(s), comma-separated (SNIPER_NATS); default: embedded server")
+    run = sub.add_parser("run", parents=[common], help="run the actors against an existing NATS and backend")
+    add_options(run, "connection")
     add_nats_auth_arguments(run)
-    run.add_argument("--backend", help="market-data backend base URL (SNIPER_BACKEND), required")
     run.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds")
     add_pipeline_arguments(run)
 
-    record = sub.add_parser("record", help="store every message with its receive time (JSON lines)")
-    record.add_argument("--nats", help="NATS URL to record from (SNIPER_NATS)")
+
+def _bus_commands(sub: argparse._SubParsersAction[OneLineParser], common: OneLineParser) -> None:
+    """``sniper record`` and ``sniper replay``."""
+    nats = OPTIONS_BY_NAME["nats"].var
+    record = sub.add_parser("record", parents=[common], help="store every message with its receive time (JSON lines)")
+    record.add_argument("--nats", help=f"NATS URL to record from ({nats})")
     add_nats_auth_arguments(record)
     record.add_argument("--out", required=True, help="output file ('-' for stdout)")
     record.add_argument("--subjects", help="subject pattern (default: '<prefix>.>')")
-    record.add_argument("--prefix", default="sniper", help="subject prefix for the default pattern")
+    record.add_argument("--prefix", default=DEFAULTS["prefix"], help="subject prefix for the default pattern")
     record.add_argument("--for", dest="duration", type=_seconds, help="stop after this many seconds")
 
-    replay = sub.add_parser("replay", help="publish a recording back onto NATS")
+    replay = sub.add_parser("replay", parents=[common], help="publish a recording back onto NATS")
     replay.add_argument("file", help="a recording made by 'sniper record'")
-    replay.add_argument("--nats", help="NATS URL to publish to (SNIPER_NATS)")
+    replay.add_argument("--nats", help=f"NATS URL to publish to ({nats})")
     add_nats_auth_arguments(replay)
-    replay.add_argument("--speed", type=_seconds, default=1.0, help="time factor: 2 plays twice as fast (default 1)")
+    replay.add_argument("--speed", type=_factor, default=1.0, help="time factor: 2 plays twice as fast (default 1)")
     replay.add_argument("--subjects", help="only replay messages matching this pattern")
 
+
+def _control_commands(sub: argparse._SubParsersAction[OneLineParser], common: OneLineParser) -> None:
+    """``sniper flags`` and ``sniper circuit``: requests to a running pipeline."""
     # --nats/--prefix are accepted before or after the sub-command ("sniper flags list --nats URL").
-    conn = argparse.ArgumentParser(add_help=False)
-    conn.add_argument("--nats", default=argparse.SUPPRESS, help="NATS URL (SNIPER_NATS)")
-    conn.add_argument("--prefix", default=argparse.SUPPRESS, help="subject prefix (default sniper)")
+    conn = OneLineParser(add_help=False, parents=[common])
+    conn.add_argument("--nats", default=argparse.SUPPRESS, help=f"NATS URL ({OPTIONS_BY_NAME['nats'].var})")
+    conn.add_argument(
+        "--prefix", default=argparse.SUPPRESS, help=f"subject prefix (default {OPTIONS_BY_NAME['prefix'].default})"
+    )
     add_nats_auth_arguments(conn, suppress=True)
 
     flags = sub.add_parser(
@@ -120,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags_sub = flags.add_subparsers(dest="flags_command", required=True, metavar="list|set")
     flags_sub.add_parser("list", parents=[conn], help="show every flag")
     set_ = flags_sub.add_parser("set", parents=[conn], help="switch a module on or off")
-    set_.add_argument("flag", help="ETF, HEATMAP, SPOT_OB, WHALE or BIAS")
+    set_.add_argument("flag", help=either([m.upper() for m in MODULES]))
     set_.add_argument("value", type=_switch, help="on or off")
     set_.add_argument("--why", default="", help="reason, recorded with the change")
 
@@ -132,17 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     circuit_sub = circuit.add_subparsers(dest="circuit_command", required=True, metavar="list|reset")
     circuit_sub.add_parser("list", parents=[conn], help="show every breaker")
     reset = circuit_sub.add_parser("reset", parents=[conn], help="close every breaker of a module (lifts a quarantine)")
-    reset.add_argument("module", help="whale, etf, heatmap, spot_ob or bias")
-
-    discover = sub.add_parser("discover", help="read a backend's /openapi.json and print the route per module")
-    discover.add_argument("--backend", required=True, help="backend base URL, e.g. http://127.0.0.1:8000")
-    discover.add_argument("--asset", default="SOL", help="asset used when probing known paths (default SOL)")
-    discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
-    schema = sub.add_parser("schema", help="print the JSON Schema of every wire message")
-    schema.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
-    return parser
+    reset.add_argument("module", type=_module, metavar="MODULE", help=either(MODULES))
 
 
 #: An actor exceeded its restart intensity; see the module docstring.
@@ -159,11 +224,10 @@ def _fault(text: str) -> tuple[str, Any]:
 def _nats_url(args: argparse.Namespace) -> str:
     import os
 
-    url = getattr(args, "nats", None) or os.environ.get("SNIPER_NATS")
+    nats = OPTIONS_BY_NAME["nats"]
+    url = getattr(args, "nats", None) or os.environ.get(nats.var)
     if not url:
-        raise ConfigError(
-            f"--nats / SNIPER_NATS is required for 'sniper {args.command}' (it talks to a running pipeline)"
-        )
+        raise ConfigError(f"{nats.label} is required for 'sniper {args.command}' (it talks to a running pipeline)")
     check_nats_url(url)
     return url
 
@@ -180,53 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["sim"]:
         from marketsim._cli import main as sim_main
 
-        return sim_main(argv[1:])
+        return sim_main(argv[1:], prog="sniper sim")
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
     try:
-        match args.command:
-            case "schema":
-                from messages.schema import message_schema, upstream_schema
-
-                print(json.dumps(upstream_schema() if args.upstream else message_schema(), indent=2))
-                return 0
-            case "record":
-                from .demo import record
-
-                url = _nats_url(args)
-                return asyncio.run(
-                    record(
-                        url, args.out, args.subjects or f"{args.prefix}.>", args.duration, auth=_nats_auth(args, url)
-                    )
-                )
-            case "flags":
-                from .control import flags_command
-
-                url = _nats_url(args)
-                return asyncio.run(flags_command(url, args, auth=_nats_auth(args, url)))
-            case "circuit":
-                from .control import circuit_command
-
-                url = _nats_url(args)
-                return asyncio.run(circuit_command(url, args, auth=_nats_auth(args, url)))
-            case "discover":
-                from .control import discover_command
-
-                return asyncio.run(discover_command(args.backend, args.asset, args.json))
-            case "replay":
-                from .demo import replay_file
-
-                url = _nats_url(args)
-                return asyncio.run(replay_file(url, args.file, args.speed, args.subjects, auth=_nats_auth(args, url)))
-            case "demo":
-                from .demo import demo
-
-                return asyncio.run(demo(args))
-            case "run":
-                from .demo import run
-
-                settings = settings_from(args)
-                return asyncio.run(run(settings, args.duration))
+        logs.configure(*log_settings_from(args))
+        return _dispatch(args)
     except ConfigError as exc:
         print(f"sniper: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -244,6 +266,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed sub-command; errors are turned into exit statuses by `main`."""
+    match args.command:
+        case "schema":
+            from messages.schema import message_schema, upstream_schema
+
+            print(json.dumps(upstream_schema() if args.upstream else message_schema(), indent=2))
+            return 0
+        case "record":
+            from .demo import record
+
+            url = _nats_url(args)
+            return asyncio.run(
+                record(url, args.out, args.subjects or f"{args.prefix}.>", args.duration, auth=_nats_auth(args, url))
+            )
+        case "flags":
+            from .control import flags_command
+
+            url = _nats_url(args)
+            return asyncio.run(flags_command(url, args, auth=_nats_auth(args, url)))
+        case "circuit":
+            from .control import circuit_command
+
+            url = _nats_url(args)
+            return asyncio.run(circuit_command(url, args, auth=_nats_auth(args, url)))
+        case "discover":
+            from .control import discover_command
+
+            return asyncio.run(discover_command(args.backend, args.asset, args.json))
+        case "replay":
+            from .demo import replay_file
+
+            url = _nats_url(args)
+            return asyncio.run(replay_file(url, args.file, args.speed, args.subjects, auth=_nats_auth(args, url)))
+        case "demo":
+            from .demo import demo
+
+            return asyncio.run(demo(args))
+        case "run":
+            from .demo import run
+
+            settings = settings_from(args)
+            return asyncio.run(run(settings, args.duration))
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -1,9 +1,13 @@
 """Pipeline settings: one validated object, from flags with environment fallbacks.
 
-Every flag of ``sniper run`` has an environment variable (``--assets`` is
-``SNIPER_ASSETS``), so containers configure sniper without a command line.
-Precedence: flag, then environment, then default. A value that makes no sense
-raises `ConfigError` naming the flag or variable; nothing starts half-configured.
+Each setting is declared once, as an `Option` in `OPTIONS`: name, parser,
+default, bounds, unit and help. The flag and the variable follow from the name
+(``off_hours_interval``: ``--off-hours-interval``, ``SNIPER_OFF_HOURS_INTERVAL``),
+so containers configure sniper without a command line. The argparse flags, the
+environment lookup, the `Settings` defaults, the checks and the ``--help`` text
+are generated from the table. Precedence: flag, then environment, then default.
+A value that makes no sense raises `ConfigError` naming the flag or variable;
+nothing starts half-configured.
 
 Every numeric limit is a module constant below (``*_BOUNDS``), in one place:
 `Settings` checks against them and the error quotes them, e.g.
@@ -17,21 +21,26 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
+from actors.circuit import CircuitPolicy
 from actors.routing import RequestSettings
-from actors.scheduler import DEFAULT_CORE, TradingHours
+from actors.scheduler import TradingHours
 from actors.upstream import DEFAULT_MAX_BODY
 from messages import ConfigError, Subjects
-from messages.modules import MAX_BOOK_LEVELS
+from messages.modules import DEFAULT_CORE, MAX_BOOK_LEVELS, REGISTRY
+from messages.modules import MODULES as REGISTERED_MODULES
 from runtime.nats_bus import redact_url
 
 T = TypeVar("T")
 
-MODULES: tuple[str, ...] = ("whale", "etf", "heatmap", "spot_ob", "bias")
+_ETF = REGISTRY["etf"]  # keyed by BTC/ETH: --etf-proxy picks which one other assets read
+_ETF_KEYS = tuple(sorted(_ETF.keyed_by or ()))
+MODULES: tuple[str, ...] = REGISTERED_MODULES  # the module registry (messages.modules), in its order
 _ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
 
 # -- bounds (inclusive); each limit lives only here ---------------------------
@@ -51,10 +60,10 @@ DEPTH_BOUNDS: tuple[int, int] = (1, MAX_BOOK_LEVELS)
 PORT_BOUNDS: tuple[int, int] = (0, 65_535)
 #: --max-clock-skew, seconds a peer's timestamp may differ from ours.
 MAX_CLOCK_SKEW_BOUNDS: tuple[float, float] = (1.0, 3_600.0)
-DEFAULT_MAX_CLOCK_SKEW = 30.0
 #: --max-body-bytes, largest upstream response body read: 64 KiB to 64 MiB.
 MAX_BODY_BYTES_BOUNDS: tuple[int, int] = (64 * 1024, 64 * 1024 * 1024)
-DEFAULT_MAX_BODY_BYTES = DEFAULT_MAX_BODY  # 4 MiB, the upstream client's own default
+#: --window when none is given: this share of the interval, at most WINDOW_CAP seconds.
+WINDOW_SHARE, WINDOW_CAP = 0.6, 3.0
 
 #: URL schemes nats-py connects with (a URL without one means nats://).
 NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
@@ -75,13 +84,18 @@ def check_between(value: float, bounds: tuple[float, float], name: str, unit: st
         raise ConfigError(f"{name} must be between {_show(low)} and {_show(high)}{unit}, got {_show(value)}")
 
 
-def check_nats_url(url: str, name: str = "--nats / SNIPER_NATS") -> None:
+def check_nats_url(url: str, name: str | None = None) -> None:
     """ConfigError unless `url` is one or more NATS URLs (``nats://host:4222``, comma-separated).
 
-    The message shows the URL with any password redacted.
+    The message names `name` (default ``--nats / SNIPER_NATS``) and shows the URL with any password redacted.
     """
-    parts = [p.strip() for p in url.split(",")]
-    for part in parts:
+    problem = _nats_problem(url)
+    if problem:
+        raise ConfigError(f"{name or OPTIONS_BY_NAME['nats'].label}: {problem}")
+
+
+def _nats_problem(url: str) -> str | None:
+    for part in (p.strip() for p in url.split(",")):
         try:
             split = urlsplit(part if "://" in part else f"nats://{part}")
             port = split.port
@@ -97,10 +111,11 @@ def check_nats_url(url: str, name: str = "--nats / SNIPER_NATS") -> None:
             or split.query
             or split.fragment
         ):
-            raise ConfigError(
-                f"{name}: {redact_url(url)!r} is not a NATS URL like nats://127.0.0.1:4222 "
+            return (
+                f"{redact_url(url)!r} is not a NATS URL like nats://127.0.0.1:4222 "
                 f"(schemes {', '.join(sorted(NATS_SCHEMES))}; comma-separated for a cluster)"
             )
+    return None
 
 
 class NatsAuthOptions(TypedDict, total=False):
@@ -154,136 +169,33 @@ class NatsAuth:
         return out
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a sniper process needs to know to run the pipeline."""
-
-    nats: str | None = None
-    nats_auth: NatsAuth = field(default_factory=NatsAuth)
-    backend: str | None = None
-    assets: tuple[str, ...] = ("SOL",)
-    interval: float = 5.0
-    window: float = 3.0
-    off_hours_interval: float | None = None
-    trading_hours: TradingHours = field(default_factory=lambda: TradingHours.parse("00:00-24:00"))
-    prefix: str = "sniper"
-    core: frozenset[str] = DEFAULT_CORE
-    actors: tuple[str, ...] = ()  # empty: all
-    request: RequestSettings = field(default_factory=RequestSettings)
-    etf_proxy: str = "BTC"
-    #: FEATURE_<NAME> defaults per module (all on unless the environment says off).
-    flags: Mapping[str, bool] = field(default_factory=lambda: {m: True for m in MODULES})
-    metrics_port: int | None = None
-    #: Where /metrics listens: loopback unless told otherwise (0.0.0.0 in a container).
-    metrics_host: str = "127.0.0.1"
-    quarantine: float = 3600.0
-    circuit_probes: int = 1
-    stagger: bool = True
-    discovery_interval: float = 600.0
-    #: Largest difference between a peer's timestamp and ours that is believed (seconds).
-    max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
-    #: Largest upstream response body read (bytes).
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-
-    def __post_init__(self) -> None:
-        if self.nats is not None:
-            check_nats_url(self.nats)
-        self.nats_auth.check(self.nats)
-        if self.backend is not None:
-            try:
-                parts = urlsplit(self.backend)
-                port_ok = parts.port != 0
-            except ValueError:  # "Invalid IPv6 URL", a port that is not a number or out of range
-                parts, port_ok = urlsplit(""), False
-            if (
-                parts.scheme not in ("http", "https")
-                or not parts.hostname
-                or not port_ok
-                or any(c.isspace() for c in self.backend)
-            ):
-                raise ConfigError(
-                    f"--backend / SNIPER_BACKEND: {self.backend!r} is not an http(s) URL like http://127.0.0.1:8000"
-                )
-        if not self.assets:
-            raise ConfigError("--assets / SNIPER_ASSETS: at least one asset is needed")
-        for asset in self.assets:
-            if not _ASSET.match(asset):
-                raise ConfigError(f"--assets / SNIPER_ASSETS: {asset!r} is not an asset like SOL or BTC")
-        check_between(self.interval, INTERVAL_BOUNDS, "--interval / SNIPER_INTERVAL", "seconds")
-        check_between(
-            self.window,
-            (WINDOW_MIN, self.interval),
-            f"--window / SNIPER_WINDOW (at most the interval, {_show(self.interval)} s)",
-            "seconds",
-        )
-        if self.off_hours_interval is not None:
-            check_between(
-                self.off_hours_interval, INTERVAL_BOUNDS, "--off-hours-interval / SNIPER_OFF_HOURS_INTERVAL", "seconds"
-            )
-            if self.off_hours_interval < self.window:
-                raise ConfigError(
-                    f"--off-hours-interval / SNIPER_OFF_HOURS_INTERVAL must be at least the window "
-                    f"({_show(self.window)} s), got {_show(self.off_hours_interval)}"
-                )
-        if self.actors:
-            from .app import actor_names  # imported here: sniper.app imports this module
-
-            wrong = set(self.actors) - set(actor_names())
-            if wrong:
-                raise ConfigError(f"--actors: unknown {sorted(wrong)}; choose from {list(actor_names())}")
-        unknown = self.core - set(MODULES)
-        if unknown:
-            raise ConfigError(f"--core / SNIPER_CORE: unknown modules {sorted(unknown)}; known: {list(MODULES)}")
-        try:
-            Subjects(self.prefix)
-        except ValueError as exc:
-            raise ConfigError(f"--prefix / SNIPER_PREFIX: {exc}") from None
-        if set(self.flags) != set(MODULES):
-            raise ConfigError(f"feature flags must cover exactly {list(MODULES)}")
-        if self.metrics_port is not None:
-            check_between(self.metrics_port, PORT_BOUNDS, "--metrics-port / SNIPER_METRICS_PORT (0: any free port)", "")
-        if not self.metrics_host or any(c.isspace() or c in "/@" for c in self.metrics_host):
-            raise ConfigError(
-                f"--metrics-host / SNIPER_METRICS_HOST: {self.metrics_host!r} is not a host or address like 127.0.0.1"
-            )
-        check_between(self.circuit_probes, CIRCUIT_PROBES_BOUNDS, "--circuit-probes / SNIPER_CIRCUIT_PROBES", "calls")
-        check_between(self.quarantine, QUARANTINE_BOUNDS, "--quarantine / SNIPER_QUARANTINE", "seconds")
-        check_between(
-            self.discovery_interval,
-            DISCOVERY_INTERVAL_BOUNDS,
-            "--discovery-interval / SNIPER_DISCOVERY_INTERVAL",
-            "seconds",
-        )
-        check_between(self.request.depth, DEPTH_BOUNDS, "--depth / SNIPER_DEPTH", "levels")
-        check_between(self.max_clock_skew, MAX_CLOCK_SKEW_BOUNDS, "--max-clock-skew / SNIPER_MAX_CLOCK_SKEW", "seconds")
-        check_between(self.max_body_bytes, MAX_BODY_BYTES_BOUNDS, "--max-body-bytes / SNIPER_MAX_BODY_BYTES", "bytes")
-        if self.etf_proxy not in ("BTC", "ETH"):
-            raise ConfigError(f"--etf-proxy / SNIPER_ETF_PROXY must be BTC or ETH, got {self.etf_proxy!r}")
-
-    @property
-    def subjects(self) -> Subjects:
-        return Subjects(self.prefix)
+# -- parsers: the text of a flag or variable to a value (`Settings` checks the value) --
 
 
 def _number(text: str) -> float:
-    """A float; its bounds are checked by `Settings`, whose message names them."""
-    return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
 
 
 def _assets(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.strip().upper() for a in text.split(",") if a.strip()))
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+
+
 def _modules(text: str) -> frozenset[str]:
-    return frozenset(m.strip() for m in text.split(",") if m.strip())
-
-
-def _actor_names(text: str) -> tuple[str, ...]:
-    return tuple(_modules(text))
-
-
-_DEFAULT_ASSETS: tuple[str, ...] = ("SOL",)
-_ALL_ACTORS: tuple[str, ...] = ()  # empty: every actor
+    return frozenset(_names(text))
 
 
 _ON = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
@@ -297,8 +209,262 @@ def parse_switch(text: str) -> bool:
         raise ValueError("expected on or off") from None
 
 
+# -- checks: what is wrong with a parsed value, or None; the message gets the flag / variable in front --
+
+
+def _backend_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port != 0
+    except ValueError:  # "Invalid IPv6 URL", a port that is not a number or out of range
+        parts, port_ok = urlsplit(""), False
+    if parts.scheme in ("http", "https") and parts.hostname and port_ok and not any(c.isspace() for c in url):
+        return None
+    return f"{url!r} is not an http(s) URL like http://127.0.0.1:8000"
+
+
+def _assets_problem(assets: tuple[str, ...]) -> str | None:
+    wrong = [a for a in assets if not _ASSET.match(a)]
+    if wrong:
+        return f"{wrong[0]!r} is not an asset like SOL or BTC"
+    return None if assets else "at least one asset is needed"
+
+
+def _core_problem(core: frozenset[str]) -> str | None:
+    unknown = core - set(MODULES)
+    return f"unknown modules {sorted(unknown)}; known: {list(MODULES)}" if unknown else None
+
+
+def _prefix_problem(prefix: str) -> str | None:
+    try:
+        Subjects(prefix)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    if host and not any(c.isspace() or c in "/@" for c in host):
+        return None
+    return f"{host!r} is not a host or address like 127.0.0.1"
+
+
+def either(words: Sequence[str]) -> str:
+    """``BTC or ETH``, ``whale, etf or bias``."""
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def _text(value: Any) -> str:
+    """A default as one types it: 5, SOL, whale,heatmap,spot_ob, 00:00-24:00, off; "" for none."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return _show(value)
+    if isinstance(value, frozenset):  # modules, in the registry's order
+        return ",".join(m for m in MODULES if m in value)
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting, declared once in `OPTIONS`; flags, variables, defaults, checks and help come from it.
+
+    The flag is ``--name`` with dashes, the variable ``SNIPER_NAME``:
+    ``off_hours_interval`` is ``--off-hours-interval`` and ``SNIPER_OFF_HOURS_INTERVAL``.
+    """
+
+    name: str
+    help: str
+    parse: Callable[[str], Any] = str
+    default: Any = None
+    bounds: tuple[float, float] | None = None  #: inclusive
+    unit: str = ""
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], str | None] | None = None  #: what is wrong with a parsed value, or None
+    follows: Callable[[Mapping[str, Any]], Any] | None = None  #: the default, from the values before it
+    shown: str = ""  #: the default as --help says it, when the value alone would not say it
+    note: str = ""  #: said after the variable in messages and help, e.g. "0: any free port"
+    attr: str = ""  #: where the value goes in `Settings` ("request.depth"); default: the name
+    group: str = "pipeline"  #: which parser gets the flag: connection, auth, pipeline or log
+    flag: str = ""  #: default ``--name``; a flag storing `const` (``--no-stagger``) is named here
+    const: Any = None
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flag", self.flag or f"--{self.name.replace('_', '-')}")
+        object.__setattr__(self, "attr", self.attr or self.name)
+
+    @property
+    def var(self) -> str:
+        return f"SNIPER_{self.name.upper()}"
+
+    @property
+    def label(self) -> str:
+        """How messages name the setting: ``--interval / SNIPER_INTERVAL``."""
+        return f"{self.flag} / {self.var}{f' ({self.note})' if self.note else ''}"
+
+    def describe(self) -> str:
+        """The --help text: what it is, then the variable, the default and the range."""
+        if self.const is not None:
+            return f"{self.help} ({self.var}={_text(self.const)})"
+        facts = [self.var]
+        if default := self.shown or _text(self.default):
+            facts.append(f"default {default}")
+        if self.bounds is not None:
+            facts.append(f"{_show(self.bounds[0])} to {_show(self.bounds[1])} {self.unit}".rstrip())
+        if self.note:
+            facts.append(self.note)
+        return f"{self.help} ({'; '.join(facts)})".replace("%", "%%")
+
+    def convert(self, text: str) -> Any:
+        """`parse` as an argparse type: ``argument --depth: expected a whole number, got '1.5'``."""
+        try:
+            return self.parse(text)
+        except ValueError as exc:  # ConfigError is one too
+            got = "" if repr(text) in str(exc) else f", got {text!r}"
+            raise argparse.ArgumentTypeError(f"{exc}{got}") from None
+
+    def validate(self, value: Any) -> None:
+        """ConfigError if `value` breaks the bounds, the choices or the check (None always passes)."""
+        if value is None:
+            return
+        if self.bounds is not None:
+            check_between(value, self.bounds, self.label, self.unit)
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.label} must be {either(self.choices)}, got {value!r}")
+        if self.check is not None and (problem := self.check(value)):
+            raise ConfigError(f"{self.label}: {problem}")
+
+
+_WINDOW_DEFAULT = (
+    f"{_show(WINDOW_SHARE)} x interval, at most {_show(WINDOW_CAP)}; {_show(WINDOW_MIN)} s to the interval"
+)
+
+
+def default_window(values: Mapping[str, Any]) -> float:
+    """--window when none is given: WINDOW_SHARE of the interval, at most WINDOW_CAP seconds."""
+    interval: float = values["interval"]
+    return min(WINDOW_CAP, round(WINDOW_SHARE * interval, 3))
+
+
+_REQUEST, _POLICY = RequestSettings(), CircuitPolicy()  # the actors' own defaults, used as ours
+
+#: Every setting of `sniper run` and `sniper demo`, and the log options of every command.
+# fmt: off
+OPTIONS: tuple[Option, ...] = (  # one option a line
+    Option("nats", "NATS URL(s), comma-separated", group="connection", shown="an embedded server", check=_nats_problem),
+    Option("backend", "market-data backend base URL, required", group="connection", check=_backend_problem),
+    Option("nats_user", "NATS user; or in the URL, nats://user:pass@host", attr="nats_auth.user", group="auth"),
+    Option("nats_password", "NATS password; prefer the variable", attr="nats_auth.password", group="auth"),
+    Option("nats_creds", "NATS .creds file, needs nkeys", attr="nats_auth.creds", group="auth", metavar="FILE"),
+    Option("assets", "comma-separated assets", _assets, ("SOL",), check=_assets_problem),
+    Option("interval", "time between cycles", _number, 5.0, INTERVAL_BOUNDS, "seconds"),
+    Option("window", "assembly window", _number, unit="seconds", follows=default_window, shown=_WINDOW_DEFAULT),
+    Option("off_hours_interval", "interval off hours", _number, None, INTERVAL_BOUNDS, "seconds", shown="the interval"),
+    Option("trading_hours", "HH:MM-HH:MM in Asia/Jakarta", TradingHours.parse, TradingHours.parse("00:00-24:00")),
+    Option("prefix", "subject prefix", default="sniper", check=_prefix_problem),
+    Option("core", "core modules for health", _modules, DEFAULT_CORE, check=_core_problem),
+    Option("actors", "run only these actors, e.g. scheduler,assembler", _names, (), shown="all"),
+    Option("exchange", "spot order book exchange", default=_REQUEST.exchange, attr="request.exchange"),
+    Option("depth", "order book depth", _integer, _REQUEST.depth, DEPTH_BOUNDS, "levels", attr="request.depth"),
+    Option("timeframe", "heatmap timeframe", default=_REQUEST.timeframe, attr="request.timeframe"),
+    Option("etf_proxy", "ETF flows used for other assets", default=_ETF.proxy, choices=_ETF_KEYS),
+    Option("metrics_port", "serve /metrics on this port", _integer, None, PORT_BOUNDS, note="0: any free port"),
+    Option("metrics_host", "address /metrics listens on, 0.0.0.0 for all", default="127.0.0.1", check=_host_problem),
+    Option("stagger", "tick every asset at the same instant", parse_switch, True, flag="--no-stagger", const=False),
+    Option("discovery_interval", "time between discoveries", _number, 600.0, DISCOVERY_INTERVAL_BOUNDS, "seconds"),
+    Option("circuit_probes", "probe calls when half-open", _integer, _POLICY.probes, CIRCUIT_PROBES_BOUNDS, "calls"),
+    Option("quarantine", "how long a 402 silences a module", _number, _POLICY.quarantine, QUARANTINE_BOUNDS, "seconds"),
+    Option("max_clock_skew", "how far a peer's clock may be off", _number, 30.0, MAX_CLOCK_SKEW_BOUNDS, "seconds"),
+    Option("max_body_bytes", "largest upstream body read", _integer, DEFAULT_MAX_BODY, MAX_BODY_BYTES_BOUNDS, "bytes"),
+    Option("log_level", "log level", str.lower, "info", choices=("debug", "info", "warning", "error"), group="log"),
+    Option("log_format", "log format", str.lower, "console", choices=("console", "json"), group="log"),
+)
+# fmt: on
+OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
+_SETTINGS_GROUPS = ("connection", "auth", "pipeline")
+
+
+def _defaults() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        values[opt.attr] = opt.follows(values) if opt.follows else opt.default
+    return values
+
+
+#: Each option's default by attribute ("interval", "request.depth"): the defaults of `Settings`.
+DEFAULTS: dict[str, Any] = _defaults()
+DEFAULT_MAX_CLOCK_SKEW: float = DEFAULTS["max_clock_skew"]
+DEFAULT_MAX_BODY_BYTES: int = DEFAULTS["max_body_bytes"]  # 4 MiB, the upstream client's own default
+
+
+def _nested(values: Mapping[str, Any], part: str) -> dict[str, Any]:
+    """The ``part.x`` values as keywords: ``{"depth": 50}`` for "request"."""
+    return {key.partition(".")[2]: value for key, value in values.items() if key.startswith(f"{part}.")}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a sniper process needs to know to run the pipeline; defaults and checks from `OPTIONS`."""
+
+    nats: str | None = DEFAULTS["nats"]
+    nats_auth: NatsAuth = field(default_factory=lambda: NatsAuth(**_nested(DEFAULTS, "nats_auth")))
+    backend: str | None = DEFAULTS["backend"]
+    assets: tuple[str, ...] = DEFAULTS["assets"]
+    interval: float = DEFAULTS["interval"]
+    window: float = DEFAULTS["window"]
+    off_hours_interval: float | None = DEFAULTS["off_hours_interval"]
+    trading_hours: TradingHours = DEFAULTS["trading_hours"]
+    prefix: str = DEFAULTS["prefix"]
+    core: frozenset[str] = DEFAULTS["core"]
+    actors: tuple[str, ...] = DEFAULTS["actors"]  # empty: all
+    request: RequestSettings = field(default_factory=lambda: RequestSettings(**_nested(DEFAULTS, "request")))
+    etf_proxy: str = DEFAULTS["etf_proxy"]
+    #: FEATURE_<NAME> defaults per module (all on unless the environment says off).
+    flags: Mapping[str, bool] = field(default_factory=lambda: {m: True for m in MODULES})
+    metrics_port: int | None = DEFAULTS["metrics_port"]
+    #: Where /metrics listens: loopback unless told otherwise (0.0.0.0 in a container).
+    metrics_host: str = DEFAULTS["metrics_host"]
+    quarantine: float = DEFAULTS["quarantine"]
+    circuit_probes: int = DEFAULTS["circuit_probes"]
+    stagger: bool = DEFAULTS["stagger"]
+    discovery_interval: float = DEFAULTS["discovery_interval"]
+    #: Largest difference between a peer's timestamp and ours that is believed (seconds).
+    max_clock_skew: float = DEFAULTS["max_clock_skew"]
+    #: Largest upstream response body read (bytes).
+    max_body_bytes: int = DEFAULTS["max_body_bytes"]
+
+    def __post_init__(self) -> None:
+        for opt in OPTIONS:
+            if opt.group in _SETTINGS_GROUPS:
+                opt.validate(attrgetter(opt.attr)(self))
+        self.nats_auth.check(self.nats)
+        window, off_hours = OPTIONS_BY_NAME["window"], OPTIONS_BY_NAME["off_hours_interval"]
+        limit = f"{window.label} (at most the interval, {_show(self.interval)} s)"
+        check_between(self.window, (WINDOW_MIN, self.interval), limit, "seconds")
+        if self.off_hours_interval is not None and self.off_hours_interval < self.window:
+            raise ConfigError(
+                f"{off_hours.label} must be at least the window "
+                f"({_show(self.window)} s), got {_show(self.off_hours_interval)}"
+            )
+        if self.actors:
+            from .app import actor_names  # imported here: sniper.app imports this module
+
+            wrong = set(self.actors) - set(actor_names())
+            if wrong:
+                raise ConfigError(f"--actors: unknown {sorted(wrong)}; choose from {list(actor_names())}")
+        if set(self.flags) != set(MODULES):
+            raise ConfigError(f"feature flags must cover exactly {list(MODULES)}")
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.prefix)
+
+
 def feature_defaults(environ: Mapping[str, str]) -> dict[str, bool]:
-    """FEATURE_ETF, FEATURE_HEATMAP, FEATURE_SPOT_OB, FEATURE_WHALE, FEATURE_BIAS (default on)."""
+    """FEATURE_<MODULE> for every module: FEATURE_ETF, FEATURE_WHALE, ... (default on)."""
     return {m: _env(environ, f"FEATURE_{m.upper()}", parse_switch, True) for m in MODULES}
 
 
@@ -312,148 +478,74 @@ def _env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], defau
         raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags shared by `sniper run` and `sniper demo` (defaults come from the environment)."""
-    g = parser.add_argument_group("pipeline")
-    g.add_argument("--assets", type=_assets, help="comma-separated assets (SNIPER_ASSETS, default SOL)")
-    g.add_argument("--interval", type=_number, help="seconds between cycles (SNIPER_INTERVAL, default 5)")
-    g.add_argument(
-        "--window", type=_number, help="assembly window in seconds (SNIPER_WINDOW, default 0.6 x interval, max 3)"
-    )
-    g.add_argument(
-        "--off-hours-interval", type=_number, help="interval outside trading hours (SNIPER_OFF_HOURS_INTERVAL)"
-    )
-    g.add_argument(
-        "--trading-hours", type=TradingHours.parse, help="HH:MM-HH:MM in Asia/Jakarta (SNIPER_TRADING_HOURS)"
-    )
-    g.add_argument("--prefix", help="subject prefix (SNIPER_PREFIX, default sniper)")
-    g.add_argument("--core", type=_modules, help="core modules for health (SNIPER_CORE, default whale,heatmap,spot_ob)")
-    g.add_argument(
-        "--actors",
-        type=lambda t: tuple(_modules(t)),
-        help="run only these actors (SNIPER_ACTORS), e.g. scheduler,assembler",
-    )
-    g.add_argument("--exchange", help="spot order book exchange (SNIPER_EXCHANGE, default binance)")
-    g.add_argument("--depth", type=int, help="order book depth (SNIPER_DEPTH, default 50)")
-    g.add_argument("--timeframe", help="heatmap timeframe (SNIPER_TIMEFRAME, default 1h)")
-    g.add_argument("--etf-proxy", choices=("BTC", "ETH"), help="ETF flows used for other assets (SNIPER_ETF_PROXY)")
-    g.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus /metrics on this port, 0 = any (SNIPER_METRICS_PORT)"
-    )
-    g.add_argument(
-        "--metrics-host",
-        help="address /metrics listens on (SNIPER_METRICS_HOST, default 127.0.0.1; 0.0.0.0 for every interface)",
-    )
-    g.add_argument(
-        "--no-stagger",
-        dest="stagger",
-        action="store_const",
-        const=False,
-        help="tick every asset at the same instant (SNIPER_STAGGER=off)",
-    )
-    g.add_argument(
-        "--discovery-interval",
-        type=_number,
-        help="seconds between route discoveries from /openapi.json (SNIPER_DISCOVERY_INTERVAL, default 600)",
-    )
-    g.add_argument(
-        "--circuit-probes", type=int, help="calls let through a half-open breaker (SNIPER_CIRCUIT_PROBES, default 1)"
-    )
-    g.add_argument(
-        "--quarantine", type=_number, help="seconds a 402 quarantines a module (SNIPER_QUARANTINE, default 3600)"
-    )
-    g.add_argument(
-        "--max-clock-skew",
-        type=_number,
-        help=f"seconds a peer's clock may differ from ours (SNIPER_MAX_CLOCK_SKEW, default {DEFAULT_MAX_CLOCK_SKEW:g})",
-    )
-    g.add_argument(
-        "--max-body-bytes",
-        type=int,
-        help=f"largest upstream response body read (SNIPER_MAX_BODY_BYTES, default {DEFAULT_MAX_BODY_BYTES})",
-    )
-
-
-def add_nats_auth_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    """--nats-user, --nats-password, --nats-creds (environment: SNIPER_NATS_USER, ..._PASSWORD, ..._CREDS).
+def add_options(
+    parser: argparse.ArgumentParser, group: str, *, suppress: bool = False, title: str | None = None
+) -> None:
+    """The flags of one group of `OPTIONS` (their defaults are None: `settings_from` fills them in).
 
     With `suppress`, an absent flag leaves no attribute (for parent parsers that
     accept the flags both before and after a sub-command).
     """
-    default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument(
-        "--nats-user", default=default, help="NATS user (SNIPER_NATS_USER); or put it in the URL, nats://user:pass@host"
-    )
-    parser.add_argument(
-        "--nats-password",
-        default=default,
-        help="NATS password (SNIPER_NATS_PASSWORD; prefer the variable: a flag shows in the process list)",
-    )
-    parser.add_argument(
-        "--nats-creds",
-        default=default,
-        metavar="FILE",
-        help="NATS credentials file, JWT + nkey seed (SNIPER_NATS_CREDS; needs the nkeys package)",
-    )
+    where = parser.add_argument_group(title) if title else parser
+    for opt in OPTIONS:
+        if opt.group == group:
+            kwargs: dict[str, Any] = {"dest": opt.name, "help": opt.describe()}
+            if suppress:
+                kwargs["default"] = argparse.SUPPRESS
+            if opt.const is not None:
+                kwargs.update(action="store_const", const=opt.const)
+            else:
+                metavar = opt.metavar or (opt.unit.upper() if opt.unit else None)
+                kwargs.update(type=opt.convert, choices=opt.choices or None, metavar=metavar)
+            where.add_argument(opt.flag, **kwargs)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by `sniper run` and `sniper demo` (defaults come from the environment)."""
+    add_options(parser, "pipeline", title="pipeline")
+
+
+def add_nats_auth_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """--nats-user, --nats-password, --nats-creds (environment: SNIPER_NATS_USER, ..._PASSWORD, ..._CREDS)."""
+    add_options(parser, "auth", suppress=suppress)
+
+
+def _values(args: argparse.Namespace, env: Mapping[str, str], groups: Collection[str]) -> dict[str, Any]:
+    """Each option of `groups` by attribute: the flag's value, else the variable's, else the default."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        if opt.group in groups:
+            given = getattr(args, opt.name, None)
+            default = opt.follows(values) if opt.follows else opt.default
+            values[opt.attr] = given if given is not None else _env(env, opt.var, opt.parse, default)
+    return values
 
 
 def nats_auth_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> NatsAuth:
     """NATS credentials from --nats-user/--nats-password/--nats-creds, then SNIPER_NATS_USER/_PASSWORD/_CREDS."""
-    env = os.environ if environ is None else environ
+    values = _values(args, os.environ if environ is None else environ, ("auth",))
+    return NatsAuth(**_nested(values, "nats_auth"))
 
-    def pick(flag: str, var: str) -> str | None:
-        value = getattr(args, flag, None)
-        return value if value is not None else _env(env, var, str, None)
 
-    return NatsAuth(
-        user=pick("nats_user", "SNIPER_NATS_USER"),
-        password=pick("nats_password", "SNIPER_NATS_PASSWORD"),
-        creds=pick("nats_creds", "SNIPER_NATS_CREDS"),
-    )
+def log_settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(level, format) from --log-level/--log-format, then SNIPER_LOG_LEVEL/SNIPER_LOG_FORMAT, then info/console."""
+    values = _values(args, os.environ if environ is None else environ, ("log",))
+    for opt in OPTIONS:
+        if opt.group == "log":
+            opt.validate(values[opt.attr])
+    return values["log_level"], values["log_format"]
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None, **fixed: Any) -> Settings:
     """Build Settings from parsed flags, falling back to the environment, then defaults."""
     env = os.environ if environ is None else environ
-
-    def pick(flag: str, var: str, parse: Callable[[str], T], default: T) -> T:
-        value = getattr(args, flag, None)
-        return value if value is not None else _env(env, var, parse, default)
-
-    interval = pick("interval", "SNIPER_INTERVAL", _number, 5.0)
-    request = RequestSettings(
-        exchange=pick("exchange", "SNIPER_EXCHANGE", str, "binance"),
-        depth=pick("depth", "SNIPER_DEPTH", int, 50),
-        timeframe=pick("timeframe", "SNIPER_TIMEFRAME", str, "1h"),
-    )
-    values: dict[str, Any] = dict(
-        nats=pick("nats", "SNIPER_NATS", str, None),
-        nats_auth=nats_auth_from(args, env),
-        backend=pick("backend", "SNIPER_BACKEND", str, None),
-        assets=pick("assets", "SNIPER_ASSETS", _assets, _DEFAULT_ASSETS),
-        interval=interval,
-        window=pick("window", "SNIPER_WINDOW", _number, min(3.0, round(0.6 * interval, 3))),
-        off_hours_interval=pick("off_hours_interval", "SNIPER_OFF_HOURS_INTERVAL", _number, None),
-        trading_hours=pick(
-            "trading_hours", "SNIPER_TRADING_HOURS", TradingHours.parse, TradingHours.parse("00:00-24:00")
-        ),
-        prefix=pick("prefix", "SNIPER_PREFIX", str, "sniper"),
-        core=pick("core", "SNIPER_CORE", _modules, DEFAULT_CORE),
-        actors=pick("actors", "SNIPER_ACTORS", _actor_names, _ALL_ACTORS),
-        request=request,
-        etf_proxy=pick("etf_proxy", "SNIPER_ETF_PROXY", str, "BTC"),
-        flags=feature_defaults(env),
-        metrics_port=pick("metrics_port", "SNIPER_METRICS_PORT", int, None),
-        metrics_host=pick("metrics_host", "SNIPER_METRICS_HOST", str, "127.0.0.1"),
-        quarantine=pick("quarantine", "SNIPER_QUARANTINE", _number, 3600.0),
-        circuit_probes=pick("circuit_probes", "SNIPER_CIRCUIT_PROBES", int, 1),
-        stagger=pick("stagger", "SNIPER_STAGGER", parse_switch, True),
-        discovery_interval=pick("discovery_interval", "SNIPER_DISCOVERY_INTERVAL", _number, 600.0),
-        max_clock_skew=pick("max_clock_skew", "SNIPER_MAX_CLOCK_SKEW", _number, DEFAULT_MAX_CLOCK_SKEW),
-        max_body_bytes=pick("max_body_bytes", "SNIPER_MAX_BODY_BYTES", int, DEFAULT_MAX_BODY_BYTES),
-    )
-    values.update(fixed)
+    values = _values(args, env, _SETTINGS_GROUPS)
+    kwargs: dict[str, Any] = {key: value for key, value in values.items() if "." not in key}
+    kwargs["nats_auth"] = NatsAuth(**_nested(values, "nats_auth"))
+    kwargs["request"] = RequestSettings(**_nested(values, "request"))
+    kwargs["flags"] = feature_defaults(env)
+    kwargs.update(fixed)
     try:
-        return Settings(**values)
+        return Settings(**kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

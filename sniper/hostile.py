@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import msgspec
 
 from messages import (
+    MODULES,
     CircuitState,
     Degraded,
     FlagChanged,
@@ -30,8 +31,6 @@ from messages import (
     Tick,
 )
 from runtime.nats_bus import NatsBus
-
-MODULES = ("whale", "etf", "heatmap", "spot_ob", "bias")
 
 
 def forged_messages(subjects: Subjects, rng: random.Random, now: Callable[[], float]) -> Iterator[tuple[str, bytes]]:

@@ -55,14 +55,24 @@ BIAS = {
     "funding_rate": 0.0001,
     "oi_change_pct": 2.0,
 }
+FUNDING = {
+    "symbol": "SOL-USDT-SWAP",
+    "funding_rate": 0.0001,
+    "predicted_rate": 0.00012,
+    "interval_hours": 8.0,
+    "next_funding_time": 1767254400.0,
+    "open_interest_usd": 1.5e9,
+    "oi_change_pct": 3.5,
+}
 
-#: The reference backend's default ("seed" flavor) paths, as in messages.routes.DEFAULT_ROUTES.
+#: The reference backend's default ("seed" flavor) paths, as in messages.modules.DEFAULT_ROUTES.
 PATHS = {
     "whale": "/whales/alerts",
     "etf": "/advanced/etf/flows",
     "heatmap": "/liquidations/heatmap",
     "spot_ob": "/spot/orderbook",
     "bias": "/institutional/bias",
+    "funding": "/derivatives/funding-rate",
 }
 BODIES = {
     PATHS["whale"]: WHALE,
@@ -70,4 +80,5 @@ BODIES = {
     PATHS["heatmap"]: HEATMAP,
     PATHS["spot_ob"]: ORDER_BOOK,
     PATHS["bias"]: BIAS,
+    PATHS["funding"]: FUNDING,
 }

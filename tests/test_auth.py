@@ -44,7 +44,7 @@ from runtime import NatsBus
 from runtime.bus import Envelope
 from runtime.errors import BusConnectError
 from runtime.nats_bus import redact_url
-from runtime.testing import Recorder
+from runtime.testing import Recorder, wait_until
 from sniper.app import run_pipeline
 from sniper.config import NatsAuth, Settings
 from sniper.control import circuit_command, flags_command
@@ -96,13 +96,6 @@ def violations(bus: NatsBus) -> list[str]:
     return [e for e in bus.stats.errors if "permissions violation" in e.lower()]
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109  # a bounded poll in real seconds
-    """Poll `predicate` (each turn yields to the loop and the network) until it holds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110  # the state is written by nats-py callbacks, which offer no event
-            await asyncio.sleep(0.01)
-
-
 class Listener:
     """A subscriber that records every message, and knows when a marker has arrived.
 
@@ -121,10 +114,8 @@ class Listener:
         self.seen.append(env)
         self._arrived.set()
 
-    async def _until_seen(self, subject: str) -> None:
-        while not any(env.subject == subject for env in self.seen):
-            self._arrived.clear()
-            await self._arrived.wait()
+    def _seen(self, subject: str) -> bool:
+        return any(env.subject == subject for env in self.seen)
 
     async def live(self, publisher: NatsBus, subject: str) -> None:
         """Publish probes on `subject` until one comes through: the subscription is in force at the server."""
@@ -133,7 +124,7 @@ class Listener:
                 await publisher.publish(subject, b"probe")
                 await publisher.flush()
                 try:
-                    await asyncio.wait_for(self._until_seen(subject), 0.25)
+                    await wait_until(lambda: self._seen(subject), timeout=0.25, changed=self._arrived)
                     return
                 except TimeoutError:
                     continue
@@ -142,7 +133,7 @@ class Listener:
         """Publish a legitimate marker and wait until it has come through."""
         await publisher.publish(subject, b"marker")
         await publisher.flush()
-        await asyncio.wait_for(self._until_seen(subject), 10)
+        await wait_until(lambda: self._seen(subject), timeout=10, changed=self._arrived)
 
     @property
     def subjects(self) -> list[str]:
@@ -326,14 +317,14 @@ class TestBot:
         expected = ["sniper.alert.etf", "sniper.health.SOL", "sniper.signal.SOL"]
         for subject in expected:
             await sniper.publish(subject, b"{}")
-        await until(lambda: len(listener.subjects) >= len(expected))
+        await wait_until(lambda: len(listener.subjects) >= len(expected))
         assert sorted(listener.subjects) == expected and violations(bot) == []
 
     async def test_bot_forgeries_reach_no_subscriber(self, buses: dict[str, NatsBus]) -> None:
         """Every publish the bot makes under sniper. is denied: the sniper's subscriber gets only the marker."""
         listener = await forged_reach_nobody(buses["bot"], FORGED, buses["sniper"])
         assert listener.subjects == ["sniper.test.marker"]
-        await until(lambda: len(violations(buses["bot"])) >= len(FORGED))
+        await wait_until(lambda: len(violations(buses["bot"])) >= len(FORGED))
 
     async def test_refused_publishes_are_counted_and_summarised(
         self, buses: dict[str, NatsBus], caplog: pytest.LogCaptureFixture
@@ -346,7 +337,7 @@ class TestBot:
             for n in range(300):
                 await bot.publish(f"sniper.data.whale.SOL{n}", b"{}")
             await bot.flush()
-            await until(lambda: bot.stats.permission_violations >= 300)
+            await wait_until(lambda: bot.stats.permission_violations >= 300)
         lines = [r for r in caplog.records if "permission violation" in r.getMessage()]
         assert len(lines) == 1 and "sniper.data.whale.sol" in lines[0].getMessage().lower()
         assert metrics.registry.get_sample_value("sniper_bus_permission_violations_total") == 300
@@ -368,7 +359,7 @@ class TestBot:
         # Anything the server sent before the marker has been read into the data subscription's queue by now.
         assert (data.delivered, data.pending_msgs, data_seen) == (0, 0, [])
         assert listener.subjects == ["sniper.signal.marker"]
-        await until(lambda: any("subscription" in v for v in violations(bot)))
+        await wait_until(lambda: any("subscription" in v for v in violations(bot)))
 
     async def test_bot_reads_every_bucket(self, buses: dict[str, NatsBus]) -> None:
         """Bucket info and get by key work for the bot on flags, circuits and routes."""
@@ -398,7 +389,7 @@ class TestBot:
         config = ConsumerConfig(deliver_subject="sniper.tick.SOL", deliver_policy=DeliverPolicy.ALL)
         with pytest.raises(nats.errors.TimeoutError):
             await jsm.add_consumer("KV_sniper_routes", config)
-        await until(lambda: any("$js.api.consumer.create" in v for v in violations(bot)))
+        await wait_until(lambda: any("$js.api.consumer.create" in v for v in violations(bot)))
         await sniper.flush()
         assert listener.subjects == []
 
@@ -415,7 +406,7 @@ class TestBot:
             await forged_kv.delete("ETF")
         entry = await flags.get("ETF")
         assert entry is not None and (entry.value, entry.revision) == (b"trusted", revision)
-        await until(lambda: sum('"$kv.sniper_flags.etf"' in v for v in violations(bot)) >= 2)
+        await wait_until(lambda: sum('"$kv.sniper_flags.etf"' in v for v in violations(bot)) >= 2)
 
     @pytest.mark.parametrize(
         "operation",
@@ -442,7 +433,7 @@ class TestBot:
         assert entry is not None and entry.value == b"kept"
         info = await sniper.client.jsm().stream_info("KV_sniper_flags")
         assert info.config.max_msgs in (None, -1) and info.state.messages >= 1
-        await until(lambda: len(violations(bot)) >= 1)
+        await wait_until(lambda: len(violations(bot)) >= 1)
 
 
 class TestOperator:
@@ -451,7 +442,7 @@ class TestOperator:
         forged = [s for s in FORGED if not s.startswith("sniper.cmd.")]
         listener = await forged_reach_nobody(buses["operator"], forged, buses["sniper"])
         assert listener.subjects == ["sniper.test.marker"]
-        await until(lambda: len(violations(buses["operator"])) >= len(forged))
+        await wait_until(lambda: len(violations(buses["operator"])) >= len(forged))
 
     async def test_operator_may_send_commands(self, buses: dict[str, NatsBus]) -> None:
         """sniper.cmd.* from the operator reaches the sniper's subscriber (replies are tested below)."""
@@ -612,7 +603,7 @@ class TestRecordReplay:
         sniper = NatsAuth("sniper", PASSWORDS["sniper"])
         assert await replay_file(secured.url(), str(source), 50.0, None, auth=sniper) == 0
         expected = [(ln.subject, ln.data) for ln in read_recording(source, subjects="sniper.signal.>")]
-        await until(lambda: sum(s != "sniper.signal.probe" for s in observer.subjects) >= len(expected))
+        await wait_until(lambda: sum(s != "sniper.signal.probe" for s in observer.subjects) >= len(expected))
         await bot.close()
         recorder.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(recorder.communicate(), 20)

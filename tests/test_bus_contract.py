@@ -1,113 +1,107 @@
-"""One contract, two buses: MemoryBus must behave like NatsBus on a real server."""
+"""One contract, two buses: MemoryBus must behave like NatsBus on a real server.
+
+The contract's checks ship in `runtime.testing` (``check_bus_*``), so any
+`Bus` implementation can run them; here they run against both of ours.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from runtime import Bus, Envelope, MemoryBus, subject_matches
-from runtime.errors import BusClosedError, RequestTimeoutError
-
-from .helpers import Collector
-
-
-def Inbox() -> Collector[Envelope]:
-    return Collector()
+from runtime import Bus, Envelope, MemoryBus, Subscription, VirtualClock, subject_matches
+from runtime.bus import Handler
+from runtime.testing import BUS_CHECKS, WaitTimeout, check_bus, check_bus_unsubscribe, wait_until
 
 
 class TestBusContract:
-    async def test_publish_reaches_matching_subscribers(self, any_bus: Bus) -> None:
-        """A message reaches exact and wildcard subscribers with subject and bytes intact."""
-        exact, star, tail = Inbox(), Inbox(), Inbox()
-        await any_bus.subscribe("t.a.b", exact)
-        await any_bus.subscribe("t.*.b", star)
-        await any_bus.subscribe("t.>", tail)
-        await any_bus.publish("t.a.b", b"payload")
-        for inbox in (exact, star, tail):
-            (env,) = await inbox.wait(1)
-            assert (env.subject, env.data) == ("t.a.b", b"payload")
+    @pytest.mark.parametrize("check", BUS_CHECKS, ids=lambda check: check.__name__)
+    async def test_bus_honours_the_contract(self, any_bus: Bus, check: Callable[[Bus], Awaitable[None]]) -> None:
+        """Each `runtime.testing` Bus check passes on a fresh bus (see the check's docstring)."""
+        await check(any_bus)
 
-    async def test_order_is_kept_per_subscription(self, any_bus: Bus) -> None:
-        """One subscription sees one publisher's messages in order."""
-        inbox = Inbox()
-        await any_bus.subscribe("o", inbox)
-        for i in range(200):
-            await any_bus.publish("o", str(i).encode())
-        got = await inbox.wait(200)
-        assert [int(e.data) for e in got] == list(range(200))
+    async def test_check_bus_runs_every_check_on_fresh_buses(self) -> None:
+        """`check_bus`, the whole suite for a third party's bus, passes on MemoryBus."""
+        made: list[Bus] = []
 
-    async def test_queue_group_shares_messages(self, any_bus: Bus) -> None:
-        """Members of one queue group split the messages; none is delivered twice."""
-        both, seen_by = Inbox(), {"a": 0, "b": 0}
+        async def make() -> Bus:
+            made.append(MemoryBus())
+            return made[-1]
 
-        def member(name: str):
-            async def handler(env: Envelope) -> None:
-                seen_by[name] += 1
-                await both(env)
+        await check_bus(make)
+        assert len(made) == len(BUS_CHECKS) and all(bus.is_closed for bus in made)
 
-            return handler
 
-        await any_bus.subscribe("q", member("a"), queue="workers")
-        await any_bus.subscribe("q", member("b"), queue="workers")
-        await any_bus.flush()
-        for i in range(40):
-            await any_bus.publish("q", str(i).encode())
-        got = await both.wait(40)
-        await any_bus.flush()
-        assert sorted(int(e.data) for e in got) == list(range(40))
-        assert sum(seen_by.values()) == 40
+class _Stuck(Subscription):
+    """A subscription whose unsubscribe does nothing: a broken bus for the checks to catch."""
 
-    async def test_request_reply(self, any_bus: Bus) -> None:
-        """request() returns the responder's answer."""
+    def __init__(self, inner: Subscription) -> None:
+        self.subject = inner.subject
 
-        async def responder(env: Envelope) -> None:
-            await any_bus.respond(env, env.data.upper())
+    async def unsubscribe(self) -> None:
+        pass
 
-        await any_bus.subscribe("svc.echo", responder)
-        await any_bus.flush()
-        answer = await any_bus.request("svc.echo", b"ping", timeout=2)
-        assert answer.data == b"PING"
 
-    async def test_request_without_responder_times_out_cleanly(self, any_bus: Bus) -> None:
-        """No responder gives RequestTimeoutError, not a hang or a library error."""
-        with pytest.raises(RequestTimeoutError):
-            await any_bus.request("svc.nobody", b"?", timeout=0.5)
+class DeafToUnsubscribe(MemoryBus):
+    async def subscribe(
+        self, subject: str, handler: Handler, *, queue: str | None = None, pending: int | None = None
+    ) -> Subscription:
+        return _Stuck(await super().subscribe(subject, handler, queue=queue, pending=pending))
 
-    async def test_handler_error_does_not_end_subscription(self, any_bus: Bus) -> None:
-        """A raising handler is counted; later messages are still delivered."""
-        inbox = Inbox()
 
-        async def flaky(env: Envelope) -> None:
-            if env.data == b"boom":
-                raise RuntimeError("handler bug")
-            await inbox(env)
+class TestChecksCatchABrokenBus:
+    async def test_a_check_fails_with_an_assertion(self) -> None:
+        """A bus that keeps delivering after unsubscribe fails `check_bus_unsubscribe` with AssertionError."""
+        bus = DeafToUnsubscribe()
+        with pytest.raises(AssertionError, match="unsubscribed handler still got"):
+            await check_bus_unsubscribe(bus)
+        await bus.close()
 
-        await any_bus.subscribe("f", flaky)
-        await any_bus.publish("f", b"boom")
-        await any_bus.publish("f", b"ok")
-        (env,) = await inbox.wait(1)
-        assert env.data == b"ok" and any_bus.stats.handler_errors == 1
+    async def test_check_bus_names_the_failing_check(self) -> None:
+        """`check_bus` stops at the first failure, noting which check it was."""
 
-    async def test_unsubscribe_stops_delivery(self, any_bus: Bus) -> None:
-        """After unsubscribe (idempotent) no more messages arrive."""
-        inbox, marker = Inbox(), Inbox()
-        sub = await any_bus.subscribe("u", inbox)
-        await any_bus.subscribe("u", marker)
-        await sub.unsubscribe()
-        await sub.unsubscribe()
-        await any_bus.publish("u", b"x")
-        await marker.wait(1)
-        assert inbox.items == []
+        async def make() -> Bus:
+            return DeafToUnsubscribe()
 
-    async def test_closed_bus_refuses_work(self, any_bus: Bus) -> None:
-        """Using a bus after close() raises BusClosedError (closed by you)."""
-        await any_bus.close()
-        assert any_bus.is_closed
-        with pytest.raises(BusClosedError):
-            await any_bus.publish("x", b"")
-        with pytest.raises(BusClosedError):
-            await any_bus.subscribe("x", Inbox())
+        with pytest.raises(AssertionError) as info:
+            await check_bus(make)
+        assert info.value.__notes__ == ["in runtime.testing.check_bus_unsubscribe"]
+
+
+class TestWaitUntil:
+    async def test_returns_the_truthy_value(self) -> None:
+        """wait_until polls a plain condition and returns what it found."""
+        box: list[int] = []
+        asyncio.get_running_loop().call_later(0.05, box.append, 7)
+        assert await wait_until(lambda: box and box[0], timeout=2) == 7
+
+    async def test_times_out_naming_the_condition(self) -> None:
+        """A condition that never holds fails, as both TimeoutError and AssertionError, quoting its source."""
+        never: list[int] = []
+        with pytest.raises(WaitTimeout, match=r"0\.05s .* waiting for .*lambda: len\(never\) > 0") as info:
+            await wait_until(lambda: len(never) > 0, timeout=0.05)
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, AssertionError)
+
+    @pytest.mark.parametrize("changed", [False, True], ids=["polling", "on-event"])
+    async def test_runs_under_autojump(self, changed: bool) -> None:
+        """Under a VirtualClock with autojump, virtual time runs on while wait_until waits (real-time deadline)."""
+        clock = VirtualClock(autojump=True)
+        done = asyncio.Event()
+
+        async def an_hour_of_ticks() -> None:
+            for _ in range(3600):
+                await clock.sleep(1)
+            done.set()
+
+        task = asyncio.create_task(an_hour_of_ticks())
+        try:
+            await wait_until(done.is_set, timeout=5, changed=done if changed else None)
+            assert clock.monotonic() == 3600
+        finally:
+            task.cancel()
+            clock.stop_autojump()
 
 
 class TestMemoryBusSpecifics:

@@ -325,11 +325,17 @@ class TestCommandLine:
         assert result.returncode == 2 and message in one_line(result.stderr), result.stderr
 
     @pytest.mark.parametrize(
-        "args", [["run", "--for", "inf"], ["run", "--for", "nan"], ["replay", "x.jsonl", "--speed", "inf"]]
+        ("args", "message"),
+        [
+            (["run", "--for", "inf"], "positive, finite number of seconds"),
+            (["run", "--for", "nan"], "positive, finite number of seconds"),
+            (["replay", "x.jsonl", "--speed", "inf"], "positive, finite factor"),
+        ],
     )
-    def test_non_finite_durations_are_usage_errors(self, args: list[str]) -> None:
+    def test_non_finite_durations_are_usage_errors(self, args: list[str], message: str) -> None:
+        """--for and --speed refuse inf and nan: exit 2 with one line."""
         result = run_cli(*args, env={"SNIPER_BACKEND": "http://127.0.0.1:1"})
-        assert result.returncode == 2 and "positive, finite number of seconds" in result.stderr
+        assert result.returncode == 2 and message in one_line(result.stderr), result.stderr
 
     async def test_unreachable_nats_exits_2_within_the_deadline(self) -> None:
         """A closed --nats port: exit 2, one line naming the URL (password redacted), within the 5 s deadline."""

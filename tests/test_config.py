@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from actors.routing import RequestSettings
-from actors.scheduler import DEFAULT_CORE, JAKARTA, HealthPolicy, TradingHours
+from actors.scheduler import JAKARTA, HealthPolicy, TradingHours
 from messages import ConfigError
+from messages.modules import DEFAULT_CORE
 from runtime.clock import VirtualClock
 from sniper.config import Settings, add_pipeline_arguments, settings_from
 

@@ -64,7 +64,7 @@ class TestSpecLoading:
         got_version, ops = load_operations(spec_of(sim, version))
         _, reference = load_operations(sim.openapi("3.1"))
         assert got_version.startswith(version[0])
-        assert shape(ops) == shape(reference) and len(ops) == 5
+        assert shape(ops) == shape(reference) and len(ops) == len(MODULES)
 
     def test_refs_base_path_and_fastapi_optional_are_resolved(self) -> None:
         """Local $refs, a server path prefix and FastAPI's anyOf-null optionals are read through."""
@@ -178,6 +178,7 @@ class TestMatchingByMeaning:
             op("/c/liq-map", q("instId", examples=("SOL-USDT-SWAP",)), summary="Liquidation heat clusters"),
             op("/d/depth", q("pair", examples=("SOL_USDT",)), summary="Spot depth snapshot"),
             op("/e/sentiment", q("ticker", examples=("SOL-USDT-SWAP",))),
+            op("/f/perp-rates", q("instrument", examples=("SOL-USDT-SWAP",)), summary="Perpetual swap funding"),
         ]
         found = match_spec(ops, MODULES, SETTINGS)
         assert {m: route_path(b) for m, b in found.items()} == {
@@ -186,8 +187,10 @@ class TestMatchingByMeaning:
             "heatmap": "/c/liq-map",
             "spot_ob": "/d/depth",
             "bias": "/e/sentiment",
+            "funding": "/f/perp-rates",
         }
         assert request_for(found["spot_ob"].route, "spot_ob") == ("/d/depth", {"pair": "SOL_USDT"})
+        assert request_for(found["funding"].route, "funding") == ("/f/perp-rates", {"instrument": "SOL-USDT-SWAP"})
 
     @pytest.mark.parametrize(
         "name, description, role",
@@ -315,11 +318,12 @@ class TestDiscoverAgainstTheBackend:
                     assert status == (402 if module == "etf" else 200), (flavor, version, module, status)
 
     async def test_discover_reads_openapi_json(self, backend) -> None:
-        """discover() reads /openapi.json once and binds all five modules."""
+        """discover() reads /openapi.json once and binds every module (all six)."""
         upstream = UpstreamClient(backend.url, AiohttpTransport(), clock=SystemClock())
         found = await discover(upstream, SETTINGS, MODULES)
         await upstream.close()
-        assert found.spec_version == "3.1.0" and all(b.route for b in found.bindings.values())
+        assert found.spec_version == "3.1.0" and set(found.bindings) == set(MODULES)
+        assert all(b.route for b in found.bindings.values())
         assert upstream.stats.requests == {"discovery": 1}
 
     async def test_without_spec_known_paths_are_probed(self, backend) -> None:
@@ -352,6 +356,25 @@ class TestDiscoverAgainstTheBackend:
         found = await discover(upstream, SETTINGS, MODULES)
         assert route_path(found.bindings["bias"]) == "/institutional/bias"
         assert upstream.stats.requests == {"discovery": 1, "bias": 1}
+
+    async def test_a_spec_without_funding_probes_instead_of_taking_bias(self) -> None:
+        """The bias operation mentions funding; funding is still probed, never bound to bias's route."""
+        spec = Simulator().openapi("3.1")
+        spec["paths"] = {p: v for p, v in spec["paths"].items() if "funding" not in p}
+
+        async def handler(url: str) -> Response:
+            path = url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
+            if path == "openapi.json":
+                return Response(200, {}, json.dumps(spec).encode())
+            if path == "derivatives/funding-rate":
+                return Response(200, {}, json.dumps(samples.FUNDING).encode())
+            return Response(404, {}, b"")
+
+        upstream = UpstreamClient("http://b", MockTransport(handler), clock=SystemClock())
+        found = await discover(upstream, SETTINGS, MODULES)
+        assert route_path(found.bindings["funding"]) == "/derivatives/funding-rate"
+        assert route_path(found.bindings["bias"]) == "/institutional/bias"
+        assert upstream.stats.requests == {"discovery": 1, "funding": 1}
 
     @pytest.mark.parametrize(
         "mangle",
@@ -413,6 +436,7 @@ class SimHandler:
             "heatmap": samples.HEATMAP,
             "spot_ob": samples.ORDER_BOOK,
             "bias": samples.BIAS,
+            "funding": samples.FUNDING,
         }[hit[0].module]
         return Response(200, {}, json.dumps(body).encode())
 
@@ -435,6 +459,7 @@ class TestDiscoveryActor:
         assert actor.runs == 5 and [m.revision for m in maps.messages] == [1, 1, 1, 2, 2]
         assert [m.ts for m in maps.messages] == sorted({m.ts for m in maps.messages})  # each one newer
         assert maps.messages[3].routes["spot_ob"].path == "/api/v2/market/depth/{venue}/{pair}"
+        assert maps.messages[3].routes["funding"].path == "/api/v2/derivatives/funding/{instId}"
         stored = await (await memory_bus.key_value("sniper_routes")).get("current")
         assert stored is not None and stored.value is not None
         assert decode(stored.value, RouteMap) == maps.messages[3]  # stored when it changed
@@ -453,7 +478,12 @@ class TestDiscoveryActor:
             await vclock.sleep(5)
             for i in range(50):
                 d = Degraded(
-                    module=MODULES[i % 5], asset="SOL", cycle=i, ts=vclock.now(), reason="not_found", status=404
+                    module=MODULES[i % len(MODULES)],
+                    asset="SOL",
+                    cycle=i,
+                    ts=vclock.now(),
+                    reason="not_found",
+                    status=404,
                 )
                 await memory_bus.publish(ctx.subjects.degraded(d.module, "SOL"), encode(d))
             no_route = Degraded(
@@ -485,7 +515,12 @@ class TestDiscoveryActor:
             await vclock.sleep(30)
             for i in range(20):  # a burst spread over the refresh it triggers
                 d = Degraded(
-                    module=MODULES[i % 5], asset="SOL", cycle=i, ts=vclock.now(), reason="not_found", status=404
+                    module=MODULES[i % len(MODULES)],
+                    asset="SOL",
+                    cycle=i,
+                    ts=vclock.now(),
+                    reason="not_found",
+                    status=404,
                 )
                 await memory_bus.publish(ctx.subjects.degraded(d.module, "SOL"), encode(d))
                 await vclock.sleep(0.1)
@@ -583,7 +618,7 @@ class TestUpstreamEconomyOverNats:
                 await signals.wait_count(switch_at + 6)
             await bus.close()
         assert all(st.status == "ok" for s in signals.messages[:switch_at] for st in s.modules.values())
-        for module in ("whale", "heatmap", "spot_ob", "bias"):
+        for module in ("whale", "heatmap", "spot_ob", "bias", "funding"):
             assert sent[module] == fetched[module] >= 6, (module, sent, fetched)
         assert sent["etf"] == 1 and fetched["etf"] >= 6  # daily data: one request serves every cycle (cached)
         recovered = signals.messages[switch_at:]
@@ -677,3 +712,4 @@ class TestDiscoverCommand:
         assert proc.returncode == 1 and "spec: none" in text
         assert "bias     UNUSABLE  no known path answered: /institutional/bias: not_found 404" in text
         assert "whale    GET /whales/alerts" in text
+        assert "funding  GET /derivatives/funding-rate" in text

@@ -74,7 +74,7 @@ class TestPipelineEndToEnd:
         assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
         for sig in stack.signals.messages[:4]:
             assert {m: r for m, r in statuses(sig).items() if m != "etf"} == {
-                m: "ok" for m in ("whale", "heatmap", "spot_ob", "bias")
+                m: "ok" for m in ("whale", "heatmap", "spot_ob", "bias", "funding")
             }
             assert sig.etf_available is False and sig.complete
         assert stack.backend.sim.counters()["etf"]["requests"] == 1
@@ -88,7 +88,7 @@ class TestPipelineEndToEnd:
         for sig in stack.signals.messages[:2]:
             assert statuses(sig)["heatmap"] == "upstream_error" and "heatmap" not in sig.components
             assert statuses(sig)["whale"] == "ok" and statuses(sig)["spot_ob"] == "ok"
-            assert sig.confidence == pytest.approx(0.65)
+            assert sig.confidence == pytest.approx(0.8 / 1.15)  # whale, spot_ob, bias, funding of all 1.15
 
     async def test_core_down_backs_off_and_recovery_resets(self, stack: Stack) -> None:
         """All core modules down: hard failures with growing delay; one success resets the count."""

@@ -12,6 +12,7 @@ import pytest
 from messages import EmbeddedServerError
 from runtime import NatsBus
 from runtime.errors import BusConnectError
+from runtime.testing import wait_until
 from sniper.embedded import EmbeddedNats, find_nats_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,11 +106,8 @@ class TestEmbeddedNats:
         never_ready.chmod(0o755)
         server = EmbeddedNats(binary=str(never_ready), ready_timeout=60)
         task = asyncio.create_task(server.start())
-        async with asyncio.timeout(10):
-            # spawned, not ready: yields only, no waiting on the clock
-            while server.process is None:  # noqa: ASYNC110  # bounded; nothing to await but the start task's progress
-                await asyncio.sleep(0)
-        pid, store = server.process.pid, server.store_dir
+        process = await wait_until(lambda: server.process, timeout=10)  # spawned, not ready
+        pid, store = process.pid, server.store_dir
         assert store is not None
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -14,6 +14,7 @@ from runtime.actor import Actor, Sub
 from runtime.errors import PublishError
 from runtime.flow import RateLimitedWarning, TokenBucket
 from runtime.logs import get_logger
+from runtime.testing import wait_until
 
 
 class TestTokenBucket:
@@ -126,12 +127,7 @@ class TestOverRealNats:
 
 
 async def listener_wait(listener: _Listener, n: int) -> None:
-    async def until() -> None:
-        while len(listener.got) < n:
-            listener.changed.clear()
-            await listener.changed.wait()
-
-    await asyncio.wait_for(until(), 5)
+    await wait_until(lambda: len(listener.got) >= n, timeout=5, changed=listener.changed)
 
 
 def test_virtual_clock_is_the_flow_clock() -> None:

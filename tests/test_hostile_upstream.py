@@ -30,7 +30,7 @@ import msgspec
 import pytest
 
 from actors.fetcher import MAX_PAYLOAD_BYTES, BadPayload, ModuleFetcher
-from actors.fetchers import FETCHERS, MODULES, WhaleFetcher
+from actors.fetchers import FETCHERS, MODULES
 from actors.routing import RequestSettings
 from actors.upstream import DEFAULT_MAX_BODY, AiohttpTransport, MockTransport, Response, UpstreamClient
 from marketsim import OversizeFault, RunningServer, serve
@@ -39,16 +39,13 @@ from messages.modules import (
     MAX_BOOK_LEVELS,
     MAX_ETF_ISSUERS,
     MAX_HEATMAP_LEVELS,
-    MAX_LABEL_CHARS,
-    MAX_SHORT_CHARS,
-    MAX_SYMBOL_CHARS,
-    MAX_TX_CHARS,
     MAX_WHALE_ALERTS,
     EtfFlows,
     LiquidationHeatmap,
     OrderBook,
     WhaleAlerts,
 )
+from messages.modules._kit import MAX_LABEL_CHARS, MAX_SHORT_CHARS, MAX_SYMBOL_CHARS, MAX_TX_CHARS
 from runtime import ActorState, Context, NatsBus, Supervisor, SystemClock, VirtualClock
 from runtime.testing import Recorder
 
@@ -130,6 +127,15 @@ def worst_case_bodies(lists: int = 1) -> dict[str, dict[str, Any]]:
             "funding_rate": LONGEST_SIGNED,
             "oi_change_pct": LONGEST_SIGNED,
         },
+        "funding": {
+            "symbol": longest(MAX_SYMBOL_CHARS),
+            "funding_rate": LONGEST_SIGNED,
+            "predicted_rate": LONGEST_SIGNED,
+            "interval_hours": LONGEST_POSITIVE,
+            "next_funding_time": LONGEST_POSITIVE,
+            "open_interest_usd": LONGEST_POSITIVE,
+            "oi_change_pct": LONGEST_SIGNED,
+        },
     }
 
 
@@ -184,14 +190,12 @@ class TestWorstCaseSize:
     def test_the_last_guard_refuses_an_untrimmed_payload_over_the_broker_limit(self) -> None:
         """A fetcher that forgot to trim still never publishes over the limit: its payload is too_large."""
 
-        class Untrimmed(WhaleFetcher):
-            def normalise(self, payload: ModulePayload) -> ModulePayload:
-                return payload
-
         upstream = UpstreamClient("http://b", MockTransport(lambda url: Response(500, {}, b"")), clock=VirtualClock())
         alerts = [{**samples.WHALE["alerts"][0], "id": f"wh-{i}"} for i in range(8000)]  # type: ignore[dict-item]  # samples are plain JSON-like dicts
         with pytest.raises(BadPayload, match=f"too_large: .* exceeds {MAX_PAYLOAD_BYTES} bytes"):
-            Untrimmed(upstream).read_payload(msgspec.json.encode({**samples.WHALE, "alerts": alerts}))
+            untrimmed = FETCHERS["whale"](upstream)
+            untrimmed.normalise = lambda payload: payload  # type: ignore[method-assign]  # a fetcher that forgot to trim
+            untrimmed.read_payload(msgspec.json.encode({**samples.WHALE, "alerts": alerts}))
 
 
 class TestTrimming:
@@ -330,6 +334,7 @@ class TestOverRealHttp:
             "heatmap": {"levels": MAX_HEATMAP_LEVELS},
             "spot_ob": {"bids": 50, "asks": 50},
             "bias": {},
+            "funding": {},
         }[module]
         assert counts == expected
         if module == "whale":  # the real alerts are the newest: all of them survive the trim

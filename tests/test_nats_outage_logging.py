@@ -13,24 +13,18 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Callable
 
 import pytest
 
 from runtime import NatsBus
 from runtime.nats_bus import OUTAGE_SUMMARY_EVERY
+from runtime.testing import wait_until
 from sniper.embedded import EmbeddedNats
 
 pytestmark = pytest.mark.nats
 
 LOGGER = "sniper.bus.nats"
 EVERY = 0.3
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:  # noqa: ASYNC109  # a bounded poll in real seconds
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110  # the log records are appended by logging, which offers no event
-            await asyncio.sleep(0.01)
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[logging.LogRecord]:
@@ -59,9 +53,9 @@ async def test_outage_logs_each_state_change_once_and_bounded_summaries(caplog: 
     try:
         await first.stop()
         down = loop.time()
-        await until(lambda: len(matching(caplog, "still disconnected")) >= 3)
+        await wait_until(lambda: len(matching(caplog, "still disconnected")) >= 3, timeout=15)
         await second.start()
-        await until(lambda: bus.stats.reconnects >= 1)
+        await wait_until(lambda: bus.stats.reconnects >= 1, timeout=15)
         elapsed = loop.time() - down
     finally:
         await bus.close()
@@ -91,7 +85,7 @@ async def test_connection_closed_by_the_client_library_is_one_error(caplog: pyte
     bus = await NatsBus.connect(url, reconnect_wait=0.02, max_reconnect_attempts=5)
     try:
         await server.stop()
-        await until(lambda: bus.connection.closed)
+        await wait_until(lambda: bus.connection.closed, timeout=15)
     finally:
         await bus.close()
         await server.stop()

@@ -36,7 +36,7 @@ from messages import CircuitState, FlagChanged, Health, Signal, Subjects, Tick, 
 from runtime import Actor, Context, Envelope, MemoryBus, NatsBus, Supervisor, VirtualClock
 from runtime.errors import BusClosedError, PublishError, RequestTimeoutError
 from runtime.kv import KVUnavailable
-from runtime.testing import Recorder
+from runtime.testing import Recorder, wait_until
 from sniper.app import run_pipeline
 from sniper.config import Settings
 from sniper.control import flags_command
@@ -329,12 +329,7 @@ class Arrivals:
         self._changed.set()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109  # a bounded wait in real seconds
-        async def until() -> None:
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
+        await wait_until(predicate, timeout=timeout, changed=self._changed)
 
     def after(self, wall: float) -> list[tuple[float, Signal]]:
         """Signals of cycles started at or after `wall` (time.time)."""

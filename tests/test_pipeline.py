@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from actors.assembler import SignalAssembler
-from actors.fetchers import FETCHERS, MODULES, EtfFetcher, SpotOrderBookFetcher
+from actors.fetchers import FETCHERS, MODULES
 from actors.scheduler import HealthPolicy, Scheduler, TradingHours
 from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
@@ -151,12 +151,12 @@ class TestFetcher:
 
     async def test_etf_proxy_asset_is_configurable(self, world: World) -> None:
         """Another asset's ETF proxy can be ETH instead of BTC; a non-ETF proxy is refused."""
-        async with Supervisor(world.ctx, [EtfFetcher(world.upstream, proxy_asset="ETH")]):
+        async with Supervisor(world.ctx, [FETCHERS["etf"](world.upstream, proxy_asset="ETH")]):
             await world.tick("SOL")
             await world.clock.sleep(1)
         assert world.backend.calls[0][1] == {"asset": "ETH"}
         with pytest.raises(ValueError):
-            EtfFetcher(world.upstream, proxy_asset="SOL")
+            FETCHERS["etf"](world.upstream, proxy_asset="SOL")
 
     async def test_concurrent_requests_for_one_key_are_single_flight(self, world: World) -> None:
         """Ten assets ticking at once cost one ETF request; each asset still gets its answer."""
@@ -196,7 +196,7 @@ class TestFetcher:
     async def test_insane_order_books_are_bad_payload(self, world: World, book: dict[str, Any], problem: str) -> None:
         """A book that decodes but cannot be right (crossed, unsorted, empty side) is bad_payload."""
         world.backend.bodies[samples.PATHS["spot_ob"]] = {**samples.ORDER_BOOK, **book}
-        async with Supervisor(world.ctx, [SpotOrderBookFetcher(world.upstream)]):
+        async with Supervisor(world.ctx, [FETCHERS["spot_ob"](world.upstream)]):
             await world.tick()
             await world.clock.sleep(1)
         (msg,) = world.degraded.messages
@@ -275,7 +275,7 @@ class TestAssembler:
             await world.clock.sleep(4)
         (sig,) = world.signals.messages
         assert sig.modules["etf"].status == "degraded" and sig.modules["etf"].reason == "payment_required"
-        assert not sig.etf_available and sig.confidence == pytest.approx(0.85)
+        assert not sig.etf_available and sig.confidence == pytest.approx(1.0 / 1.15)  # weights: all 1.15, etf 0.15
         assert all(sig.modules[m].status == "ok" for m in MODULES if m != "etf")
 
     async def test_missing_module_closes_at_the_deadline(self, world: World) -> None:
@@ -285,7 +285,12 @@ class TestAssembler:
             await world.clock.sleep(5)
         (sig,) = world.signals.messages
         assert sig.ts - sig.started == pytest.approx(2.0) and not sig.complete
-        assert {m for m, st in sig.modules.items() if st.status == "missing"} == {"etf", "heatmap", "spot_ob"}
+        assert {m for m, st in sig.modules.items() if st.status == "missing"} == {
+            "etf",
+            "heatmap",
+            "spot_ob",
+            "funding",
+        }
 
     async def test_late_reports_are_counted_and_never_leak(self, world: World) -> None:
         """A report for a closed cycle is counted as late and does not enter the next cycle's signal."""
@@ -316,7 +321,8 @@ class TestAssembler:
     async def test_disabled_module_does_not_lower_confidence(self, world: World) -> None:
         """`disabled` is shown as such and is left out of the expected weight."""
         async with Supervisor(
-            world.ctx, [*world.fetchers("whale", "heatmap", "spot_ob", "bias"), SignalAssembler(modules=MODULES)]
+            world.ctx,
+            [*world.fetchers("whale", "heatmap", "spot_ob", "bias", "funding"), SignalAssembler(modules=MODULES)],
         ):
             await world.tick()
             await world.publish(

@@ -30,7 +30,7 @@ from messages import (
     encode,
 )
 from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
-from runtime.testing import Recorder
+from runtime.testing import Recorder, wait_until
 
 from . import samples
 
@@ -465,11 +465,7 @@ class TestOverRealNats:
                 env = await bus_a.request("sniper.cmd.flags", b'{"flag": "BIAS", "enabled": false}', timeout=2)
                 assert decode(env.data, FlagReply).ok
 
-                async def applied() -> None:
-                    while fetcher.enabled:  # noqa: ASYNC110  # poll of another process's flag, bounded by wait_for
-                        await asyncio.sleep(0.01)
-
-                await asyncio.wait_for(applied(), 5)
+                await wait_until(lambda: not fetcher.enabled, timeout=5)
                 denial = fetcher.admit("SOL")
                 assert denial is not None and denial.reason == "disabled"
         finally:

@@ -11,7 +11,7 @@ import pytest
 from messages import ActorGaveUp, ActorRestarted, AnyMessage, Heartbeat, Tick, encode
 from runtime import Actor, ActorState, Context, InvalidTransition, NatsBus, RestartPolicy, Sub, Supervisor, VirtualClock
 from runtime.errors import SetupError
-from runtime.testing import Recorder
+from runtime.testing import Recorder, wait_until
 
 UNTIL_TIMEOUT = 5.0  # real seconds `Counter.until` waits before failing the test
 
@@ -39,13 +39,7 @@ class Counter(Actor):
 
     async def until(self, predicate: Callable[[Counter], bool]) -> None:
         """Wait (bounded: 5 s real time) until predicate(self) holds; no polling sleeps."""
-
-        async def loop() -> None:
-            while not predicate(self):
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), UNTIL_TIMEOUT)
+        await wait_until(lambda: predicate(self), timeout=UNTIL_TIMEOUT, changed=self.changed)
 
     def subscriptions(self):
         return [Sub(self.subjects.tick_all(), Tick, self.on_tick)]

@@ -18,11 +18,6 @@ from actors.scoring import (
     ScoringConfig,
     Verdict,
     combine,
-    score_bias,
-    score_etf,
-    score_heatmap,
-    score_order_book,
-    score_whale,
     sub_score,
 )
 from actors.upstream import MockTransport, Response, UpstreamClient
@@ -36,6 +31,12 @@ from messages import (
     WhaleAlert,
     WhaleAlerts,
 )
+from messages.modules.bias import score as score_bias
+from messages.modules.etf import score as score_etf
+from messages.modules.heatmap import HEAT_SCALE
+from messages.modules.heatmap import score as score_heatmap
+from messages.modules.spot_ob import score as score_order_book
+from messages.modules.whale import score as score_whale
 from runtime.clock import VirtualClock
 
 CFG = ScoringConfig()
@@ -113,13 +114,13 @@ class TestOrderBook:
         self, bids: list[tuple[float, float]], asks: list[tuple[float, float]], expected: float
     ) -> None:
         """Imbalance is (bid - ask) / (bid + ask) over levels within near_mid of the mid only."""
-        assert score_order_book(book(bids, asks), CFG) == pytest.approx(expected)
+        assert score_order_book(book(bids, asks)) == pytest.approx(expected)
 
     @pytest.mark.parametrize(("near_mid", "expected"), [(0.005, 0.0), (0.02, 0.5)])
     def test_near_mid_is_configurable(self, near_mid: float, expected: float) -> None:
         """Widening near_mid lets a level 1% away count."""
         ob = book([(99.9, 1.0), (99.0, 2.0)], [(100.1, 1.0)])
-        assert score_order_book(ob, ScoringConfig(near_mid=near_mid)) == pytest.approx(expected)
+        assert score_order_book(ob, near_mid=near_mid) == pytest.approx(expected)
 
 
 class TestWhale:
@@ -148,7 +149,7 @@ class TestWhale:
     )
     def test_outflow_minus_inflow(self, flows: tuple[tuple[Flow, float], ...], expected: float) -> None:
         """(outflows - inflows) / total in USD; exchange outflow is bullish, plain transfers do not count."""
-        assert score_whale(whales(*flows), CFG) == pytest.approx(expected)
+        assert score_whale(whales(*flows)) == pytest.approx(expected)
 
 
 class TestHeatmap:
@@ -179,20 +180,20 @@ class TestHeatmap:
     )
     def test_sign(self, levels: tuple[tuple[float, Side, float], ...], sign: int) -> None:
         """Shorts above push up, longs below pull down; closer clusters weigh more."""
-        score = score_heatmap(heat(100.0, *levels), CFG)
+        score = score_heatmap(heat(100.0, *levels))
         assert (score > 0) - (score < 0) == sign
 
     @pytest.mark.parametrize(("near", "far"), [(0.01, 0.05), (0.02, 0.03), (0.001, 0.2)])
     def test_distance_weighting_matches_exp(self, near: float, far: float) -> None:
-        """Each cluster weighs usd * exp(-distance / heat_scale)."""
+        """Each cluster weighs usd * exp(-distance / HEAT_SCALE)."""
         h = heat(100.0, (100.0 * (1 + near), "short", 1e6), (100.0 * (1 - far), "long", 1e6))
-        up, down = math.exp(-near / CFG.heat_scale), math.exp(-far / CFG.heat_scale)
-        assert score_heatmap(h, CFG) == pytest.approx((up - down) / (up + down))
+        up, down = math.exp(-near / HEAT_SCALE), math.exp(-far / HEAT_SCALE)
+        assert score_heatmap(h) == pytest.approx((up - down) / (up + down))
 
     def test_size_can_beat_distance(self) -> None:
         """A far cluster big enough outweighs a near small one."""
         h = heat(100.0, (101.0, "short", 1e6), (95.0, "long", 1e8))
-        assert score_heatmap(h, CFG) < 0
+        assert score_heatmap(h) < 0
 
 
 class TestEtf:
@@ -209,11 +210,11 @@ class TestEtf:
     )
     def test_tanh_scaling_and_sign(self, flow: float, expected: float) -> None:
         """ETF score is tanh(net flow / 250M USD): signed, saturating at ±1."""
-        assert score_etf(etf(flow), CFG) == pytest.approx(expected)
+        assert score_etf(etf(flow)) == pytest.approx(expected)
 
     def test_scale_is_configurable(self) -> None:
-        """A smaller etf_scale makes the same flow count for more."""
-        assert score_etf(etf(100e6), ScoringConfig(etf_scale=100e6)) == pytest.approx(math.tanh(1.0))
+        """A smaller scale makes the same flow count for more."""
+        assert score_etf(etf(100e6), scale=100e6) == pytest.approx(math.tanh(1.0))
 
 
 class TestBias:
@@ -223,7 +224,7 @@ class TestBias:
     )
     def test_passthrough_clipped(self, score: float, expected: float) -> None:
         """The backend's score passes through unchanged, clipped to [-1, 1]."""
-        assert score_bias(bias(score), CFG) == expected
+        assert score_bias(bias(score)) == expected
 
 
 class TestSubScore:
@@ -327,8 +328,8 @@ class TestCombine:
             ({"spot_ob": 0.1}, {"spot_ob", "whale"}, 0.25 / 0.45),
             ({"spot_ob": 0.1, "whale": 0.1}, {"spot_ob", "whale"}, 1.0),
             ({m: 0.0 for m in ALL}, ALL, 1.0),
-            ({"whale": 0.0, "heatmap": 0.0, "spot_ob": 0.0}, ALL, 0.65),
-            ({"whale": 0.0, "heatmap": 0.0, "spot_ob": 0.0}, ALL - {"etf"}, 0.65 / 0.85),
+            ({"whale": 0.0, "heatmap": 0.0, "spot_ob": 0.0}, ALL, 0.65 / 1.15),
+            ({"whale": 0.0, "heatmap": 0.0, "spot_ob": 0.0}, ALL - {"etf"}, 0.65 / 1.0),
             # a present module that was not expected counts as expected
             ({"etf": 0.0}, {"whale"}, 0.15 / 0.35),
             ({"etf": 0.0}, set(), 1.0),
@@ -428,7 +429,7 @@ class TestCombine:
     def test_values_are_rounded_to_six_places(self) -> None:
         """Score and confidence are rounded to 6 decimals."""
         v = combine({"spot_ob": 1.0, "whale": -1.0}, ALL, CFG)
-        assert (v.score, v.confidence) == (round(0.05 / 0.45, 6), 0.45)
+        assert (v.score, v.confidence) == (round(0.05 / 0.45, 6), round(0.45 / 1.15, 6))
 
 
 # -- finite scoring: extreme numbers are rejected at the fetcher or scored finitely --------------

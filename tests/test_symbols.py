@@ -1,4 +1,4 @@
-"""Tests for messages.symbols: one canonical instrument, many venue spellings.
+"""Tests for actors.symbols: one canonical instrument, many venue spellings.
 
 Tables carry the traps that broke sniper before (USDTUSDC, 1000PEPE, 1INCH,
 XBT, stream names, mixed separators); hypothesis checks that every spelling we
@@ -17,8 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from messages.errors import ContractError
-from messages.symbols import (
+from actors.symbols import (
     FORMS,
     KNOWN_QUOTES,
     Instrument,
@@ -36,6 +35,7 @@ from messages.symbols import (
     spot_symbol,
     swap_symbol,
 )
+from messages.errors import ContractError
 
 SPOT, SWAP, FUTURE = Kind.SPOT, Kind.SWAP, Kind.FUTURE
 

@@ -41,7 +41,7 @@ from runtime import ActorState, Context, MemoryBus, Supervisor, VirtualClock
 from runtime.actor import Actor
 from runtime.errors import ActorFailedError
 from runtime.supervisor import RestartPolicy
-from runtime.testing import Recorder
+from runtime.testing import Recorder, wait_until
 from sniper.app import wait_for_stop
 
 from . import samples
@@ -280,7 +280,7 @@ class TestQuarantineOnlyLiftsForReal:
             payload = msgspec.convert(samples.BODIES[ETF], FETCHERS["etf"].payload_type)
             await world.forge(
                 world.subjects.data("etf", "SOL"),
-                ModuleData(module="etf", asset="SOL", cycle=2, ts=now, payload=payload),  # type: ignore[arg-type]
+                ModuleData(module="etf", asset="SOL", cycle=2, ts=now, payload=payload),
             )
             await world.clock.sleep(60)
         assert world.backend.count(ETF) == 1
@@ -427,10 +427,7 @@ class TestOverRealNats:
                     await forger.close()
                 assembler = running.supervisor.actors["assembler"]
                 await running.bus.flush()
-                for _ in range(100):  # the refusal is counted as the message is handled
-                    if assembler.bad_messages:
-                        break
-                    await asyncio.sleep(0.01)
+                await wait_until(lambda: assembler.bad_messages, timeout=1)  # counted as the message is handled
                 assert assembler.bad_messages == 1 and not [k for k in assembler._open if k[1] == 10**6]  # type: ignore[attr-defined]
 
 

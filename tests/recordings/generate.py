@@ -16,9 +16,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for the packages
 
-from actors import NatsBus, SystemClock
 from actors.routing import RequestSettings
 from marketsim import StatusFault, serve
+from runtime import NatsBus, SystemClock
 from sniper.app import run_pipeline
 from sniper.config import Settings
 from sniper.embedded import EmbeddedNats

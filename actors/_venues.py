@@ -1,6 +1,6 @@
-"""Venue spelling rules behind :mod:`messages.symbols`: vocabulary, lexing, rendering.
+"""Venue spelling rules behind :mod:`actors.symbols`: vocabulary, lexing, rendering.
 
-Private: import from ``messages.symbols``.  Split out only to keep each file
+Private: import from ``actors.symbols``.  Split out only to keep each file
 readable; nothing here knows about parsing policy (defaults, ``kind=``), only
 how venues spell things and how to cut a string into parts.
 """
@@ -11,7 +11,7 @@ import enum
 import re
 from typing import TYPE_CHECKING
 
-from .errors import SymbolError
+from messages.errors import SymbolError
 
 if TYPE_CHECKING:
     from .symbols import Instrument

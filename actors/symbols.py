@@ -18,7 +18,7 @@ Rules the whole module follows:
   ``1M`` are multiplier prefixes, so ``1INCH`` and ``100X`` stay bases.
 * Binance and Bybit spell spot and perpetual alike (``SOLUSDT``); pass ``kind=``.
 
-Venue spelling tables and the lexer live in the private ``messages._venues``.
+Venue spelling tables and the lexer live in the private ``actors._venues``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any
 
 import msgspec
 
+from messages.errors import SymbolError
+
 from . import _venues as _v
 from ._venues import KNOWN_QUOTES, MULTIPLIERS, Kind, Venue
-from .errors import SymbolError
 
 __all__ = [
     "FORMS",
