@@ -338,43 +338,32 @@ class TestDiscoverAgainstTheBackend:
             assert await get(backend.url, *request_for(binding.route, module)) in (200, 402)
             assert upstream.stats.requests[module] <= len(ALIASES[module])
 
-    async def test_spec_gaps_fall_back_to_probing(self) -> None:
+    @pytest.mark.parametrize(
+        ("gap", "path", "body"),
+        [
+            ("bias", "/institutional/bias", samples.BIAS),
+            # The bias operation mentions funding: funding is still probed, never bound to bias's route.
+            ("funding", "/derivatives/funding-rate", samples.FUNDING),
+        ],
+    )
+    async def test_spec_gaps_fall_back_to_probing(self, gap: str, path: str, body: dict[str, object]) -> None:
         """A module the spec lacks is probed; the others come from the spec without probes."""
-        sim = Simulator()
-        spec = sim.openapi("3.1")
-        spec["paths"] = {p: v for p, v in spec["paths"].items() if "bias" not in p}
-
-        async def handler(url: str) -> Response:
-            path = url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
-            if path == "openapi.json":
-                return Response(200, {}, json.dumps(spec).encode())
-            if path == "institutional/bias":
-                return Response(200, {}, json.dumps(samples.BIAS).encode())
-            return Response(404, {}, b"")
-
-        upstream = UpstreamClient("http://b", MockTransport(handler), clock=SystemClock())
-        found = await discover(upstream, SETTINGS, MODULES)
-        assert route_path(found.bindings["bias"]) == "/institutional/bias"
-        assert upstream.stats.requests == {"discovery": 1, "bias": 1}
-
-    async def test_a_spec_without_funding_probes_instead_of_taking_bias(self) -> None:
-        """The bias operation mentions funding; funding is still probed, never bound to bias's route."""
         spec = Simulator().openapi("3.1")
-        spec["paths"] = {p: v for p, v in spec["paths"].items() if "funding" not in p}
+        spec["paths"] = {p: v for p, v in spec["paths"].items() if gap not in p}
 
         async def handler(url: str) -> Response:
-            path = url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
-            if path == "openapi.json":
+            asked = "/" + url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
+            if asked == "/openapi.json":
                 return Response(200, {}, json.dumps(spec).encode())
-            if path == "derivatives/funding-rate":
-                return Response(200, {}, json.dumps(samples.FUNDING).encode())
+            if asked == path:
+                return Response(200, {}, json.dumps(body).encode())
             return Response(404, {}, b"")
 
         upstream = UpstreamClient("http://b", MockTransport(handler), clock=SystemClock())
         found = await discover(upstream, SETTINGS, MODULES)
-        assert route_path(found.bindings["funding"]) == "/derivatives/funding-rate"
+        assert route_path(found.bindings[gap]) == path
         assert route_path(found.bindings["bias"]) == "/institutional/bias"
-        assert upstream.stats.requests == {"discovery": 1, "funding": 1}
+        assert upstream.stats.requests == {"discovery": 1, gap: 1}
 
     @pytest.mark.parametrize(
         "mangle",
