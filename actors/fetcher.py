@@ -67,7 +67,7 @@ from .routing import RequestSettings, RouteError, build_request
 from .upstream import Outcome, UpstreamClient, bad_payload
 
 #: Largest encoded payload a fetcher publishes: the broker's limit less room for the ModuleData envelope.
-#: The caps keep real payloads far below it (tests/test_hostile_upstream.py); this is the last guard.
+#: The caps keep real payloads far below it (tests/actors/test_hostile_upstream.py); this is the last guard.
 MAX_PAYLOAD_BYTES = MAX_MESSAGE_BYTES - 4096
 _payload_encoder = msgspec.json.Encoder()
 

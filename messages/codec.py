@@ -8,7 +8,7 @@ Every decode path goes through `Decoder.decode`, which turns msgspec's errors,
 oversize input, too deep nesting and unknown schema versions into one
 `DecodeError` carrying the subject, a `kind` and a preview, so an actor can
 count and log it and carry on. No input makes it raise anything else
-(``tests/test_hostile_decode.py`` fuzzes every message type).
+(``tests/messages/test_hostile_decode.py`` fuzzes every message type).
 
 Why a nesting limit: every field is typed, so a message that decodes is
 shallow; but msgspec skips unknown fields (forward compatibility) by

@@ -3,7 +3,7 @@
 Like httpx's transports, the bus is where tests swap the real thing for a
 fake: `NatsBus` for real runs (and for every capability's real-NATS test),
 `MemoryBus` for fast unit tests in virtual time. One contract test suite
-(`runtime.testing.check_bus`, run by tests/test_bus_contract.py) runs against both, so the fake cannot drift.
+(`runtime.testing.check_bus`, run by tests/runtime/test_bus_contract.py) runs against both, so the fake cannot drift.
 
 Semantics both implementations honour (they are nats-py's):
 

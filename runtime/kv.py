@@ -3,7 +3,7 @@
 Circuit breakers and feature flags must look the same to every process on
 every host and survive restarts, so they live in a bucket: JetStream KV on
 NATS (`NatsKeyValue`), a dict on the in-memory bus (`MemoryKeyValue`). Both
-honour one contract (`runtime.testing.check_key_value`, run by tests/test_kv_contract.py):
+honour one contract (`runtime.testing.check_key_value`, run by tests/runtime/test_kv_contract.py):
 
 * `put` writes and returns the new revision; `update(..., last=rev)` writes
   only if the key is still at `rev` (``last=0``: only if absent), else raises

@@ -13,7 +13,7 @@ of the two seams, as plain async functions that raise AssertionError: run
 `check_bus` against your own `Bus`, `check_key_value` against your own
 `KeyValue`, or one ``check_bus_*``/``check_kv_*`` at a time (`BUS_CHECKS`,
 `KV_CHECKS`). sniper runs them against `MemoryBus` and `NatsBus` on a real
-server (tests/test_bus_contract.py, tests/test_kv_contract.py). Each check
+server (tests/runtime/test_bus_contract.py, tests/runtime/test_kv_contract.py). Each check
 works under its own random subject root or bucket name, so a shared broker
 does no harm.
 """

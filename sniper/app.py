@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from actors.fetchers import FETCHERS
 from actors.flags import FlagKeeper
 from actors.metrics import Metrics
 from actors.scheduler import HealthPolicy, Scheduler
-from actors.upstream import AiohttpTransport, ErrorClass, UpstreamClient
+from actors.upstream import AiohttpTransport, ErrorClass, Transport, UpstreamClient
 from messages import ConfigError, ModuleStatus, Signal, decode
 from messages.control import CircuitStateName
 from messages.cycle import Direction
@@ -44,8 +45,19 @@ def actor_names() -> tuple[str, ...]:
     return ("scheduler", "assembler", "circuits", "flags", "discovery", *MODULES)
 
 
-def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
-    """The actors this process runs, per ``settings.actors`` (all when empty)."""
+def build_actors(
+    settings: Settings,
+    upstream: UpstreamClient,
+    *,
+    policy: CircuitPolicy | None = None,
+    rng: random.Random | None = None,
+) -> list[Actor]:
+    """The actors this process runs, per ``settings.actors`` (all when empty).
+
+    `policy` replaces the breaker thresholds the settings imply (the quarantine
+    and probe count are the only ones an operator sets); `rng` seeds the
+    jitter of breakers and backoff, so a replay or a test is reproducible.
+    """
     wanted = set(settings.actors) or set(actor_names())
     unknown = wanted - set(actor_names())
     if unknown:
@@ -57,11 +69,11 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
     # Every actor keeps state only for the configured assets and modules: what
     # else arrives on the bus is refused and counted, never stored.
     actors: list[Actor] = []
-    policy = CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)
+    policy = policy or CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)
     if "flags" in wanted:
         actors.append(FlagKeeper(settings.flags))
     if "circuits" in wanted:
-        actors.append(CircuitSupervisor(policy=policy, modules=MODULES, assets=settings.assets))
+        actors.append(CircuitSupervisor(policy=policy, modules=MODULES, assets=settings.assets, rng=rng))
     if "discovery" in wanted:
         actors.append(
             DiscoveryActor(
@@ -99,6 +111,7 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
                 trading_hours=settings.trading_hours,
                 policy=HealthPolicy(core=settings.core),
                 stagger=settings.stagger,
+                rng=rng,
             )
         )
     return actors
@@ -108,12 +121,19 @@ def build_actors(settings: Settings, upstream: UpstreamClient) -> list[Actor]:
 class Running:
     """A started pipeline: its bus, supervisor and upstream client."""
 
-    bus: NatsBus
+    bus: Bus
     supervisor: Supervisor
     upstream: UpstreamClient
-    nats_url: str
+    nats_url: str | None  # None when the caller brought its own bus
     ctx: Context
     metrics_url: str | None = None
+
+    def actor(self, name: str) -> Actor:
+        """The running actor called `name` (as in ``--actors``: a fetcher is named after its module)."""
+        for actor in self.supervisor.actors.values():
+            if name in (actor.name, getattr(actor, "module", None)):
+                return actor
+        raise KeyError(name)
 
 
 @contextlib.asynccontextmanager
@@ -134,11 +154,19 @@ async def open_bus(
 async def run_pipeline(
     settings: Settings,
     *,
+    bus: Bus | None = None,
+    transport: Transport | None = None,
     clock: Clock | None = None,
-    before_start: Callable[[NatsBus], Awaitable[object]] | None = None,
+    policy: CircuitPolicy | None = None,
+    rng: random.Random | None = None,
+    before_start: Callable[[Bus], Awaitable[object]] | None = None,
 ) -> AsyncIterator[Running]:
     """Start the pipeline described by `settings`; stop it on exit.
 
+    The three seams are what a test or an embedding program swaps: `bus`
+    (default: connect to ``settings.nats``, or an embedded nats-server; a bus
+    passed in is not closed here), `transport` (default: aiohttp) and `clock`
+    (default: the system clock). `policy` and `rng` go to `build_actors`.
     `before_start(bus)` runs once the bus is open and before any actor starts
     (the demo subscribes its printer there, so it sees cycle 0 too).
     """
@@ -146,8 +174,13 @@ async def run_pipeline(
         raise ConfigError("--backend / SNIPER_BACKEND: the market-data backend URL is required")
     clock = clock or SystemClock()
     async with contextlib.AsyncExitStack() as stack:
-        bus, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper", auth=settings.nats_auth))
-        upstream = UpstreamClient(settings.backend, AiohttpTransport(), clock=clock, max_body=settings.max_body_bytes)
+        url: str | None = None
+        if bus is None:
+            nats, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper", auth=settings.nats_auth))
+            bus = nats
+        upstream = UpstreamClient(
+            settings.backend, transport or AiohttpTransport(), clock=clock, max_body=settings.max_body_bytes
+        )
         stack.push_async_callback(upstream.close)
         metrics = Metrics()
         metrics.watch_bus(bus.stats)
@@ -163,7 +196,7 @@ async def run_pipeline(
             )
         if before_start is not None:
             await before_start(bus)
-        actors = build_actors(settings, upstream)
+        actors = build_actors(settings, upstream, policy=policy, rng=rng)
         metrics.declare(
             modules=MODULES,
             assets=settings.assets,
@@ -178,7 +211,7 @@ async def run_pipeline(
         await supervisor.start()
         log.info(
             "pipeline_started",
-            nats=redact_url(url),
+            nats=redact_url(url) if url else "(given)",
             backend=settings.backend,
             assets=",".join(settings.assets),
             metrics=metrics_url,

@@ -3,7 +3,7 @@
 The bus is a trust boundary, so its defences are tested the way an attacker
 (or a buggy bot) would probe them: as fast as one publisher can send, a mix
 of junk bytes, deep nesting, extreme numbers and well-formed messages for
-assets, modules and cycles nobody configured. Used by `tests/test_flood.py`
+assets, modules and cycles nobody configured. Used by `tests/sniper/test_flood.py`
 and `bench/flood.py`; runnable against a test broker as
 
     python -m sniper.hostile --nats nats://127.0.0.1:4222 --seconds 10

@@ -15,6 +15,8 @@ from actors.metrics import Metrics
 from runtime import Bus, Context, MemoryBus, NatsBus, VirtualClock
 from sniper.embedded import EmbeddedNats
 
+from .harness import Harness
+
 
 @pytest.fixture
 async def nats_server() -> AsyncIterator[EmbeddedNats]:
@@ -64,3 +66,9 @@ async def any_bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
 def vctx(memory_bus: MemoryBus, vclock: VirtualClock) -> Context:
     """An actor context on the in-memory bus in virtual time, with sniper's metrics as its hooks."""
     return Context(bus=memory_bus, clock=vclock, host="test-host", hooks=Metrics())
+
+
+@pytest.fixture
+async def harness(vclock: VirtualClock, memory_bus: MemoryBus) -> Harness:
+    """The pipeline `sniper run` wires, on the in-memory bus in virtual time, recorders started."""
+    return await Harness(vclock, memory_bus).record()

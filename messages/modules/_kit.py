@@ -15,7 +15,7 @@ Lists are not rejected for being long (a 10^6-level sorted book is a valid
 answer): each module's `normalise` trims its payload to the module's own
 ``MAX_*`` counts after validating it, so the `ModuleData` a fetcher publishes
 stays far below the broker's 1 MiB message limit whatever the backend sends
-(``tests/test_hostile_upstream.py`` computes the worst case).
+(``tests/actors/test_hostile_upstream.py`` computes the worst case).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from messages import RouteMap, Signal, decode
 from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
 from runtime.testing import Recorder
 
-from . import samples
+from .. import samples
 
 SETTINGS = RequestSettings()
 VERSIONS = ["3.1", "3.0", "2.0"]

@@ -15,8 +15,8 @@ from runtime.errors import BusConnectError
 from runtime.testing import wait_until
 from sniper.embedded import EmbeddedNats, find_nats_server
 
-ROOT = Path(__file__).resolve().parent.parent
-#: nats.conf reads its users' passwords from the environment (see tests/test_auth.py).
+ROOT = Path(__file__).resolve().parents[2]
+#: nats.conf reads its users' passwords from the environment (see tests/sniper/test_auth.py).
 PASSWORDS = {"NATS_SNIPER_PASSWORD": "s-pw", "NATS_OPERATOR_PASSWORD": "o-pw", "NATS_BOT_PASSWORD": "b-pw"}
 
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
-from actors.assembler import SignalAssembler
 from actors.circuit import CircuitPolicy, CircuitSupervisor, CircuitView
 from actors.fetchers import FETCHERS, MODULES
 from actors.flags import FlagKeeper
-from actors.metrics import metrics_of
-from actors.scheduler import Scheduler
 from actors.testing import FakeBackend
 from actors.upstream import MockTransport, UpstreamClient
 from messages import (
@@ -24,177 +19,146 @@ from messages import (
     FlagChanged,
     FlagCommand,
     FlagReply,
-    Health,
     Signal,
     decode,
     encode,
 )
-from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, VirtualClock
+from runtime import Context, NatsBus, Supervisor, SystemClock
 from runtime.testing import Recorder, wait_until
 
-from . import samples
+from .. import samples
+from ..harness import Harness
 
 ETF = samples.PATHS["etf"]
 ALL_ON = {m: True for m in MODULES}
 
 
-@dataclass
-class Pipeline:
-    clock: VirtualClock
-    ctx: Context
-    backend: FakeBackend
-    signals: Recorder[Signal]
-    health: Recorder[Health]
-    circuits: Recorder[CircuitState]
-
-    def actors(self, *, flags=ALL_ON, policy: CircuitPolicy | None = None, interval: float = 5.0, assets=("SOL",)):
-        upstream = UpstreamClient("http://backend.test", MockTransport(self.backend), clock=self.clock)
-        return [  # started in this order, scheduler last (as sniper.app does)
-            FlagKeeper(flags),
-            CircuitSupervisor(policy=policy, rng=random.Random(2)),
-            *(FETCHERS[m](upstream, enabled=flags[m]) for m in MODULES),
-            SignalAssembler(modules=MODULES),
-            Scheduler(assets, modules=MODULES, interval=interval, window=3.0, rng=random.Random(1)),
-        ]
-
-
-@pytest.fixture
-async def pipe(vclock: VirtualClock, memory_bus: MemoryBus) -> AsyncIterator[Pipeline]:
-    ctx = Context(bus=memory_bus, clock=vclock, host="test")
-    yield Pipeline(
-        vclock,
-        ctx,
-        FakeBackend(vclock, samples.BODIES),
-        await Recorder(memory_bus, ctx.subjects.signal_all(), Signal).start(),
-        await Recorder(memory_bus, ctx.subjects.health_all(), Health).start(),
-        await Recorder(memory_bus, ctx.subjects.circuit_all(), CircuitState).start(),
-    )
-
-
-def etf_calls_at(pipe: Pipeline) -> int:
-    return pipe.backend.count(ETF)
+def etf_calls_at(harness: Harness) -> int:
+    return harness.backend.count(ETF)
 
 
 class TestEntitlementQuarantine:
-    async def test_402_costs_one_call_per_hour_and_no_signal(self, pipe: Pipeline) -> None:
+    async def test_402_costs_one_call_per_hour_and_no_signal(self, harness: Harness) -> None:
         """ETF 402: exactly one upstream ETF call across an hour of ticks; all 720 signals still published."""
-        pipe.backend.fail(ETF, 402)
+        harness.backend.fail(ETF, 402)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(3599)
-        assert etf_calls_at(pipe) == 1
-        assert len(pipe.signals.messages) == 720
-        reasons = [s.modules["etf"].reason for s in pipe.signals.messages]
+        async with harness.run():
+            await harness.clock.sleep(3599)
+        assert etf_calls_at(harness) == 1
+        assert len(harness.signals.messages) == 720
+        reasons = [s.modules["etf"].reason for s in harness.signals.messages]
         assert reasons[0] == "payment_required" and set(reasons[1:]) == {"circuit_open"}
         assert all(
-            s.modules[m].status == "ok" for s in pipe.signals.messages for m in ("whale", "heatmap", "spot_ob", "bias")
+            s.modules[m].status == "ok"
+            for s in harness.signals.messages
+            for m in ("whale", "heatmap", "spot_ob", "bias")
         )
         assert loop.time() - started < 10, "an hour must run in seconds of real time"
 
-    async def test_quarantine_ends_with_one_probe(self, pipe: Pipeline) -> None:
+    async def test_quarantine_ends_with_one_probe(self, harness: Harness) -> None:
         """After the hour one probe goes out; if the plan is still missing, another hour of quarantine."""
-        pipe.backend.fail(ETF, 402)
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(3600 * 2 + 60)
-        assert etf_calls_at(pipe) == 3
-        states = [(c.state, c.cause) for c in pipe.circuits.messages if c.module == "etf"]
+        harness.backend.fail(ETF, 402)
+        async with harness.run():
+            await harness.clock.sleep(3600 * 2 + 60)
+        assert etf_calls_at(harness) == 3
+        states = [(c.state, c.cause) for c in harness.circuits.messages if c.module == "etf"]
         assert states[:3] == [
             ("quarantined", "entitlement"),
             ("half_open", "entitlement"),
             ("quarantined", "entitlement"),
         ]
 
-    async def test_paid_plan_restored_closes_after_the_probe(self, pipe: Pipeline) -> None:
+    async def test_paid_plan_restored_closes_after_the_probe(self, harness: Harness) -> None:
         """If the probe after the quarantine succeeds, the breaker closes and ETF data flows again."""
-        pipe.backend.fail(ETF, 402)
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(1800)
-            pipe.backend.heal(ETF)
-            await pipe.clock.sleep(1830)
-        assert pipe.circuits.messages[-1].state == "closed" and pipe.signals.messages[-1].etf_available
+        harness.backend.fail(ETF, 402)
+        async with harness.run():
+            await harness.clock.sleep(1800)
+            harness.backend.heal(ETF)
+            await harness.clock.sleep(1830)
+        assert harness.circuits.messages[-1].state == "closed" and harness.signals.messages[-1].etf_available
 
-    async def test_circuit_reset_command_lifts_quarantine(self, pipe: Pipeline) -> None:
+    async def test_circuit_reset_command_lifts_quarantine(self, harness: Harness) -> None:
         """`cmd.circuit` reset closes the module's breakers at once; the next cycle calls ETF again."""
-        pipe.backend.fail(ETF, 402)
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(60)
-            pipe.backend.heal(ETF)
-            env = await pipe.ctx.bus.request(
-                pipe.ctx.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="etf")), timeout=1
+        harness.backend.fail(ETF, 402)
+        async with harness.run():
+            await harness.clock.sleep(60)
+            harness.backend.heal(ETF)
+            env = await harness.bus.request(
+                harness.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="etf")), timeout=1
             )
             reply = decode(env.data, CircuitReply)
-            await pipe.clock.sleep(10)
+            await harness.clock.sleep(10)
         assert reply.ok and [c.state for c in reply.circuits] == ["closed"]
-        assert etf_calls_at(pipe) == 2 and pipe.signals.messages[-1].etf_available
+        assert etf_calls_at(harness) == 2 and harness.signals.messages[-1].etf_available
 
-    async def test_flag_change_lifts_quarantine(self, pipe: Pipeline) -> None:
+    async def test_flag_change_lifts_quarantine(self, harness: Harness) -> None:
         """Switching the ETF flag resets its breakers (off then on: the next cycle calls again)."""
-        pipe.backend.fail(ETF, 402)
-        subject = pipe.ctx.subjects.command("flags")
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(60)
-            pipe.backend.heal(ETF)
+        harness.backend.fail(ETF, 402)
+        subject = harness.subjects.command("flags")
+        async with harness.run():
+            await harness.clock.sleep(60)
+            harness.backend.heal(ETF)
             for enabled in (False, True):
-                await pipe.ctx.bus.request(subject, encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1)
-            await pipe.clock.sleep(10)
-        assert next(c.cause for c in pipe.circuits.messages if c.state == "closed") == "flag_changed"
-        assert pipe.signals.messages[-1].etf_available
+                await harness.bus.request(subject, encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1)
+            await harness.clock.sleep(10)
+        assert next(c.cause for c in harness.circuits.messages if c.state == "closed") == "flag_changed"
+        assert harness.signals.messages[-1].etf_available
 
 
 class TestThrottling:
-    async def test_retry_after_30_means_no_call_for_30s_then_one_probe(self, pipe: Pipeline) -> None:
+    async def test_retry_after_30_means_no_call_for_30s_then_one_probe(self, harness: Harness) -> None:
         """429 with Retry-After: 30 opens the module exactly 30 s; then a single probe."""
         path = samples.PATHS["bias"]
-        pipe.backend.fail(path, 429, headers={"Retry-After": "30"})
-        async with Supervisor(pipe.ctx, pipe.actors(interval=1.0)):
-            await pipe.clock.sleep(0.5)
-            assert pipe.backend.count(path) == 1
-            await pipe.clock.sleep(29)  # t = 29.5: still open
-            assert pipe.backend.count(path) == 1
-            await pipe.clock.sleep(1.0)  # t = 30.5: half-open, the 31st tick probes
-            assert pipe.backend.count(path) == 2
-        opened = next(c for c in pipe.circuits.messages if c.module == "bias" and c.state == "open")
+        harness.backend.fail(path, 429, headers={"Retry-After": "30"})
+        async with harness.run(interval=1.0):
+            await harness.clock.sleep(0.5)
+            assert harness.backend.count(path) == 1
+            await harness.clock.sleep(29)  # t = 29.5: still open
+            assert harness.backend.count(path) == 1
+            await harness.clock.sleep(1.0)  # t = 30.5: half-open, the 31st tick probes
+            assert harness.backend.count(path) == 2
+        opened = next(c for c in harness.circuits.messages if c.module == "bias" and c.state == "open")
         assert opened.until is not None
         assert opened.cause == "throttled" and opened.until - opened.ts == pytest.approx(30.0)
 
-    async def test_retry_after_is_capped(self, pipe: Pipeline) -> None:
+    async def test_retry_after_is_capped(self, harness: Harness) -> None:
         """A huge Retry-After is capped by policy (throttle_max)."""
-        pipe.backend.fail(samples.PATHS["bias"], 429, headers={"Retry-After": "86400"})
-        async with Supervisor(pipe.ctx, pipe.actors(policy=CircuitPolicy(throttle_max=120))):
-            await pipe.clock.sleep(1)
-        opened = next(c for c in pipe.circuits.messages if c.state == "open")
+        harness.backend.fail(samples.PATHS["bias"], 429, headers={"Retry-After": "86400"})
+        async with harness.run(policy=CircuitPolicy(throttle_max=120)):
+            await harness.clock.sleep(1)
+        opened = next(c for c in harness.circuits.messages if c.state == "open")
         assert opened.until is not None
         assert opened.until - opened.ts == pytest.approx(120.0)
 
-    async def test_okx_style_envelope_throttles_too(self, pipe: Pipeline) -> None:
+    async def test_okx_style_envelope_throttles_too(self, harness: Harness) -> None:
         """An HTTP 200 carrying code 50011 is throttling, not data."""
-        pipe.backend.bodies[samples.PATHS["bias"]] = {"code": "50011", "msg": "Too frequent", "data": None}
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(1)
-        assert pipe.circuits.messages[0].cause == "throttled"
+        harness.backend.bodies[samples.PATHS["bias"]] = {"code": "50011", "msg": "Too frequent", "data": None}
+        async with harness.run():
+            await harness.clock.sleep(1)
+        assert harness.circuits.messages[0].cause == "throttled"
 
 
 class TestTransient:
-    async def test_open_probe_close_then_reopen_longer(self, pipe: Pipeline) -> None:
+    async def test_open_probe_close_then_reopen_longer(self, harness: Harness) -> None:
         """Five 503s open the asset's breaker; a good probe closes it; a failed probe reopens it for longer."""
         path = samples.PATHS["heatmap"]
-        pipe.backend.fail(path, 503)
+        harness.backend.fail(path, 503)
         policy = CircuitPolicy(open_base=30, open_factor=2, jitter=0.0)
-        async with Supervisor(pipe.ctx, pipe.actors(policy=policy, interval=1.0)):
-            await pipe.clock.sleep(5)
-            assert pipe.backend.count(path) == 5
-            await pipe.clock.sleep(20)
-            assert pipe.backend.count(path) == 5, "open: no calls"
-            await pipe.clock.sleep(11)  # t=36: half-open at t~34.x, probe fails, reopen for 60 s
-            assert pipe.backend.count(path) == 6
-            await pipe.clock.sleep(50)
-            assert pipe.backend.count(path) == 6, "reopened for longer"
-            pipe.backend.heal(path)
-            await pipe.clock.sleep(15)  # probe at ~t=95 succeeds: closed, normal calls again
+        async with harness.run(policy=policy, interval=1.0):
+            await harness.clock.sleep(5)
+            assert harness.backend.count(path) == 5
+            await harness.clock.sleep(20)
+            assert harness.backend.count(path) == 5, "open: no calls"
+            await harness.clock.sleep(11)  # t=36: half-open at t~34.x, probe fails, reopen for 60 s
+            assert harness.backend.count(path) == 6
+            await harness.clock.sleep(50)
+            assert harness.backend.count(path) == 6, "reopened for longer"
+            harness.backend.heal(path)
+            await harness.clock.sleep(15)  # probe at ~t=95 succeeds: closed, normal calls again
         heat = [
             (c.state, c.cause, round(c.until - c.ts) if c.until else None)
-            for c in pipe.circuits.messages
+            for c in harness.circuits.messages
             if c.module == "heatmap"
         ]
         assert heat[:5] == [
@@ -204,10 +168,10 @@ class TestTransient:
             ("half_open", "transient", None),
             ("closed", "recovered", None),
         ]
-        assert pipe.backend.count(path) > 10
-        assert all(c.scope == "SOL" for c in pipe.circuits.messages if c.module == "heatmap")
+        assert harness.backend.count(path) > 10
+        assert all(c.scope == "SOL" for c in harness.circuits.messages if c.module == "heatmap")
 
-    async def test_transient_breakers_are_per_asset(self, pipe: Pipeline) -> None:
+    async def test_transient_breakers_are_per_asset(self, harness: Harness) -> None:
         """A backend failing only BTC's heatmap opens BTC's breaker, not SOL's."""
         path = samples.PATHS["heatmap"]
 
@@ -215,26 +179,20 @@ class TestTransient:
             if "BTC-USDT-SWAP" in url and path in url:
                 from actors.upstream import Response
 
-                pipe.backend.calls.append((path, {"symbol": "BTC-USDT-SWAP"}))
+                harness.backend.calls.append((path, {"symbol": "BTC-USDT-SWAP"}))
                 return Response(500, {}, b"")
-            return await pipe.backend(url)
+            return await harness.backend(url)
 
-        upstream = UpstreamClient("http://b", MockTransport(only_btc_fails), clock=pipe.clock)
-        actors = [
-            CircuitSupervisor(rng=random.Random(2)),
-            *(FETCHERS[m](upstream) for m in MODULES),
-            SignalAssembler(modules=MODULES),
-            Scheduler(("SOL", "BTC"), modules=MODULES, interval=1.0, window=0.5, rng=random.Random(1)),
-        ]
-        async with Supervisor(pipe.ctx, actors):
-            await pipe.clock.sleep(10)
-        scopes = {(c.module, c.scope) for c in pipe.circuits.messages if c.module == "heatmap"}
+        transport = MockTransport(only_btc_fails)
+        async with harness.run(transport=transport, assets=("SOL", "BTC"), interval=1.0, window=0.5):
+            await harness.clock.sleep(10)
+        scopes = {(c.module, c.scope) for c in harness.circuits.messages if c.module == "heatmap"}
         assert scopes == {("heatmap", "BTC")}
-        assert pipe.signals.messages[-1].modules["heatmap"].status in ("ok", "degraded")
-        sol = [s for s in pipe.signals.messages if s.asset == "SOL"]
+        assert harness.signals.messages[-1].modules["heatmap"].status in ("ok", "degraded")
+        sol = [s for s in harness.signals.messages if s.asset == "SOL"]
         assert all(s.modules["heatmap"].status == "ok" for s in sol)
 
-    async def test_mixed_failures_below_the_rate_stay_closed(self, pipe: Pipeline) -> None:
+    async def test_mixed_failures_below_the_rate_stay_closed(self, harness: Harness) -> None:
         """Failures under the failure-rate threshold never open the breaker."""
         path = samples.PATHS["whale"]
         calls = 0
@@ -247,18 +205,11 @@ class TestTransient:
                     from actors.upstream import Response
 
                     return Response(502, {}, b"")
-            return await pipe.backend(url)
+            return await harness.backend(url)
 
-        upstream = UpstreamClient("http://b", MockTransport(every_third_fails), clock=pipe.clock)
-        actors = [
-            CircuitSupervisor(),
-            *(FETCHERS[m](upstream) for m in MODULES),
-            SignalAssembler(modules=MODULES),
-            Scheduler(("SOL",), modules=MODULES, interval=1.0, window=0.5),
-        ]
-        async with Supervisor(pipe.ctx, actors):
-            await pipe.clock.sleep(120)
-        assert [c for c in pipe.circuits.messages if c.module == "whale"] == []
+        async with harness.run(transport=MockTransport(every_third_fails), interval=1.0, window=0.5):
+            await harness.clock.sleep(120)
+        assert [c for c in harness.circuits.messages if c.module == "whale"] == []
 
 
 class TestCircuitView:
@@ -293,53 +244,53 @@ class TestCircuitView:
 
 
 class TestHalfOpenAlwaysResolves:
-    async def test_probe_answered_not_found_closes(self, pipe: Pipeline) -> None:
+    async def test_probe_answered_not_found_closes(self, harness: Harness) -> None:
         """A half-open breaker whose probe gets a 404 (route moved) closes instead of hanging."""
         from messages import Degraded, Reason
         from messages import encode as enc
 
         steps: tuple[tuple[Reason | None, int | None], ...] = (("rate_limited", 429), (None, None), ("not_found", 404))
         sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5))
-        async with Supervisor(pipe.ctx, [sup]):
+        async with Supervisor(harness.ctx, [sup]):
             for reason, status in steps:
                 if reason is None:
-                    await pipe.clock.sleep(6)  # open -> half-open
+                    await harness.clock.sleep(6)  # open -> half-open
                     continue
-                d = Degraded(module="bias", asset="SOL", cycle=0, ts=pipe.clock.now(), reason=reason, status=status)
-                await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
-                await pipe.clock.sleep(0.01)
-        assert [c.state for c in pipe.circuits.messages] == ["open", "half_open", "closed"]
+                d = Degraded(module="bias", asset="SOL", cycle=0, ts=harness.clock.now(), reason=reason, status=status)
+                await harness.bus.publish(harness.subjects.degraded("bias", "SOL"), enc(d))
+                await harness.clock.sleep(0.01)
+        assert [c.state for c in harness.circuits.messages] == ["open", "half_open", "closed"]
 
-    async def test_lost_probe_is_offered_again(self, pipe: Pipeline) -> None:
+    async def test_lost_probe_is_offered_again(self, harness: Harness) -> None:
         """No answer to a half-open probe within probe_timeout: a fresh half-open state, so a new probe may go."""
         from messages import Degraded
         from messages import encode as enc
 
         sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5, probe_timeout=60))
-        async with Supervisor(pipe.ctx, [sup]):
-            d = Degraded(module="bias", asset="SOL", cycle=0, ts=pipe.clock.now(), reason="rate_limited", status=429)
-            await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
-            await pipe.clock.sleep(200)
-        states = [(c.state, round(c.ts - pipe.clock.EPOCH)) for c in pipe.circuits.messages]
+        async with Supervisor(harness.ctx, [sup]):
+            d = Degraded(module="bias", asset="SOL", cycle=0, ts=harness.clock.now(), reason="rate_limited", status=429)
+            await harness.bus.publish(harness.subjects.degraded("bias", "SOL"), enc(d))
+            await harness.clock.sleep(200)
+        states = [(c.state, round(c.ts - harness.clock.EPOCH)) for c in harness.circuits.messages]
         assert states[:4] == [("open", 0), ("half_open", 5), ("half_open", 65), ("half_open", 125)]
 
-    async def test_degradations_without_a_call_teach_the_breaker_nothing(self, pipe: Pipeline) -> None:
+    async def test_degradations_without_a_call_teach_the_breaker_nothing(self, harness: Harness) -> None:
         """A late tick's made-up timeout (called=False) neither closes a half-open breaker nor counts as a failure."""
         from messages import Degraded
         from messages import encode as enc
 
         sup = CircuitSupervisor(policy=CircuitPolicy(throttle_default=5))
-        async with Supervisor(pipe.ctx, [sup]):
-            d = Degraded(module="bias", asset="SOL", cycle=0, ts=pipe.clock.now(), reason="rate_limited", status=429)
-            await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(d))
-            await pipe.clock.sleep(6)
+        async with Supervisor(harness.ctx, [sup]):
+            d = Degraded(module="bias", asset="SOL", cycle=0, ts=harness.clock.now(), reason="rate_limited", status=429)
+            await harness.bus.publish(harness.subjects.degraded("bias", "SOL"), enc(d))
+            await harness.clock.sleep(6)
             for i in range(10):
                 fake = Degraded(
-                    module="bias", asset="SOL", cycle=i, ts=pipe.clock.now(), reason="timeout", called=False
+                    module="bias", asset="SOL", cycle=i, ts=harness.clock.now(), reason="timeout", called=False
                 )
-                await pipe.ctx.bus.publish(pipe.ctx.subjects.degraded("bias", "SOL"), enc(fake))
-            await pipe.clock.sleep(1)
-        assert [c.state for c in pipe.circuits.messages] == ["open", "half_open"]
+                await harness.bus.publish(harness.subjects.degraded("bias", "SOL"), enc(fake))
+            await harness.clock.sleep(1)
+        assert [c.state for c in harness.circuits.messages] == ["open", "half_open"]
 
     @pytest.mark.parametrize("opens", [10, 1_000, 100_000])
     def test_open_time_never_overflows(self, opens: int) -> None:
@@ -360,65 +311,65 @@ class TestFlags:
         ],
     )
     async def test_bad_commands_get_a_clear_error_and_change_nothing(
-        self, pipe: Pipeline, command: bytes, error: str
+        self, harness: Harness, command: bytes, error: str
     ) -> None:
         """Unknown flags, bad values and malformed JSON are answered ok=false; the flags stay as they were."""
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            env = await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), command, timeout=1)
+        async with harness.run():
+            env = await harness.bus.request(harness.subjects.command("flags"), command, timeout=1)
             reply = decode(env.data, FlagReply)
             after = decode(
-                (await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), b"{}", timeout=1)).data, FlagReply
+                (await harness.bus.request(harness.subjects.command("flags"), b"{}", timeout=1)).data, FlagReply
             )
         assert not reply.ok and error in (reply.error or "")
         assert after.flags == {m.upper(): True for m in MODULES}
 
-    async def test_set_replies_with_all_flags_and_publishes_the_change(self, pipe: Pipeline) -> None:
+    async def test_set_replies_with_all_flags_and_publishes_the_change(self, harness: Harness) -> None:
         """A good command is answered ok with every flag; a FlagChanged event says who, when and why."""
-        changes = await Recorder[FlagChanged](pipe.ctx.bus, pipe.ctx.subjects.flags_changed(), FlagChanged).start()
-        async with Supervisor(pipe.ctx, pipe.actors()):
+        changes = await Recorder[FlagChanged](harness.bus, harness.subjects.flags_changed(), FlagChanged).start()
+        async with harness.run():
             cmd = FlagCommand(flag="etf", enabled=False, why="plan expired", who="ops@desk")
             reply = decode(
-                (await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), encode(cmd), timeout=1)).data, FlagReply
+                (await harness.bus.request(harness.subjects.command("flags"), encode(cmd), timeout=1)).data, FlagReply
             )
-            await pipe.clock.sleep(0.01)
+            await harness.clock.sleep(0.01)
         assert reply.ok and reply.flags["ETF"] is False and reply.flags["WHALE"] is True
         (change,) = changes.messages
         assert (change.flag, change.enabled, change.who, change.why) == ("ETF", False, "ops@desk", "plan expired")
-        assert change.ts == pipe.clock.now() - 0.01 and change.revision > 0
+        assert change.ts == harness.clock.now() - 0.01 and change.revision > 0
 
-    async def test_disabled_module_makes_no_call_and_reports_disabled(self, pipe: Pipeline) -> None:
+    async def test_disabled_module_makes_no_call_and_reports_disabled(self, harness: Harness) -> None:
         """Switching HEATMAP off at runtime stops its calls; signals show it disabled at full confidence."""
         path = samples.PATHS["heatmap"]
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(1)
+        async with harness.run():
+            await harness.clock.sleep(1)
             cmd = FlagCommand(flag="HEATMAP", enabled=False)
-            await pipe.ctx.bus.request(pipe.ctx.subjects.command("flags"), encode(cmd), timeout=1)
-            before = pipe.backend.count(path)
-            await pipe.clock.sleep(30)
-        assert pipe.backend.count(path) == before == 1
-        last = pipe.signals.messages[-1]
+            await harness.bus.request(harness.subjects.command("flags"), encode(cmd), timeout=1)
+            before = harness.backend.count(path)
+            await harness.clock.sleep(30)
+        assert harness.backend.count(path) == before == 1
+        last = harness.signals.messages[-1]
         assert last.modules["heatmap"].status == "disabled" and last.confidence == 1.0
 
 
 class TestSeedTestPlan:
-    async def test_feature_etf_off_means_no_402_at_all(self, pipe: Pipeline) -> None:
+    async def test_feature_etf_off_means_no_402_at_all(self, harness: Harness) -> None:
         """FEATURE_ETF=off: every cycle succeeds and the ETF route is never called."""
-        pipe.backend.fail(ETF, 402)
-        async with Supervisor(pipe.ctx, pipe.actors(flags={**ALL_ON, "etf": False})):
-            await pipe.clock.sleep(600)
-        assert etf_calls_at(pipe) == 0 and len(pipe.signals.messages) == 120
-        assert {s.modules["etf"].status for s in pipe.signals.messages} == {"disabled"}
-        assert {h.state for h in pipe.health.messages} == {"healthy"}
+        harness.backend.fail(ETF, 402)
+        async with harness.run(flags={**ALL_ON, "etf": False}):
+            await harness.clock.sleep(600)
+        assert etf_calls_at(harness) == 0 and len(harness.signals.messages) == 120
+        assert {s.modules["etf"].status for s in harness.signals.messages} == {"disabled"}
+        assert {h.state for h in harness.health.messages} == {"healthy"}
 
-    async def test_feature_etf_on_opens_breaker_at_first_402_and_no_run_fails(self, pipe: Pipeline) -> None:
+    async def test_feature_etf_on_opens_breaker_at_first_402_and_no_run_fails(self, harness: Harness) -> None:
         """FEATURE_ETF=on: the first 402 quarantines ETF; every cycle still yields a signal and no hard failure."""
-        pipe.backend.fail(ETF, 402)
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(600)
-        first = pipe.circuits.messages[0]
+        harness.backend.fail(ETF, 402)
+        async with harness.run():
+            await harness.clock.sleep(600)
+        first = harness.circuits.messages[0]
         assert (first.module, first.state, first.cause) == ("etf", "quarantined", "entitlement")
-        assert first.ts == pytest.approx(pipe.clock.EPOCH, abs=1)
-        assert len(pipe.signals.messages) == 120 and "hard_fail" not in {h.state for h in pipe.health.messages}
+        assert first.ts == pytest.approx(harness.clock.EPOCH, abs=1)
+        assert len(harness.signals.messages) == 120 and "hard_fail" not in {h.state for h in harness.health.messages}
 
     @pytest.mark.parametrize(
         "failing, hard",
@@ -431,22 +382,22 @@ class TestSeedTestPlan:
         ],
     )
     async def test_unhealthy_only_when_every_core_module_fails(
-        self, pipe: Pipeline, failing: tuple[str, ...], hard: bool
+        self, harness: Harness, failing: tuple[str, ...], hard: bool
     ) -> None:
         """The scheduler is marked unhealthy (hard_fail) exactly when every core module fails."""
         for module in failing:
-            pipe.backend.fail(samples.PATHS[module], 503)
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(1)
-        assert (pipe.health.messages[0].state == "hard_fail") is hard
+            harness.backend.fail(samples.PATHS[module], 503)
+        async with harness.run():
+            await harness.clock.sleep(1)
+        assert (harness.health.messages[0].state == "hard_fail") is hard
 
-    async def test_soft_failures_are_counted_per_module(self, pipe: Pipeline) -> None:
+    async def test_soft_failures_are_counted_per_module(self, harness: Harness) -> None:
         """sniper_soft_fail_total{module="etf"} counts the cycles ETF failed without a hard failure."""
-        pipe.backend.fail(ETF, 402)
-        async with Supervisor(pipe.ctx, pipe.actors()):
-            await pipe.clock.sleep(50)
-        value = metrics_of(pipe.ctx).registry.get_sample_value("sniper_soft_fail_total", {"module": "etf"})
-        assert value == len(pipe.health.messages) == 10
+        harness.backend.fail(ETF, 402)
+        async with harness.run():
+            await harness.clock.sleep(50)
+        value = harness.metrics.registry.get_sample_value("sniper_soft_fail_total", {"module": "etf"})
+        assert value == len(harness.health.messages) == 10
 
 
 class TestOverRealNats:

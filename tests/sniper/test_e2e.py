@@ -29,7 +29,7 @@ from sniper.embedded import EmbeddedNats
 from sniper.recording import read_recording
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SNIPER = [sys.executable, "-m", "sniper"]
 
 

@@ -22,7 +22,7 @@ from runtime import Context, MemoryBus, NatsBus, Supervisor, SystemClock, Virtua
 from runtime.testing import Recorder
 from sniper.recording import Line, read_recording, replay
 
-RECORDINGS = Path(__file__).parent / "recordings"
+RECORDINGS = Path(__file__).parents[1] / "recordings"
 SCENARIOS = ["normal", "etf_402", "core_down"]
 
 

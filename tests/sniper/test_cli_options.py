@@ -26,7 +26,7 @@ from sniper.config import DEFAULTS, MODULES, OPTIONS, OPTIONS_BY_NAME, Option, S
 from .test_cli_bounds import one_line
 from .test_config import load
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 SETTINGS_OPTIONS = [pytest.param(opt, id=opt.name) for opt in OPTIONS if opt.group != "log"]
 ALL_OPTIONS = [pytest.param(opt, id=opt.name) for opt in OPTIONS]
 BOUNDED = [pytest.param(opt, id=opt.name) for opt in OPTIONS if opt.bounds is not None]

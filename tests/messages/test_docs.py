@@ -15,7 +15,7 @@ import pytest
 from messages import DEFAULT_ROUTES
 from messages.schema import message_schema, normalise, upstream_schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

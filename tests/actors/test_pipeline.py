@@ -33,7 +33,7 @@ from messages import (
 from runtime import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
 from runtime.testing import Recorder
 
-from . import samples
+from .. import samples
 
 
 @dataclass

@@ -42,7 +42,7 @@ from sniper.config import Settings
 from sniper.control import flags_command
 from sniper.embedded import find_nats_server
 
-from . import samples
+from .. import samples
 
 INTERVAL = 5.0
 CORE = ("whale", "heatmap", "spot_ob")

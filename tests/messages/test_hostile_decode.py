@@ -7,7 +7,7 @@ message that decodes re-encodes to an equal message. `TestFindings` has one
 regression test per finding of the hostile probe (issue "No message may
 silence or steer the pipeline", part 3).
 
-The strategies and examples here are reused by ``tests/test_hostile_handlers.py``.
+The strategies and examples here are reused by ``tests/actors/test_hostile_handlers.py``.
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ from runtime.testing import Recorder
 from sniper.app import build_actors
 from sniper.config import MODULES, Settings
 
-from . import samples
-from .test_hostile_decode import DEEP, EXAMPLES, dump, json_values, shaped
+from .. import samples
+from ..messages.test_hostile_decode import DEEP, EXAMPLES, dump, json_values, shaped
 
 ASSETS = ("SOL", "BTC")
 INTERVAL = 5.0

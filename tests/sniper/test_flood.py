@@ -25,7 +25,7 @@ from sniper.config import MODULES, Settings
 from sniper.embedded import EmbeddedNats
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ("SOL", "BTC")
 INTERVAL = 1.0
 FLOOD_MESSAGES = 100_000

@@ -147,7 +147,7 @@ class TestReadRecording:
 
     def test_reads_the_committed_recordings(self) -> None:
         """The recordings shipped in tests/recordings read without error."""
-        folder = Path(__file__).parent / "recordings"
+        folder = Path(__file__).parents[1] / "recordings"
         counts = {p.name: sum(1 for _ in read_recording(p)) for p in sorted(folder.glob("*.jsonl"))}
         assert counts and all(n > 0 for n in counts.values())
 

@@ -30,7 +30,7 @@ from sniper.embedded import EmbeddedNats
 
 from .test_config import load, parser  # the same parser the pipeline flags use
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SNIPER = [sys.executable, "-m", "sniper"]
 
 

@@ -49,7 +49,7 @@ from messages.modules._kit import MAX_LABEL_CHARS, MAX_SHORT_CHARS, MAX_SYMBOL_C
 from runtime import ActorState, Context, NatsBus, Supervisor, SystemClock, VirtualClock
 from runtime.testing import Recorder
 
-from . import samples
+from .. import samples
 
 MIB = 1024 * 1024
 #: "Well under" the broker's 1 MiB: the worst case must leave half of it free.

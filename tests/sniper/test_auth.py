@@ -52,7 +52,7 @@ from sniper.embedded import EmbeddedNats
 
 pytestmark = pytest.mark.nats
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SNIPER = [sys.executable, "-m", "sniper"]
 USERS = ("sniper", "operator", "bot")
 #: Fresh, long passwords per test run: a leak in any output is unmistakable.

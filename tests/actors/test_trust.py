@@ -1,7 +1,7 @@
 """The bus is a trust boundary: forged or oversized messages cannot silence or steer the pipeline.
 
 One test per finding of the hostile probe (issue 9), in virtual time on the
-in-memory bus; `tests/test_flood.py` repeats the flood over a real nats-server.
+in-memory bus; `tests/sniper/test_flood.py` repeats the flood over a real nats-server.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from runtime.supervisor import RestartPolicy
 from runtime.testing import Recorder, wait_until
 from sniper.app import wait_for_stop
 
-from . import samples
+from .. import samples
 
 ETF = samples.PATHS["etf"]
 ASSETS = ("SOL", "BTC")
