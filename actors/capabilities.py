@@ -174,75 +174,94 @@ class Binding:
     origin: Literal["openapi", "alias"] = "openapi"
 
 
+class _Unbindable(Exception):
+    """A parameter no value can be found for: the operation is unusable, for this reason."""
+
+
 def bind_operation(op: Operation, module: str, settings: RequestSettings) -> Binding:
     """Bind every parameter of `op` for `module`, or explain why it cannot be done."""
     notes: list[str] = []
     params: list[ParamBinding] = []
-    have_symbol = False
     for p in op.params:
-        if p.location not in ("path", "query"):
-            if p.required:
-                return Binding(module, reason=f"{op.path}: required {p.location} parameter {p.name!r} is not supported")
-            continue
-        loc: Literal["path", "query"] = "path" if p.location == "path" else "query"
-        role = role_of(p)
-        if role == "symbol" and not have_symbol:
-            form, lower, how = symbol_form(p, module)
-            if how.endswith("(a guess)"):
-                notes.append(f"{p.name}: {how} -> {form}")
-            params.append(
-                ParamBinding(name=p.name, location=loc, role="symbol", form=form, lower=lower, required=p.required)
-            )
-            have_symbol = True
-        elif role == "timeframe":
-            const, note = _enum_pick(p, settings.timeframe, _TIMEFRAME_ALIASES.get(settings.timeframe, ()))
-            notes += [note] if note else []
-            params.append(
-                ParamBinding(
-                    name=p.name, location=loc, role="const" if const else "timeframe", value=const, required=p.required
-                )
-            )
-        elif role == "exchange":
-            const, note = _enum_pick(p, settings.exchange)
-            notes += [note] if note else []
-            params.append(
-                ParamBinding(
-                    name=p.name, location=loc, role="const" if const else "exchange", value=const, required=p.required
-                )
-            )
-        elif role == "depth":
-            depth = settings.depth
-            if p.maximum is not None and depth > p.maximum:
-                depth = int(p.maximum)
-            if p.minimum is not None and depth < p.minimum:
-                depth = int(p.minimum)
-            if depth != settings.depth:
-                notes.append(f"{p.name}: depth {settings.depth} outside [{p.minimum}, {p.maximum}]; using {depth}")
-                params.append(
-                    ParamBinding(name=p.name, location=loc, role="const", value=str(depth), required=p.required)
-                )
-            else:
-                params.append(ParamBinding(name=p.name, location=loc, role="depth", required=p.required))
-        elif p.required:
-            value = p.default if p.default is not None else (p.examples[0] if p.examples else None)
-            if value is None:
-                return Binding(
-                    module,
-                    reason=f"{op.path}: required {p.location} parameter {p.name!r} "
-                    "has no known role, default or example",
-                )
-            notes.append(
-                f"{p.name}: no known role; sending its {'default' if p.default is not None else 'example'} {value!r}"
-            )
-            params.append(ParamBinding(name=p.name, location=loc, role="const", value=str(value)))
-    if not have_symbol:
+        have_symbol = any(b.role == "symbol" for b in params)
+        try:
+            bound = _bind_param(p, module, settings, notes, have_symbol=have_symbol)
+        except _Unbindable as exc:
+            return Binding(module, reason=f"{op.path}: {exc}")
+        if bound is not None:
+            params.append(bound)
+    if not any(b.role == "symbol" for b in params):
         return Binding(module, reason=f"{op.path}: no parameter takes the asset or symbol")
     route = Route(module=module, path=op.path, params=tuple(params))
-    try:
+    try:  # a binding that cannot build a request must fail here, not on every tick
         build_request(route, "BTC" if module == "etf" else "SOL", settings)
     except RouteError as exc:
         return Binding(module, reason=f"{op.path}: {exc}")
     return Binding(module, route=route, notes=notes, score=module_score(op, module))
+
+
+def _bind_param(
+    p: SpecParam, module: str, settings: RequestSettings, notes: list[str], *, have_symbol: bool
+) -> ParamBinding | None:
+    """One parameter by its role; None for an optional one we have nothing to send for.
+
+    Only the first symbol-like parameter takes the symbol: a second one is
+    treated like a parameter without a role. Every guess is added to `notes`,
+    so `sniper discover` shows what to check.
+    """
+    if p.location not in ("path", "query"):
+        if p.required:
+            raise _Unbindable(f"required {p.location} parameter {p.name!r} is not supported")
+        return None
+    loc: Literal["path", "query"] = "path" if p.location == "path" else "query"
+    role = role_of(p)
+    if role == "symbol" and not have_symbol:
+        form, lower, how = symbol_form(p, module)
+        if how.endswith("(a guess)"):
+            notes.append(f"{p.name}: {how} -> {form}")
+        return ParamBinding(name=p.name, location=loc, role="symbol", form=form, lower=lower, required=p.required)
+    if role == "timeframe":
+        return _bind_choice(p, loc, "timeframe", settings.timeframe, notes)
+    if role == "exchange":
+        return _bind_choice(p, loc, "exchange", settings.exchange, notes)
+    if role == "depth":
+        return _bind_depth(p, loc, settings.depth, notes)
+    if p.required:
+        return _bind_fixed(p, loc, notes)
+    return None
+
+
+def _bind_choice(
+    p: SpecParam, loc: Literal["path", "query"], role: Literal["timeframe", "exchange"], wanted: str, notes: list[str]
+) -> ParamBinding:
+    """Our value, or the spelling (or the fallback) the parameter's enum offers, sent as a constant."""
+    aliases = _TIMEFRAME_ALIASES.get(wanted, ()) if role == "timeframe" else ()
+    const, note = _enum_pick(p, wanted, aliases)
+    if note:
+        notes.append(note)
+    return ParamBinding(name=p.name, location=loc, role="const" if const else role, value=const, required=p.required)
+
+
+def _bind_depth(p: SpecParam, loc: Literal["path", "query"], depth: int, notes: list[str]) -> ParamBinding:
+    """Our depth, clamped to the parameter's range: an out-of-range depth is a 4xx on every call."""
+    clamped = depth
+    if p.maximum is not None and clamped > p.maximum:
+        clamped = int(p.maximum)
+    if p.minimum is not None and clamped < p.minimum:
+        clamped = int(p.minimum)
+    if clamped == depth:
+        return ParamBinding(name=p.name, location=loc, role="depth", required=p.required)
+    notes.append(f"{p.name}: depth {depth} outside [{p.minimum}, {p.maximum}]; using {clamped}")
+    return ParamBinding(name=p.name, location=loc, role="const", value=str(clamped), required=p.required)
+
+
+def _bind_fixed(p: SpecParam, loc: Literal["path", "query"], notes: list[str]) -> ParamBinding:
+    """A required parameter without a role: its default or example is the best guess, else unusable."""
+    value = p.default if p.default is not None else (p.examples[0] if p.examples else None)
+    if value is None:
+        raise _Unbindable(f"required {p.location} parameter {p.name!r} has no known role, default or example")
+    notes.append(f"{p.name}: no known role; sending its {'default' if p.default is not None else 'example'} {value!r}")
+    return ParamBinding(name=p.name, location=loc, role="const", value=str(value))
 
 
 def match_spec(

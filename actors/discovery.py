@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -27,17 +27,17 @@ from messages import Degraded, RouteMap, decode, encode
 from messages._base import MAX_DETAIL, MAX_ITEMS, MAX_TERM
 from messages.errors import DecodeError
 from messages.routes import Route, RouteSource
+from messages.subjects import ROUTES_BUCKET, ROUTES_KEY
 from runtime.actor import Actor, Sub, subs_for
 from runtime.clock import Clock
 from runtime.errors import BusError
 
 from .capabilities import Binding, match_spec, probe_aliases
-from .openapi import SpecError, load_operations
+from .openapi import Operation, SpecError, load_operations
 from .routing import RequestSettings
 from .upstream import UpstreamClient
 
 SPEC_PATHS = ("/openapi.json", "/swagger.json")
-ROUTES_KEY = "current"
 _json = msgspec.json.Decoder()
 
 
@@ -51,6 +51,18 @@ class Discovery:
     bindings: dict[str, Binding]
 
 
+@dataclass
+class _Spec:
+    """What reading the backend's spec gave: its operations, or why not (one problem per path tried)."""
+
+    path: str | None = None
+    version: str | None = None
+    operations: list[Operation] | None = None
+    problems: list[str] = field(default_factory=list)
+    #: Set when the backend did not answer at all (unreachable, timeout).
+    down: str | None = None
+
+
 async def discover(
     upstream: UpstreamClient,
     settings: RequestSettings,
@@ -62,51 +74,69 @@ async def discover(
 ) -> Discovery:
     """One discovery run against the backend behind `upstream`."""
     modules = tuple(modules)
-    problems: list[str] = []
-    operations = None
-    spec_path = version = None
+    spec = await _read_spec(upstream, budget)
+    if spec.down is not None:
+        unreached = {m: Binding(m, reason=spec.down) for m in modules}
+        return Discovery(spec_path=None, spec_version=None, spec_problem=spec.down, bindings=unreached)
+    bindings = _bind_spec(spec, modules, settings)
+    for module in modules:
+        if module not in bindings or bindings[module].route is None:
+            key = etf_key if module == "etf" else probe_asset
+            bindings[module] = await _probe(upstream, module, key, settings, bindings.get(module))
+    return Discovery(
+        spec_path=spec.path,
+        spec_version=spec.version,
+        spec_problem="; ".join(spec.problems) if spec.operations is None else None,
+        bindings=bindings,
+    )
+
+
+async def _read_spec(upstream: UpstreamClient, budget: float) -> _Spec:
+    """The first spec document the backend serves, with a problem noted for each path that failed.
+
+    A backend that does not answer at all stops the run: it is down, not
+    missing a spec, and probing known paths now would only pile up timeouts.
+    """
+    spec = _Spec()
     for path in SPEC_PATHS:
         outcome = await upstream.get("discovery", path, None, budget=budget)
         if outcome.reason in ("unreachable", "timeout"):
-            # The backend is down, not missing a spec: probing known paths now would only pile up timeouts.
-            reason = f"backend {outcome.reason}: {outcome.detail}"
-            return Discovery(
-                spec_path=None,
-                spec_version=None,
-                spec_problem=reason,
-                bindings={m: Binding(m, reason=reason) for m in modules},
-            )
+            spec.down = f"backend {outcome.reason}: {outcome.detail}"
+            return spec
         if not outcome.ok:
-            problems.append(f"{path}: {outcome.reason}{f' {outcome.status}' if outcome.status else ''}")
+            spec.problems.append(f"{path}: {outcome.reason}{f' {outcome.status}' if outcome.status else ''}")
             continue
         try:
-            version, operations = load_operations(_json.decode(outcome.body))
-            spec_path = path
-            break
+            spec.version, spec.operations = load_operations(_json.decode(outcome.body))
+            spec.path = path
+            return spec
         except (msgspec.DecodeError, SpecError) as exc:
-            problems.append(f"{path}: {exc}")
+            spec.problems.append(f"{path}: {exc}")
         except Exception as exc:  # a shape nobody foresaw: report it, fall back to probing
-            problems.append(f"{path}: unreadable spec ({type(exc).__name__}: {exc})")
-    bindings: dict[str, Binding] = {}
-    if operations is not None:
-        try:
-            bindings = match_spec(operations, modules, settings)
-        except Exception as exc:
-            problems.append(f"{spec_path}: cannot bind ({type(exc).__name__}: {exc})")
-            operations, version = None, None
-    for module in modules:
-        if module in bindings and bindings[module].route is not None:
-            continue
-        probed = await probe_aliases(upstream, module, etf_key if module == "etf" else probe_asset, settings)
-        if probed.route is None and module in bindings:
-            probed.reason = f"spec: {bindings[module].reason}; {probed.reason}"
-        bindings[module] = probed
-    return Discovery(
-        spec_path=spec_path,
-        spec_version=version,
-        spec_problem="; ".join(problems) if operations is None else None,
-        bindings=bindings,
-    )
+            spec.problems.append(f"{path}: unreadable spec ({type(exc).__name__}: {exc})")
+    return spec
+
+
+def _bind_spec(spec: _Spec, modules: tuple[str, ...], settings: RequestSettings) -> dict[str, Binding]:
+    """The spec's bindings; a spec that cannot be bound counts as no spec (noted), so probing takes over."""
+    if spec.operations is None:
+        return {}
+    try:
+        return match_spec(spec.operations, modules, settings)
+    except Exception as exc:
+        spec.problems.append(f"{spec.path}: cannot bind ({type(exc).__name__}: {exc})")
+        spec.operations, spec.version = None, None
+        return {}
+
+
+async def _probe(
+    upstream: UpstreamClient, module: str, key: str, settings: RequestSettings, from_spec: Binding | None
+) -> Binding:
+    """Known paths for a module the spec does not serve; if none answers, both reasons are kept."""
+    probed = await probe_aliases(upstream, module, key, settings)
+    if probed.route is None and from_spec is not None:
+        probed.reason = f"spec: {from_spec.reason}; {probed.reason}"
+    return probed
 
 
 def _fits(route: Route) -> str | None:
@@ -200,7 +230,7 @@ class DiscoveryActor(Actor):
 
     async def on_start(self) -> None:
         try:
-            entry = await (await self.bucket("routes")).get(ROUTES_KEY)
+            entry = await (await self.bucket(ROUTES_BUCKET)).get(ROUTES_KEY)
         except BusError as exc:
             self.log.warning("routes_store_unavailable", error=str(exc))
             entry = None
@@ -281,7 +311,7 @@ class DiscoveryActor(Actor):
         # 404s reported before this moment came from the replaced map: not a reason to rediscover.
         self._refreshed_at = self.clock.now()
         try:
-            await (await self.bucket("routes")).put(ROUTES_KEY, encode(new))
+            await (await self.bucket(ROUTES_BUCKET)).put(ROUTES_KEY, encode(new))
         except BusError as exc:
             self.log.warning("routes_not_persisted", revision=revision, error=str(exc))
         return new

@@ -20,12 +20,20 @@ Layout (with the default prefix ``sniper``)::
     sniper.flags.changed                FlagChanged
     sniper.cmd.<command>                request/reply commands (flags, circuit)
     sniper.routes                       RouteMap from discovery
+
+Key-value buckets (JetStream, named by `Subjects.kv_bucket`: ``sniper_flags``)
+are part of the contract too, since other bots read them::
+
+    flags      <FLAG>, e.g. SPOT_OB         FlagChanged
+    circuits   <module>.<scope>             CircuitState
+    routes     current (ROUTES_KEY)         RouteMap
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from typing import Final, Literal
 
 from .errors import SubjectError
 
@@ -35,6 +43,14 @@ DEFAULT_PREFIX = "sniper"
 #: itself drops traffic for any other asset before it reaches the process (a
 #: flood of forged assets then costs nothing); above it, one wildcard each.
 PER_ASSET_MAX = 64
+
+#: The key-value buckets a pipeline owns; nothing else gets a bucket name.
+BucketName = Literal["flags", "circuits", "routes"]
+FLAGS_BUCKET: Final[BucketName] = "flags"
+CIRCUITS_BUCKET: Final[BucketName] = "circuits"
+ROUTES_BUCKET: Final[BucketName] = "routes"
+#: The one key of the routes bucket: the latest route map.
+ROUTES_KEY: Final = "current"
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 _PREFIX = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
@@ -164,6 +180,9 @@ class Subjects:
     def routes(self) -> str:
         return self._join("routes")
 
-    def kv_bucket(self, name: str) -> str:
-        """Name of a JetStream key-value bucket owned by this pipeline (prefix-scoped)."""
+    def kv_bucket(self, name: BucketName) -> str:
+        """Name of a JetStream key-value bucket owned by this pipeline (prefix-scoped).
+
+        `name` is one of `BucketName` (`Actor.bucket` takes only those).
+        """
         return f"{self.prefix.replace('.', '_')}_{token(name, 'bucket')}"

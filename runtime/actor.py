@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,16 +35,28 @@ from typing import Any
 
 from messages import Heartbeat, Message, Subjects, encode
 from messages.codec import decoder_for
-from messages.errors import DecodeError
-from messages.subjects import token
+from messages.subjects import BucketName, token
 
+from ._delivery import ASSET_PENDING, CONTROL_PENDING, CONTROL_RATE, Delivery, Sub, subs_for
 from .bus import Bus, Envelope, Subscription
 from .clock import Clock
 from .errors import BusError, PublishError
-from .flow import RateLimitedWarning, TokenBucket
+from .flow import RateLimitedWarning
 from .hooks import RuntimeHooks
 from .kv import KeyValue
 from .logs import StructLogger, get_logger
+
+__all__ = [
+    "ASSET_PENDING",
+    "CONTROL_PENDING",
+    "CONTROL_RATE",
+    "Actor",
+    "ActorState",
+    "Context",
+    "InvalidTransition",
+    "Sub",
+    "subs_for",
+]
 
 
 class ActorState(enum.Enum):
@@ -69,68 +80,12 @@ _ALLOWED: dict[ActorState, frozenset[ActorState]] = {
 }
 
 
-#: Queue bound and rate budget for control-plane subscriptions (route maps, breaker
-#: states, commands): their real traffic is rare, and what a flood sheds is
-#: republished (route maps), persisted (breakers) or retried (commands) anyway.
-CONTROL_PENDING = 1024
-CONTROL_RATE = 200.0
-
-#: A subscription yields the event loop after this many deliveries in a row (fairness under bursts).
-_YIELD_EVERY = 32
-
-
 class _StoppedWhileStarting(Exception):
     """Internal: stop() interrupted on_start."""
 
 
 class InvalidTransition(RuntimeError):
     """An actor was asked to move between states the lifecycle does not connect."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sub:
-    """A declared subscription: subject, the message type (or union) it decodes, the handler.
-
-    The handler takes ``(msg)`` or ``(msg, envelope)``; the envelope carries
-    the subject and the reply subject for request/reply.
-    """
-
-    subject: str
-    type: Any
-    handler: Callable[..., Awaitable[None]]
-    queue: str | None = None
-    #: Called with (DecodeError, envelope) for undecodable input, after counting
-    #: it: lets a command handler answer "bad command" instead of staying silent.
-    on_bad: Callable[[DecodeError, Envelope], Awaitable[None]] | None = None
-    #: What a well-formed message must also satisfy to be handled (a configured
-    #: asset, a sane clock): returns why not, or None. A refusal is counted and
-    #: logged like undecodable input, so nothing on the bus can steer state the
-    #: actor was not configured to keep.
-    accept: Callable[[Any], str | None] | None = None
-    #: Messages that may wait for this handler before the bus drops (and counts) the rest;
-    #: small for control-plane subjects, so a flood there cannot queue without bound.
-    pending: int | None = None
-    #: Messages per second handled at most (bursts up to the same number); the rest are shed
-    #: before decoding and counted. For control-plane subjects, whose real traffic is rare:
-    #: a flood there must not take the CPU the data plane needs.
-    max_rate: float | None = None
-
-
-#: Queue bound of a subscription narrowed to one asset (a cycle brings a tick and
-#: a report per module): a flood there queues kilobytes, not tens of megabytes.
-ASSET_PENDING = 4096
-
-
-def subs_for(subjects: Iterable[str], type: Any, handler: Callable[..., Awaitable[None]], **options: Any) -> list[Sub]:
-    """One `Sub` per subject from a ``Subjects.*_for(assets)`` list.
-
-    A subject narrowed to one asset gets the small `ASSET_PENDING` queue; a
-    wildcard (many assets) keeps the bus's default.
-    """
-    return [
-        Sub(subject, type, handler, pending=None if subject.endswith(".*") else ASSET_PENDING, **options)
-        for subject in subjects
-    ]
 
 
 @dataclass(slots=True)
@@ -209,10 +164,12 @@ class Actor:
     def subjects(self) -> Subjects:
         return self.ctx.subjects
 
-    async def bucket(self, name: str) -> KeyValue:
+    async def bucket(self, name: BucketName) -> KeyValue:
         """This pipeline's key-value bucket `name`; BusError (KVUnavailable) if it cannot be reached.
 
         The bus keeps the handles, so actors need not: call it where needed.
+        Only the contract's buckets (`messages.subjects.BucketName`): other
+        bots read them, so an actor cannot invent one by a typo.
         """
         return await self.ctx.bus.key_value(self.subjects.kv_bucket(name))
 
@@ -321,67 +278,102 @@ class Actor:
         self._ctx = ctx
         ctx.hooks.actor_started(self.name)
         self._set_lifecycle(ActorState.STARTING)
-        loop = asyncio.get_running_loop()
-        self._crash = loop.create_future()
-        self._stop_requested = asyncio.Event()
+        crashed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stop_requested = asyncio.Event()
+        self._crash, self._stop_requested = crashed, stop_requested
         self._started = asyncio.Event()
-        subs = []
+        subs: list[Subscription] = []
         tasks: list[asyncio.Task[None]] = []
         try:
-            for spec in self.subscriptions():
-                deliver = self._deliverer(spec)
-                subs.append(await ctx.bus.subscribe(spec.subject, deliver, queue=spec.queue, pending=spec.pending))
-            self._start_task = loop.create_task(self.on_start(), name=f"{self.name}.on_start")
-            try:
-                await self._start_task
-            except asyncio.CancelledError:
-                if self._stop_requested.is_set():  # stopped while starting: a clean stop, not a crash
-                    raise _StoppedWhileStarting from None
-                raise
-            finally:
-                self._start_task = None
-            self._started_at = ctx.clock.monotonic()
-            self._set_lifecycle(ActorState.RUNNING)
-            self._started.set()
-            self.ready.set()
-            tasks.append(loop.create_task(self._guard(self.run()), name=f"{self.name}.run"))
-            if self.heartbeat_interval:
-                tasks.append(loop.create_task(self._guard(self._heartbeats()), name=f"{self.name}.heartbeat"))
-            stopper: asyncio.Future[Any] = loop.create_task(self._stop_requested.wait())
-            try:
-                await asyncio.wait({self._crash, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopper.cancel()
+            await self._subscribe(ctx.bus, subs)
+            await self._run_on_start(stop_requested)
+            self._go_live(tasks)
+            await self._until_stopped_or_crashed(crashed, stop_requested)
         except _StoppedWhileStarting:
             pass
         except Exception as exc:  # failed to subscribe or to start
             self._crash_with(exc)
         finally:
-            # Teardown order: no new deliveries first, then every task, including
-            # any a handler still managed to spawn while the first ones unwound.
-            subs.extend(self._owned)
-            self._owned.clear()
-            for sub in subs:
-                await sub.unsubscribe()
-            crash = self._crash.exception() if self._crash.done() else None
-            self._set_lifecycle(ActorState.CRASHED if crash is not None else ActorState.STOPPING)
-            while tasks or self._children:
-                tasks.extend(self._children)
-                self._children.clear()
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(BaseException):
-                        await task
-                tasks = []
-            if not self._crash.done():
-                self._crash.set_result(None)  # later errors from stragglers are not this run's crash
+            crash = await self._tear_down(crashed, subs, tasks)
         if crash is not None:
             raise crash
         try:
             await self.on_stop()
         finally:
             self._set_lifecycle(ActorState.STOPPED)
+
+    async def _subscribe(self, bus: Bus, subs: list[Subscription]) -> None:
+        """Subscribe before on_start, so nothing published while it runs is lost.
+
+        Appends as it goes: when one subscription fails, teardown still undoes the others.
+        """
+        for spec in self.subscriptions():
+            deliver = self._deliverer(spec)
+            subs.append(await bus.subscribe(spec.subject, deliver, queue=spec.queue, pending=spec.pending))
+
+    async def _run_on_start(self, stop_requested: asyncio.Event) -> None:
+        """on_start in a task of its own, so `stop()` can cancel a stuck one: a clean stop, not a crash."""
+        self._start_task = asyncio.get_running_loop().create_task(self.on_start(), name=f"{self.name}.on_start")
+        try:
+            await self._start_task
+        except asyncio.CancelledError:
+            if stop_requested.is_set():  # stopped while starting: a clean stop, not a crash
+                raise _StoppedWhileStarting from None
+            raise
+        finally:
+            self._start_task = None
+
+    def _go_live(self, tasks: list[asyncio.Task[None]]) -> None:
+        """RUNNING: release the deliveries held back during on_start, then start `run` and heartbeats."""
+        loop = asyncio.get_running_loop()
+        self._started_at = self.clock.monotonic()
+        self._set_lifecycle(ActorState.RUNNING)
+        self._started.set()
+        self.ready.set()
+        tasks.append(loop.create_task(self._guard(self.run()), name=f"{self.name}.run"))
+        if self.heartbeat_interval:
+            tasks.append(loop.create_task(self._guard(self._heartbeats()), name=f"{self.name}.heartbeat"))
+
+    @staticmethod
+    async def _until_stopped_or_crashed(crashed: asyncio.Future[None], stop_requested: asyncio.Event) -> None:
+        """Returning from `run` is fine (handlers keep serving): only a stop or a crash ends the run."""
+        stopper: asyncio.Future[Any] = asyncio.get_running_loop().create_task(stop_requested.wait())
+        try:
+            await asyncio.wait({crashed, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+
+    async def _tear_down(
+        self, crashed: asyncio.Future[None], subs: list[Subscription], tasks: list[asyncio.Task[None]]
+    ) -> BaseException | None:
+        """End the run, whatever ended it; return its crash, if any.
+
+        Teardown order: no new deliveries first, then every task, including
+        any a handler still managed to spawn while the first ones unwound.
+        """
+        subs.extend(self._owned)
+        self._owned.clear()
+        for sub in subs:
+            await sub.unsubscribe()
+        crash = crashed.exception() if crashed.done() else None
+        self._set_lifecycle(ActorState.CRASHED if crash is not None else ActorState.STOPPING)
+        await self._cancel_all(tasks)
+        if not crashed.done():
+            crashed.set_result(None)  # later errors from stragglers are not this run's crash
+        return crash
+
+    async def _cancel_all(self, tasks: Iterable[asyncio.Task[Any]]) -> None:
+        """Cancel and await `tasks` and every child, until no child spawns another while unwinding."""
+        pending = list(tasks)
+        while pending or self._children:
+            pending.extend(self._children)
+            self._children.clear()
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(BaseException):
+                    await task
+            pending = []
 
     # -- internals ---------------------------------------------------------------
     def _crash_with(self, exc: BaseException) -> None:
@@ -398,78 +390,8 @@ class Actor:
             self._crash_with(exc)
 
     def _deliverer(self, spec: Sub) -> Callable[[Envelope], Awaitable[None]]:
-        decoder = decoder_for(spec.type)
-        handler = spec.handler
-        accept = spec.accept
-        started = self._started
-        wants_envelope = len(inspect.signature(handler).parameters) >= 2
-        streak = 0
-
-        budget = TokenBucket(spec.max_rate, self.clock.monotonic()) if spec.max_rate is not None else None
-
-        early = 0  # deliveries waiting for on_start to finish, bounded like the subscription's queue
-        early_limit = spec.pending or ASSET_PENDING
-
-        async def after_start(env: Envelope) -> None:
-            nonlocal early
-            try:
-                await started.wait()
-            finally:
-                early -= 1
-            await deliver(env)
-
-        async def deliver(env: Envelope) -> None:
-            nonlocal streak, early
-            if not started.is_set():
-                # Subscribed before on_start so nothing is lost, but handled only
-                # after it, so handlers always see a fully started actor. Waiting in
-                # a task of its own: the bus may be handing the same message to
-                # other actors after this one (one subscription per subject).
-                if early >= early_limit:
-                    self.ctx.hooks.message_shed(self.name)
-                    return
-                early += 1
-                self.spawn(after_start(env), name=f"{self.name}.early")
-                return
-            if budget is not None and not budget.take(self.clock.monotonic()):
-                self.ctx.hooks.message_shed(self.name)
-                return
-            streak += 1
-            if streak >= _YIELD_EVERY:
-                # nats-py runs a subscription's queued messages back to back without
-                # yielding: a burst on one subject (a flood of junk, say) would hold
-                # the loop until it is drained, and ticks on other subjects would wait.
-                streak = 0
-                await asyncio.sleep(0)  # clock-ok: a yield to the loop, not a wait
-            try:
-                msg = decoder.decode(env.data, subject=env.subject)
-                refusal = accept(msg) if accept is not None else None
-                if refusal is not None:
-                    raise DecodeError(refusal, subject=env.subject, data=env.data)
-            except DecodeError as err:
-                self.bad_messages += 1
-                self.ctx.hooks.message_refused(self.name)
-                self._log_bad(
-                    self.clock.monotonic(), subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
-                )
-                if spec.on_bad is not None:
-                    try:
-                        await spec.on_bad(err, env)
-                    except Exception as exc:
-                        self._crash_with(exc)
-                return
-            try:
-                if wants_envelope:
-                    await handler(msg, env)
-                else:
-                    await handler(msg)
-                self.handled += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._crash_with(exc)
-
-        return deliver
+        """The bus's handler for `spec`, bound to this run's "started" event (a restart makes new ones)."""
+        return Delivery(self, spec, self._started).deliver
 
     async def _heartbeats(self) -> None:
         assert self.heartbeat_interval

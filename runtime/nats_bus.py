@@ -193,53 +193,75 @@ class NatsBus(Bus):
         (JWT and nkey seed; needs the ``nkeys`` package). Errors and log lines
         name the URL with its secrets redacted.
         """
-        nc = Client()
-        bus = cls(nc, url)
-        bus._secrets += [s for s in (password, token) if s]
-        servers = [u.strip() for u in url.split(",") if u.strip()]
+        bus = cls(Client(), url)
         options: dict[str, Any] = dict(
-            servers=servers,
+            servers=[u.strip() for u in url.split(",") if u.strip()],
             name=name,
             connect_timeout=max(1, int(connect_deadline)),
             allow_reconnect=True,
             reconnect_time_wait=reconnect_wait,
-            max_reconnect_attempts=max_reconnect_attempts,
+            # The first connect must not retry forever: a wrong URL should fail fast.
+            max_reconnect_attempts=0 if max_reconnect_attempts < 0 else max_reconnect_attempts,
             ping_interval=ping_interval,
             max_outstanding_pings=max_outstanding_pings,
             pending_size=pending_size,
-            error_cb=bus._on_error,
-            disconnected_cb=bus._on_disconnected,
-            reconnected_cb=bus._on_reconnected,
-            closed_cb=bus._on_closed,
+            **bus._callbacks(),
+            **bus._auth_options(user=user, password=password, token=token, creds=creds),
         )
+        await bus._connect_within(options, connect_deadline)
+        # Connected: from now on reconnect as configured (forever by default).
+        bus._connecting = False
+        bus.max_payload = bus._nc.max_payload
+        bus._nc.options["max_reconnect_attempts"] = max_reconnect_attempts
+        log.info("connected to NATS %s as %r", bus._where(), name)
+        return bus
+
+    def _callbacks(self) -> dict[str, Any]:
+        """How nats-py reports to this bus: every async error and link change is counted and logged here."""
+        return dict(
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            closed_cb=self._on_closed,
+        )
+
+    def _auth_options(
+        self, *, user: str | None, password: str | None, token: str | None, creds: str | None
+    ) -> dict[str, Any]:
+        """nats-py's credential options; the password and token join the secrets `scrub` hides.
+
+        A ``.creds`` path is checked here, so a missing file or package fails
+        with its own message rather than as a vague connect error.
+        """
+        self._secrets += [s for s in (password, token) if s]
+        options: dict[str, Any] = {}
         if user is not None:
             options["user"] = user
             options["password"] = password
         if token is not None:
             options["token"] = token
         if creds is not None:
-            options["user_credentials"] = _checked_creds(creds, bus.url)
-        # The first connect must not retry forever: a wrong URL should fail fast.
-        options["max_reconnect_attempts"] = 0 if max_reconnect_attempts < 0 else max_reconnect_attempts
+            options["user_credentials"] = _checked_creds(creds, self.url)
+        return options
+
+    async def _connect_within(self, options: dict[str, Any], deadline: float) -> None:
+        """The first connect under our own deadline (nats-py alone can hang ~120 s); BusConnectError if it fails.
+
+        The error names the URL and the cause, with every secret scrubbed.
+        """
         try:
-            await asyncio.wait_for(bus._first_connect(options), connect_deadline)
+            await asyncio.wait_for(self._first_connect(options), deadline)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             with contextlib.suppress(Exception):
-                await nc.close()
+                await self._nc.close()
             timed_out = isinstance(exc, asyncio.TimeoutError)
             reason = "timed out" if timed_out else str(exc) or type(exc).__name__
             if isinstance(exc, nats.errors.AuthorizationError):
                 reason = "the server refused the credentials (Authorization Violation): check user and password"
-            elif isinstance(exc, asyncio.TimeoutError | nats.errors.NoServersError) and bus.stats.errors:
-                reason += f" (last error: {bus.stats.errors[-1]})"  # the cause: refused, unknown host, ...
-            within = f" within {connect_deadline:g}s" if timed_out else ""
-            raise BusConnectError(bus.scrub(f"could not connect to NATS at {bus.url}{within}: {reason}")) from None
-        # Connected: from now on reconnect as configured (forever by default).
-        bus._connecting = False
-        bus.max_payload = nc.max_payload
-        nc.options["max_reconnect_attempts"] = max_reconnect_attempts
-        log.info("connected to NATS %s as %r", bus._where(), name)
-        return bus
+            elif isinstance(exc, asyncio.TimeoutError | nats.errors.NoServersError) and self.stats.errors:
+                reason += f" (last error: {self.stats.errors[-1]})"  # the cause: refused, unknown host, ...
+            within = f" within {deadline:g}s" if timed_out else ""
+            raise BusConnectError(self.scrub(f"could not connect to NATS at {self.url}{within}: {reason}")) from None
 
     async def _first_connect(self, options: dict[str, Any]) -> None:
         """nats-py's connect, cut short when the server refuses the credentials (retrying cannot help)."""
@@ -467,6 +489,9 @@ class _Summarised:
 
     Under a flood nats-py reports once per message (a slow-consumer drop, a
     refused publish); a log line each would cost more than the flood itself.
+    Not `runtime.flow.RateLimitedWarning`, which logs a burst of structured
+    events and then a bare count: this bus logs plain text, and each line here
+    carries the count and the latest detail (the refused subject, say).
     """
 
     __slots__ = ("_logged_at", "_since_logged", "template")

@@ -47,8 +47,9 @@ async def demo(args: argparse.Namespace) -> int:
 
         running = await stack.enter_async_context(run_pipeline(settings, before_start=subscribe_printer))
         count = counter[0]
+        nats = redact_url(running.nats_url or "")
         print(
-            f"sniper demo: NATS {redact_url(running.nats_url or '')}, backend {backend}, assets {','.join(settings.assets)}, "
+            f"sniper demo: NATS {nats}, backend {backend}, assets {','.join(settings.assets)}, "
             f"interval {settings.interval:g}s, window {settings.window:g}s. Ctrl-C to stop.",
             file=sys.stderr,
             flush=True,

@@ -14,14 +14,14 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import msgspec
 
 from actors.circuit import CircuitPolicy
 from actors.metrics import Metrics, metrics_of
 from actors.testing import FakeBackend
-from actors.upstream import MockTransport, Transport
+from actors.upstream import MockTransport, Transport, UpstreamClient
 from messages import CircuitState, Health, Signal, Tick
 from runtime import Actor, Context, MemoryBus, VirtualClock
 from runtime.testing import Recorder
@@ -33,6 +33,7 @@ from . import samples
 BACKEND = "http://backend.test"
 #: Every actor but discovery: the FakeBackend has no OpenAPI document, so the default routes hold.
 WITHOUT_DISCOVERY = tuple(name for name in actor_names() if name != "discovery")
+A = TypeVar("A", bound=Actor)
 
 
 class Harness:
@@ -80,10 +81,23 @@ class Harness:
             self.running = running
             yield running
 
-    def actor(self, name: str) -> Actor:
-        """An actor of the last run, by its ``--actors`` name (a fetcher by its module)."""
+    @overload
+    def actor(self, name: str) -> Actor: ...
+    @overload
+    def actor(self, name: str, cls: type[A]) -> A: ...
+    def actor(self, name: str, cls: type[Actor] = Actor) -> Actor:
+        """An actor of the last run, by its ``--actors`` name (a fetcher by its module).
+
+        With `cls`, checked to be one and typed as one, so a test can read its state.
+        """
         assert self.running is not None, "run the pipeline first"
-        return self.running.actor(name)
+        actor = self.running.actor(name)
+        assert isinstance(actor, cls), f"{name} is a {type(actor).__name__}, not a {cls.__name__}"
+        return actor
+
+    def upstream(self) -> UpstreamClient:
+        """A client of the FakeBackend, for unit tests that build their fetchers by hand."""
+        return UpstreamClient(BACKEND, MockTransport(self.backend), clock=self.clock)
 
     @property
     def actors(self) -> list[Actor]:

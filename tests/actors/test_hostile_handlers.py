@@ -1,8 +1,9 @@
 """Hostile input to every actor handler: no actor crashes, bad input is counted, the next cycle is complete.
 
-The real actors, built by `sniper.app.build_actors` exactly as `sniper run`
-builds them (flags, circuits, discovery, the five fetchers, assembler,
-scheduler), run on the in-memory bus in virtual time against a FakeBackend.
+The real actors, started by `sniper.app.run_pipeline` exactly as `sniper run`
+starts them (flags, circuits, discovery, one fetcher per module, assembler,
+scheduler), run on the in-memory bus in virtual time against a FakeBackend
+(the test `Harness`).
 Hypothesis publishes random bytes, random JSON and well-shaped messages with
 extreme values on every subject they subscribe to (and into the key-value
 buckets they watch); afterwards every actor is still running without a
@@ -19,16 +20,12 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.metrics import metrics_of
-from actors.testing import FakeBackend
-from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     MAX_MESSAGE_BYTES,
     AnyMessage,
@@ -36,40 +33,39 @@ from messages import (
     FlagChanged,
     FlagReply,
     ModuleData,
-    Signal,
     decoder_for,
 )
 from messages.errors import DecodeError
-from runtime import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from messages.subjects import CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY, BucketName
+from runtime import Actor, ActorState, MemoryBus, VirtualClock
 from runtime.bus import Envelope, subject_matches
 from runtime.testing import Recorder
-from sniper.app import build_actors
-from sniper.config import MODULES, Settings
+from sniper.app import actor_names
+from sniper.config import MODULES
 
-from .. import samples
+from ..harness import Harness
 from ..messages.test_hostile_decode import DEEP, EXAMPLES, dump, json_values, shaped
 
 ASSETS = ("SOL", "BTC")
 INTERVAL = 5.0
-SETTINGS = Settings(backend="http://backend.test", assets=ASSETS, interval=INTERVAL, window=3.0)
 EXAMPLE_OF = {type(x): x for x in EXAMPLES}
 #: Where a request's answer goes when the junk is sent as a request.
 INBOX = "_INBOX.hostile"
 #: Key-value buckets the actors watch or read, with a key each: junk goes there too.
-KV_TARGETS = (("flags", "ETF"), ("flags", "WHALE"), ("circuits", "whale.all"), ("routes", "current"))
+KV_TARGETS: tuple[tuple[BucketName, str], ...] = (
+    (FLAGS_BUCKET, "ETF"),
+    (FLAGS_BUCKET, "WHALE"),
+    (CIRCUITS_BUCKET, "whale.all"),
+    (ROUTES_BUCKET, ROUTES_KEY),
+)
 
 
-@dataclass
-class Running:
-    """The pipeline as `sniper run` builds it, started, with what it published."""
+class Attacked(Harness):
+    """The harness, with everything published on the bus kept and what an attack needs to aim and judge."""
 
-    clock: VirtualClock
-    bus: MemoryBus
-    ctx: Context
-    actors: list[Actor]
-    backend: FakeBackend
-    signals: Recorder[Signal]
-    published: list[Envelope] = field(default_factory=list)
+    def __init__(self, clock: VirtualClock, bus: MemoryBus) -> None:
+        super().__init__(clock, bus)
+        self.published: list[Envelope] = []
 
     def targets(self) -> list[tuple[str, list[tuple[Actor, Any]]]]:
         """Every concrete subject an actor subscribes to ('*' filled in), with who decodes it as what."""
@@ -90,7 +86,7 @@ class Running:
         return all(a.state is ActorState.RUNNING and a.restarts == 0 for a in self.actors)
 
     def metric(self, actor: Actor) -> float | None:
-        return metrics_of(self.ctx).registry.get_sample_value("sniper_bad_messages_total", {"actor": actor.name})
+        return self.metrics.registry.get_sample_value("sniper_bad_messages_total", {"actor": actor.name})
 
     async def complete_cycle_for_every_asset(self) -> bool:
         """Let two intervals pass; True if every asset got a complete signal in them."""
@@ -101,26 +97,26 @@ class Running:
 
 
 @asynccontextmanager
-async def pipeline() -> AsyncIterator[Running]:
-    """Start every actor `sniper run` would, on a MemoryBus in virtual time; one cycle has run."""
+async def pipeline() -> AsyncIterator[Attacked]:
+    """Start every actor `sniper run` would, on a MemoryBus in virtual time; one cycle has run.
+
+    A fresh clock and bus per call, not the `harness` fixture: Hypothesis runs many examples in one test.
+    """
     clock = VirtualClock(autojump=True)
     bus = MemoryBus(clock=clock)
     try:
-        ctx = Context(bus=bus, clock=clock, host="test")
-        backend = FakeBackend(clock, samples.BODIES)
-        actors = build_actors(SETTINGS, UpstreamClient("http://backend.test", MockTransport(backend), clock=clock))
-        running = Running(
-            clock, bus, ctx, actors, backend, await Recorder[Signal](bus, ctx.subjects.signal_all(), Signal).start()
-        )
+        attacked = Attacked(clock, bus)
+        await attacked.record()
 
         async def keep(env: Envelope) -> None:
-            running.published.append(env)
+            attacked.published.append(env)
 
-        await bus.subscribe(ctx.subjects.everything(), keep)
+        await bus.subscribe(attacked.subjects.everything(), keep)
         await bus.subscribe(INBOX, keep)
-        async with Supervisor(ctx, actors):
-            assert await running.complete_cycle_for_every_asset()
-            yield running
+        # All of `sniper run`'s actors, discovery too (the harness leaves it out by default).
+        async with attacked.run(assets=ASSETS, interval=INTERVAL, window=3.0, actors=actor_names()):
+            assert await attacked.complete_cycle_for_every_asset()
+            yield attacked
     finally:
         clock.stop_autojump()
         await bus.close()
@@ -144,7 +140,7 @@ def payloads(tp: Any) -> st.SearchStrategy[bytes]:
     )
 
 
-async def assert_unharmed(run: Running, expected_bad: Counter[str], junk: set[bytes]) -> None:
+async def assert_unharmed(run: Attacked, expected_bad: Counter[str], junk: set[bytes]) -> None:
     """Nobody crashed, every undecodable delivery was counted, sniper's own output decodes, cycles complete."""
     assert run.all_running(), [(a.name, a.state, a.restarts) for a in run.actors]
     assert run.bus.stats.handler_errors == 0, run.bus.stats
@@ -174,7 +170,7 @@ class TestFuzzEveryHandler:
                 if data.draw(st.integers(0, 9), label="into a bucket") == 0:
                     bucket, key = data.draw(st.sampled_from(KV_TARGETS), label="bucket")
                     payload = data.draw(payloads(None), label="payload")
-                    await (await run.bus.key_value(run.ctx.subjects.kv_bucket(bucket))).put(key, payload)
+                    await (await run.bus.key_value(run.subjects.kv_bucket(bucket))).put(key, payload)
                     continue
                 subject, receivers = data.draw(st.sampled_from(targets), label="subject")
                 payload = data.draw(payloads(receivers[0][1]), label="payload")
@@ -222,7 +218,7 @@ class TestFindings:
         async with pipeline() as run:
             now = run.clock.now()
             tick = dump({"type": "tick", "asset": "SOL", "cycle": 10**23, "ts": now, "deadline": now + 3}).encode()
-            await run.bus.publish(run.ctx.subjects.tick("SOL"), tick)
+            await run.bus.publish(run.subjects.tick("SOL"), tick)
             await run.clock.sleep(0.01)
             receivers = [a for a in run.actors if any(s.subject.startswith("sniper.tick") for s in a.subscriptions())]
             assert len(receivers) == len(MODULES) + 1 and all(a.bad_messages == 1 for a in receivers)
@@ -252,10 +248,10 @@ class TestFindings:
         """Finding: "a tick with deadline < ts accepted"."""
         async with pipeline() as run:
             now = run.clock.now()
-            degraded = await Recorder[Degraded](run.bus, run.ctx.subjects.degraded_all(), Degraded).start()
-            data = await Recorder[ModuleData](run.bus, run.ctx.subjects.data_all(), ModuleData).start()
+            degraded = await Recorder[Degraded](run.bus, run.subjects.degraded_all(), Degraded).start()
+            data = await Recorder[ModuleData](run.bus, run.subjects.data_all(), ModuleData).start()
             tick = dump({"type": "tick", "asset": "SOL", "cycle": 1000, "ts": now, "deadline": now - 1}).encode()
-            await run.bus.publish(run.ctx.subjects.tick("SOL"), tick)
+            await run.bus.publish(run.subjects.tick("SOL"), tick)
             await run.clock.sleep(0.5)
             receivers = [a for a in run.actors if any(s.subject.startswith("sniper.tick") for s in a.subscriptions())]
             assert len(receivers) == len(MODULES) + 1 and all(a.bad_messages == 1 for a in receivers)
@@ -268,11 +264,11 @@ class TestFindings:
         """Finding: "a 900 KB `why` stored, published and logged"."""
         command = json.dumps({"flag": "ETF", "enabled": False, "why": "w" * 900_000}).encode()
         async with pipeline() as run:
-            changes = await Recorder[FlagChanged](run.bus, run.ctx.subjects.flags_changed(), FlagChanged).start()
-            store = await run.bus.key_value(run.ctx.subjects.kv_bucket("flags"))
+            changes = await Recorder[FlagChanged](run.bus, run.subjects.flags_changed(), FlagChanged).start()
+            store = await run.bus.key_value(run.subjects.kv_bucket("flags"))
             before = await store.entries()
             with caplog.at_level(logging.DEBUG, logger="sniper"):
-                env = await run.bus.request(run.ctx.subjects.command("flags"), command, timeout=1)
+                env = await run.bus.request(run.subjects.command("flags"), command, timeout=1)
                 reply = decoder_for(FlagReply).decode(env.data)
                 # A FlagChanged with such a `why`, written straight into the bucket, is not applied either.
                 forged = json.dumps({"type": "flag_changed", "flag": "WHALE", "enabled": False, "ts": run.clock.now()})

@@ -19,8 +19,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,9 @@ import pytest
 from actors.assembler import SignalAssembler
 from actors.fetchers import FETCHERS, MODULES
 from actors.scheduler import Scheduler
-from actors.testing import FakeBackend
-from actors.upstream import MockTransport, UpstreamClient
 from marketsim import LatencyFault, serve
 from messages import CircuitState, FlagChanged, Health, Signal, Subjects, Tick, decode
-from runtime import Actor, Context, Envelope, MemoryBus, NatsBus, Supervisor, VirtualClock
+from runtime import Bus, Envelope, MemoryBus, NatsBus, Supervisor, VirtualClock
 from runtime.errors import BusClosedError, PublishError, RequestTimeoutError
 from runtime.kv import KVUnavailable
 from runtime.testing import Recorder, wait_until
@@ -43,6 +40,7 @@ from sniper.control import flags_command
 from sniper.embedded import find_nats_server
 
 from .. import samples
+from ..harness import Harness
 
 INTERVAL = 5.0
 CORE = ("whale", "heatmap", "spot_ob")
@@ -119,137 +117,107 @@ class TestMemoryBusOutage:
 
 
 # -- the scheduler across an outage, in virtual time ------------------------------------------------
-@dataclass
-class World:
-    clock: VirtualClock
-    bus: MemoryBus
-    ctx: Context
-    backend: FakeBackend
-    ticks: Recorder[Tick]
-    signals: Recorder[Signal]
-    health: Recorder[Health]
-
-    def actors(self, scheduler: Scheduler) -> list[Actor]:
-        upstream = UpstreamClient("http://backend.test", MockTransport(self.backend), clock=self.clock)
-        return [*(FETCHERS[m](upstream) for m in MODULES), SignalAssembler(modules=MODULES), scheduler]
-
-    async def outage(self, seconds: float) -> tuple[float, float]:
-        """Take the broker away for `seconds` of virtual time; (down, up) in wall time."""
-        down = self.clock.now()
-        self.bus.disconnect()
-        await self.clock.sleep(seconds)
-        self.bus.reconnect()
-        return down, self.clock.now()
-
-    def health_of(self, asset: str) -> list[Health]:
-        return [h for h in self.health.messages if h.asset == asset]
+async def outage(harness: Harness, seconds: float) -> tuple[float, float]:
+    """Take the broker away for `seconds` of virtual time; (down, up) in wall time."""
+    down = harness.clock.now()
+    harness.bus.disconnect()
+    await harness.clock.sleep(seconds)
+    harness.bus.reconnect()
+    return down, harness.clock.now()
 
 
-def scheduler(assets=("SOL", "BTC")) -> Scheduler:
-    return Scheduler(assets, modules=MODULES, interval=INTERVAL, window=3.0, rng=random.Random(7))
-
-
-@pytest.fixture
-async def world(vclock: VirtualClock, memory_bus: MemoryBus) -> AsyncIterator[World]:
-    ctx = Context(bus=memory_bus, clock=vclock, host="test")
-    yield World(
-        vclock,
-        memory_bus,
-        ctx,
-        FakeBackend(vclock, samples.BODIES),
-        await Recorder[Tick](memory_bus, ctx.subjects.tick_all(), Tick).start(),
-        await Recorder[Signal](memory_bus, ctx.subjects.signal_all(), Signal).start(),
-        await Recorder[Health](memory_bus, ctx.subjects.health_all(), Health).start(),
-    )
+def health_of(harness: Harness, asset: str) -> list[Health]:
+    return [h for h in harness.health.messages if h.asset == asset]
 
 
 class TestSchedulerOutage:
-    async def test_no_tick_while_down_none_late_and_every_asset_back_within_an_interval(self, world: World) -> None:
+    async def test_no_tick_while_down_none_late_and_every_asset_back_within_an_interval(self, harness: Harness) -> None:
         """A 60 s outage: no tick is dated inside it (none was buffered and flushed late), both assets resume
         within one interval of the reconnect, at their stagger offsets, and no verdict is a failure."""
-        sched = scheduler()
-        async with Supervisor(world.ctx, world.actors(sched)):
-            await world.clock.sleep(12)
-            down, up = await world.outage(60)
-            await world.clock.sleep(12)
-        assert not [t for t in world.ticks.messages if down <= t.ts < up]
-        resumed = {a: min(t.ts for t in world.ticks.messages if t.asset == a and t.ts >= up) - up for a in sched.assets}
+        assets = ("SOL", "BTC")
+        async with harness.run(assets=assets, interval=INTERVAL, window=3.0):
+            await harness.clock.sleep(12)
+            down, up = await outage(harness, 60)
+            await harness.clock.sleep(12)
+        ticks = harness.ticks.messages
+        assert not [t for t in ticks if down <= t.ts < up]
+        resumed = {a: min(t.ts for t in ticks if t.asset == a and t.ts >= up) - up for a in assets}
         assert resumed == pytest.approx({"SOL": 0.0, "BTC": INTERVAL / 2})
-        assert {h.state for h in world.health.messages} == {"healthy"}
-        assert {h.consecutive_failures for h in world.health.messages} == {0}
-        assert {h.next_delay for h in world.health.messages} == {INTERVAL}
-        for asset in sched.assets:  # every tick's cycle got its verdict, in order, no gap, nothing judged twice
-            cycles = [t.cycle for t in world.ticks.messages if t.asset == asset]
-            assert [h.cycle for h in world.health_of(asset)] == cycles == list(range(len(cycles)))
+        assert {h.state for h in harness.health.messages} == {"healthy"}
+        assert {h.consecutive_failures for h in harness.health.messages} == {0}
+        assert {h.next_delay for h in harness.health.messages} == {INTERVAL}
+        for asset in assets:  # every tick's cycle got its verdict, in order, no gap, nothing judged twice
+            cycles = [t.cycle for t in ticks if t.asset == asset]
+            assert [h.cycle for h in health_of(harness, asset)] == cycles == list(range(len(cycles)))
 
-    async def test_cycle_in_flight_is_dropped_not_judged(self, world: World, caplog) -> None:
+    async def test_cycle_in_flight_is_dropped_not_judged(self, harness: Harness, caplog) -> None:
         """The link drops 1 s into a cycle whose answers take 2 s: no Health for it, no failure counted,
         `cycle_skipped_bus_down` logged; the assembler publishes no signal for it (`signal_dropped_bus_down`)."""
         caplog.set_level(logging.INFO, logger="sniper")
         for path in samples.PATHS.values():
-            world.backend.latency[path] = 2.0
-        sched = scheduler(("SOL",))
-        async with Supervisor(world.ctx, world.actors(sched)):
-            await world.clock.sleep(1)
-            _, up = await world.outage(3)
-            await world.clock.sleep(INTERVAL + 3)
-        assert sched.cycles_skipped == 1
-        assert [h.cycle for h in world.health.messages] == [1, 2]
-        assert {h.state for h in world.health.messages} == {"healthy"}
-        assert [t.cycle for t in world.ticks.messages] == [0, 1, 2]
-        assert world.ticks.messages[1].ts == pytest.approx(up)
+            harness.backend.latency[path] = 2.0
+        async with harness.run(interval=INTERVAL, window=3.0):
+            await harness.clock.sleep(1)
+            _, up = await outage(harness, 3)
+            await harness.clock.sleep(INTERVAL + 3)
+        assert harness.actor("scheduler", Scheduler).cycles_skipped == 1
+        assert [h.cycle for h in harness.health.messages] == [1, 2]
+        assert {h.state for h in harness.health.messages} == {"healthy"}
+        assert [t.cycle for t in harness.ticks.messages] == [0, 1, 2]
+        assert harness.ticks.messages[1].ts == pytest.approx(up)
         assert "cycle_skipped_bus_down" in caplog.text and "cycles_resumed" in caplog.text
-        assert [s.cycle for s in world.signals.messages] == [1, 2]
+        assert [s.cycle for s in harness.signals.messages] == [1, 2]
         assert "signal_dropped_bus_down" in caplog.text
 
-    async def test_backoff_is_neither_grown_nor_reset_by_an_outage(self, world: World) -> None:
+    async def test_backoff_is_neither_grown_nor_reset_by_an_outage(self, harness: Harness) -> None:
         """Core modules down: 2 hard failures, then a 10-minute outage. The next verdict is failure 3
         (not 1, not 100) with the delay of failure 3; the pending backoff sleep does not hold up the
         first cycle after the reconnect, and no verdict is issued while the bus is down."""
         for module in CORE:
-            world.backend.fail(samples.PATHS[module], 503)
-        sched = scheduler(("SOL",))
-        async with Supervisor(world.ctx, world.actors(sched)):
-            await world.health.wait_for(lambda hs: len(hs) >= 2, timeout=5)
-            assert [h.consecutive_failures for h in world.health.messages] == [1, 2]
-            pending = world.health.messages[-1].next_delay
+            harness.backend.fail(samples.PATHS[module], 503)
+        async with harness.run(interval=INTERVAL, window=3.0):
+            await harness.health.wait_for(lambda hs: len(hs) >= 2, timeout=5)
+            assert [h.consecutive_failures for h in harness.health.messages] == [1, 2]
+            pending = harness.health.messages[-1].next_delay
             assert pending >= 0.8 * INTERVAL * 4
-            down, up = await world.outage(600)
-            assert sched.health["SOL"].consecutive_failures == 2
-            await world.clock.sleep(1)
-        assert not [h for h in world.health.messages if down < h.ts < up]
-        after = [h for h in world.health.messages if h.ts >= up]
+            down, up = await outage(harness, 600)
+            assert harness.actor("scheduler", Scheduler).health["SOL"].consecutive_failures == 2
+            await harness.clock.sleep(1)
+        assert not [h for h in harness.health.messages if down < h.ts < up]
+        after = [h for h in harness.health.messages if h.ts >= up]
         assert after[0].consecutive_failures == 3 and after[0].state == "hard_fail"
         assert 0.8 * INTERVAL * 8 <= after[0].next_delay <= 1.2 * INTERVAL * 8
-        first_tick_after = min(t.ts for t in world.ticks.messages if t.ts >= up)
+        first_tick_after = min(t.ts for t in harness.ticks.messages if t.ts >= up)
         assert first_tick_after - up <= INTERVAL
 
-    async def test_backoff_sleep_begun_before_an_outage_is_cut_short(self, world: World) -> None:
+    async def test_backoff_sleep_begun_before_an_outage_is_cut_short(self, harness: Harness) -> None:
         """A 300 s backoff sleep with a 5 s outage in the middle: the next cycle comes right after it."""
         for module in CORE:
-            world.backend.fail(samples.PATHS[module], 503)
+            harness.backend.fail(samples.PATHS[module], 503)
+        # Built by hand: Settings cannot start a scheduler with ten failures behind it.
         sched = Scheduler(("SOL",), modules=MODULES, interval=INTERVAL, window=3.0, rng=random.Random(7))
         sched.health["SOL"].consecutive_failures = 10  # as after a long run of hard failures
-        async with Supervisor(world.ctx, world.actors(sched)):
-            await world.health.wait_for(lambda hs: len(hs) >= 1, timeout=5)
-            assert world.health.messages[0].next_delay >= 240
-            world.backend.heal()
-            await world.clock.sleep(30)
-            _, up = await world.outage(5)
-            await world.clock.sleep(1)
-        assert [t.ts - up for t in world.ticks.messages[1:]] == pytest.approx([0.0])
-        assert world.health.messages[-1].consecutive_failures == 0  # judged on real data: the backend healed
+        upstream = harness.upstream()
+        actors = [*(FETCHERS[m](upstream) for m in MODULES), SignalAssembler(modules=MODULES), sched]
+        async with Supervisor(harness.ctx, actors):
+            await harness.health.wait_for(lambda hs: len(hs) >= 1, timeout=5)
+            assert harness.health.messages[0].next_delay >= 240
+            harness.backend.heal()
+            await harness.clock.sleep(30)
+            _, up = await outage(harness, 5)
+            await harness.clock.sleep(1)
+        assert [t.ts - up for t in harness.ticks.messages[1:]] == pytest.approx([0.0])
+        assert harness.health.messages[-1].consecutive_failures == 0  # judged on real data: the backend healed
 
-    async def test_a_short_blip_between_cycles_costs_nothing(self, world: World) -> None:
+    async def test_a_short_blip_between_cycles_costs_nothing(self, harness: Harness) -> None:
         """Down and up again while no cycle is in flight: no skip, no verdict lost, schedule kept."""
-        sched = scheduler(("SOL",))
-        async with Supervisor(world.ctx, world.actors(sched)):
-            await world.clock.sleep(4)
-            await world.outage(0.5)
-            await world.clock.sleep(7)
-        assert sched.cycles_skipped == 0
-        assert [round(t.ts - world.clock.EPOCH, 3) for t in world.ticks.messages] == [0.0, 5.0, 10.0]
-        assert [h.cycle for h in world.health.messages] == [0, 1, 2]
+        async with harness.run(interval=INTERVAL, window=3.0):
+            await harness.clock.sleep(4)
+            await outage(harness, 0.5)
+            await harness.clock.sleep(7)
+        assert harness.actor("scheduler", Scheduler).cycles_skipped == 0
+        assert [round(t.ts - harness.clock.EPOCH, 3) for t in harness.ticks.messages] == [0.0, 5.0, 10.0]
+        assert [h.cycle for h in harness.health.messages] == [0, 1, 2]
 
 
 # -- the real thing: a nats-server killed and restarted under the running pipeline --------------
@@ -347,7 +315,7 @@ async def set_flag(url: str, flag: str, on: bool) -> None:
     assert await flags_command(url, args) == 0
 
 
-async def until_down(bus: NatsBus) -> None:
+async def until_down(bus: Bus) -> None:
     while bus.connected:
         await bus.connection.next_change()
 

@@ -1,12 +1,14 @@
-"""Fetchers, assembler and scheduler in virtual time on the in-memory bus."""
+"""Fetchers, assembler and scheduler in virtual time on the in-memory bus.
+
+Fetchers and assembler are unit-tested on their own, fed ticks by hand on the
+harness's context; the scheduler's tests run the whole pipeline (`harness.run`).
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -14,8 +16,6 @@ import pytest
 from actors.assembler import SignalAssembler
 from actors.fetchers import FETCHERS, MODULES
 from actors.scheduler import HealthPolicy, Scheduler, TradingHours
-from actors.testing import FakeBackend
-from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     DEFAULT_ROUTES,
     Degraded,
@@ -30,23 +30,23 @@ from messages import (
     WhaleAlerts,
     encode,
 )
-from runtime import Actor, ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from runtime import Actor, ActorState, Supervisor
 from runtime.testing import Recorder
 
 from .. import samples
+from ..harness import Harness
 
 
-@dataclass
 class World:
-    clock: VirtualClock
-    bus: MemoryBus
-    ctx: Context
-    backend: FakeBackend
-    upstream: UpstreamClient
-    signals: Recorder[Signal]
-    data: Recorder[ModuleData]
-    degraded: Recorder[Degraded]
-    health: Recorder[Health]
+    """Unit level: actors a test builds, on the harness's context and backend, ticked by hand (no scheduler)."""
+
+    def __init__(self, harness: Harness, data: Recorder[ModuleData], degraded: Recorder[Degraded]) -> None:
+        self.clock, self.bus, self.ctx, self.backend = harness.clock, harness.bus, harness.ctx, harness.backend
+        self.signals: Recorder[Signal] = harness.signals
+        self.health: Recorder[Health] = harness.health
+        self.upstream = harness.upstream()
+        self.data = data
+        self.degraded = degraded
 
     async def tick(self, asset: str = "SOL", cycle: int = 0, window: float = 3.0, modules=MODULES) -> None:
         now = self.clock.now()
@@ -61,20 +61,11 @@ class World:
 
 
 @pytest.fixture
-async def world(vclock: VirtualClock, memory_bus: MemoryBus) -> AsyncIterator[World]:
-    ctx = Context(bus=memory_bus, clock=vclock, host="test")
-    backend = FakeBackend(vclock, samples.BODIES)
-    upstream = UpstreamClient("http://backend.test", MockTransport(backend), clock=vclock)
-    yield World(
-        vclock,
-        memory_bus,
-        ctx,
-        backend,
-        upstream,
-        signals=await Recorder[Signal](memory_bus, ctx.subjects.signal_all(), Signal).start(),
-        data=await Recorder[ModuleData](memory_bus, ctx.subjects.data_all(), ModuleData).start(),
-        degraded=await Recorder[Degraded](memory_bus, ctx.subjects.degraded_all(), Degraded).start(),
-        health=await Recorder[Health](memory_bus, ctx.subjects.health_all(), Health).start(),
+async def world(harness: Harness) -> World:
+    return World(
+        harness,
+        data=await Recorder[ModuleData](harness.bus, harness.subjects.data_all(), ModuleData).start(),
+        degraded=await Recorder[Degraded](harness.bus, harness.subjects.degraded_all(), Degraded).start(),
     )
 
 
@@ -374,55 +365,51 @@ class TestAssembler:
         assert sorted(s.asset for s in world.signals.messages) == ["BTC", "ETH", "SOL"]
 
 
-def scheduler(assets=("SOL",), **kw) -> Scheduler:
-    kw.setdefault("interval", 5.0)
-    kw.setdefault("window", 3.0)
-    return Scheduler(assets, modules=MODULES, rng=random.Random(3), **kw)
-
-
 class TestScheduler:
-    async def test_ticks_every_interval_with_the_window(self, world: World) -> None:
+    async def test_ticks_every_interval_with_the_window(self, harness: Harness) -> None:
         """Cycles start every interval; each tick carries the deadline and the modules."""
-        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
-            await world.clock.sleep(21)
-        starts = [t.ts - world.clock.EPOCH for t in ticks.messages]
-        assert starts == [0, 5, 10, 15, 20] and [t.cycle for t in ticks.messages] == [0, 1, 2, 3, 4]
-        assert all(t.deadline - t.ts == 3.0 and t.modules == MODULES for t in ticks.messages)
+        async with harness.run(interval=5.0, window=3.0):
+            await harness.clock.sleep(21)
+        ticks = harness.ticks.messages
+        starts = [t.ts - harness.clock.EPOCH for t in ticks]
+        assert starts == [0, 5, 10, 15, 20] and [t.cycle for t in ticks] == [0, 1, 2, 3, 4]
+        assert all(t.deadline - t.ts == 3.0 and t.modules == MODULES for t in ticks)
 
-    async def test_etf_402_is_a_soft_failure(self, world: World) -> None:
+    async def test_etf_402_is_a_soft_failure(self, harness: Harness) -> None:
         """Only an optional module failing never counts: state soft_fail, zero failures, normal interval."""
-        world.backend.fail(samples.PATHS["etf"], 402)
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
-            await world.clock.sleep(3600)
-        states = {h.state for h in world.health.messages}
-        assert states == {"soft_fail"} and len(world.health.messages) == 720
-        assert {h.consecutive_failures for h in world.health.messages} == {0}
-        assert {h.next_delay for h in world.health.messages} == {5.0}
+        harness.backend.fail(samples.PATHS["etf"], 402)
+        async with harness.run(interval=5.0):
+            await harness.clock.sleep(3600)
+        states = {h.state for h in harness.health.messages}
+        assert states == {"soft_fail"} and len(harness.health.messages) == 720
+        assert {h.consecutive_failures for h in harness.health.messages} == {0}
+        assert {h.next_delay for h in harness.health.messages} == {5.0}
 
-    async def test_core_down_backs_off_and_one_success_resets(self, world: World, caplog) -> None:
+    async def test_core_down_backs_off_and_one_success_resets(self, harness: Harness, caplog) -> None:
         """All core modules failing grows the delay with jitter; the first success resets it."""
         for m in ("whale", "heatmap", "spot_ob"):
-            world.backend.fail(samples.PATHS[m], 503)
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler()]):
-            await world.clock.sleep(200)
-            world.backend.heal(samples.PATHS["whale"])
-            await world.clock.sleep(200)
-        hard = [h for h in world.health.messages if h.state == "hard_fail"]
+            harness.backend.fail(samples.PATHS[m], 503)
+        async with harness.run(interval=5.0):
+            await harness.clock.sleep(200)
+            harness.backend.heal(samples.PATHS["whale"])
+            await harness.clock.sleep(200)
+        health = harness.health.messages
+        hard = [h for h in health if h.state == "hard_fail"]
         assert [h.consecutive_failures for h in hard[:4]] == [1, 2, 3, 4]
         for h in hard[:4]:
             assert 0.8 * 5 * 2**h.consecutive_failures <= h.next_delay <= 1.2 * 5 * 2**h.consecutive_failures
-        after = world.health.messages[len(hard)]
+        after = health[len(hard)]
         assert after.state == "soft_fail" and after.consecutive_failures == 0 and after.next_delay == 5.0
         assert "scheduler_unhealthy" in caplog.text
 
-    async def test_backoff_is_capped(self, world: World) -> None:
+    async def test_backoff_is_capped(self, harness: Harness) -> None:
         """The hard-failure delay never exceeds backoff_max (plus jitter)."""
-        policy = HealthPolicy(backoff_max=60)
-        async with Supervisor(world.ctx, [scheduler(policy=policy)]):  # no assembler: every cycle has no signal
-            await world.clock.sleep(3600)
-        assert max(h.next_delay for h in world.health.messages) <= 60 * 1.2
-        assert world.health.messages[-1].state == "hard_fail"
+        # Built by hand: backoff_max is a HealthPolicy knob Settings does not carry.
+        sched = Scheduler(("SOL",), modules=MODULES, policy=HealthPolicy(backoff_max=60), rng=random.Random(3))
+        async with Supervisor(harness.ctx, [sched]):  # no assembler: every cycle has no signal
+            await harness.clock.sleep(3600)
+        assert max(h.next_delay for h in harness.health.messages) <= 60 * 1.2
+        assert harness.health.messages[-1].state == "hard_fail"
 
     @pytest.mark.parametrize("failures", [1_023, 1_024, 100_000])
     def test_backoff_survives_very_long_outages(self, failures: int) -> None:
@@ -430,48 +417,36 @@ class TestScheduler:
         delay = HealthPolicy(backoff_max=300, jitter=0).delay(5.0, failures, random.Random(0))
         assert delay == 300.0
 
-    async def test_core_modules_are_configurable(self, world: World) -> None:
+    async def test_core_modules_are_configurable(self, harness: Harness) -> None:
         """With core = {bias}, bias alone failing is a hard failure."""
-        world.backend.fail(samples.PATHS["bias"], 500)
-        policy = HealthPolicy(core=frozenset({"bias"}))
-        async with Supervisor(
-            world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(policy=policy)]
-        ):
-            await world.clock.sleep(1)
-        assert world.health.messages[0].state == "hard_fail"
+        harness.backend.fail(samples.PATHS["bias"], 500)
+        async with harness.run(core=frozenset({"bias"})):
+            await harness.clock.sleep(1)
+        assert harness.health.messages[0].state == "hard_fail"
 
-    async def test_off_hours_interval_and_jakarta_log(self, world: World, caplog) -> None:
+    async def test_off_hours_interval_and_jakarta_log(self, harness: Harness, caplog) -> None:
         """Outside the Jakarta window the off-hours interval applies, and entering it is logged."""
         # The virtual clock starts at 2026-01-01 00:00 UTC = 07:00 in Jakarta.
         caplog.set_level(logging.INFO, logger="sniper")
         hours = TradingHours.parse("08:00-22:00")
-        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        sched = scheduler(interval=60, window=3, off_hours_interval=600, trading_hours=hours)
-        async with Supervisor(world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), sched]):
-            await world.clock.sleep(2 * 3600)
-        gaps = {round(b.ts - a.ts) for a, b in itertools.pairwise(ticks.messages)}
+        async with harness.run(interval=60, window=3, off_hours_interval=600, trading_hours=hours):
+            await harness.clock.sleep(2 * 3600)
+        gaps = {round(b.ts - a.ts) for a, b in itertools.pairwise(harness.ticks.messages)}
         assert gaps == {600, 60}
         assert "Outside trading hours - Jakarta: 08:00-22:00" in caplog.text
         assert "Active trading hours - Jakarta: 08:00-22:00" in caplog.text
 
-    async def test_many_assets_are_staggered_over_the_interval(self, world: World) -> None:
+    async def test_many_assets_are_staggered_over_the_interval(self, harness: Harness) -> None:
         """Each asset runs its own cycles, started evenly spread over the interval."""
-        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(
-            world.ctx, [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"))]
-        ):
-            await world.clock.sleep(15)
-        first = {t.asset: round(t.ts - world.clock.EPOCH, 3) for t in reversed(ticks.messages)}
+        async with harness.run(assets=("SOL", "BTC", "ETH"), interval=5.0):
+            await harness.clock.sleep(14)  # three cycles each; not 15, where SOL's fourth races the shutdown
+        first = {t.asset: round(t.ts - harness.clock.EPOCH, 3) for t in reversed(harness.ticks.messages)}
         assert first == {"SOL": 0.0, "BTC": round(5 / 3, 3), "ETH": round(10 / 3, 3)}
-        assert {h.asset for h in world.health.messages} == {"SOL", "BTC", "ETH"}
-        assert sorted(s.asset for s in world.signals.messages) == ["BTC"] * 3 + ["ETH"] * 3 + ["SOL"] * 3
+        assert {h.asset for h in harness.health.messages} == {"SOL", "BTC", "ETH"}
+        assert sorted(s.asset for s in harness.signals.messages) == ["BTC"] * 3 + ["ETH"] * 3 + ["SOL"] * 3
 
-    async def test_stagger_can_be_switched_off(self, world: World) -> None:
+    async def test_stagger_can_be_switched_off(self, harness: Harness) -> None:
         """With stagger=False every asset ticks at the same instant."""
-        ticks = await Recorder[Tick](world.bus, world.ctx.subjects.tick_all(), Tick).start()
-        async with Supervisor(
-            world.ctx,
-            [*world.fetchers(), SignalAssembler(modules=MODULES), scheduler(("SOL", "BTC", "ETH"), stagger=False)],
-        ):
-            await world.clock.sleep(1)
-        assert {t.ts for t in ticks.messages} == {world.clock.EPOCH}
+        async with harness.run(assets=("SOL", "BTC", "ETH"), stagger=False):
+            await harness.clock.sleep(1)
+        assert {t.ts for t in harness.ticks.messages} == {harness.clock.EPOCH}

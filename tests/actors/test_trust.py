@@ -13,13 +13,10 @@ import msgspec
 import pytest
 
 from actors.assembler import MAX_EARLY_WINDOWS, SignalAssembler
-from actors.circuit import ALL, MAX_LISTED, CircuitPolicy, CircuitSupervisor, CircuitView
+from actors.circuit import ALL, MAX_LISTED, CircuitSupervisor, CircuitView
+from actors.fetcher import ModuleFetcher
 from actors.fetchers import FETCHERS, MODULES
-from actors.flags import FlagKeeper
 from actors.metrics import metrics_of
-from actors.scheduler import Scheduler
-from actors.testing import FakeBackend
-from actors.upstream import MockTransport, UpstreamClient
 from messages import (
     ActorGaveUp,
     CircuitCommand,
@@ -28,16 +25,14 @@ from messages import (
     Degraded,
     FlagChanged,
     FlagCommand,
-    Health,
     Heartbeat,
     ModuleData,
     RouteMap,
-    Signal,
     Tick,
     decode,
     encode,
 )
-from runtime import ActorState, Context, MemoryBus, Supervisor, VirtualClock
+from runtime import ActorState, Context, Supervisor, VirtualClock
 from runtime.actor import Actor
 from runtime.errors import ActorFailedError
 from runtime.supervisor import RestartPolicy
@@ -45,44 +40,10 @@ from runtime.testing import Recorder, wait_until
 from sniper.app import wait_for_stop
 
 from .. import samples
+from ..harness import Harness
 
 ETF = samples.PATHS["etf"]
 ASSETS = ("SOL", "BTC")
-
-
-class World:
-    """The whole pipeline for two assets on the in-memory bus, wired as sniper.app wires it."""
-
-    def __init__(self, clock: VirtualClock, bus: MemoryBus) -> None:
-        self.clock = clock
-        self.bus = bus
-        self.ctx = Context(bus=bus, clock=clock, host="test")
-        self.subjects = self.ctx.subjects
-        self.backend = FakeBackend(clock, samples.BODIES)
-        self.policy = CircuitPolicy()
-        upstream = UpstreamClient("http://backend.test", MockTransport(self.backend), clock=clock)
-        self.fetchers = [FETCHERS[m](upstream, assets=ASSETS, max_hold=self.policy.max_hold) for m in MODULES]
-        self.circuits = CircuitSupervisor(policy=self.policy, modules=MODULES, assets=ASSETS, rng=random.Random(2))
-        self.assembler = SignalAssembler(modules=MODULES, assets=ASSETS)
-        self.scheduler = Scheduler(ASSETS, modules=MODULES, interval=5.0, window=3.0, rng=random.Random(1))
-        self.actors: list[Actor] = [
-            FlagKeeper({m: True for m in MODULES}),
-            self.circuits,
-            *self.fetchers,
-            self.assembler,
-            self.scheduler,
-        ]
-
-    async def forge(self, subject: str, msg: msgspec.Struct) -> None:
-        await self.bus.publish(subject, msgspec.json.encode(msg))
-
-    def fetcher(self, module: str) -> Actor:
-        return next(f for f in self.fetchers if getattr(f, "module", None) == module)
-
-
-@pytest.fixture
-async def world(vclock: VirtualClock, memory_bus: MemoryBus) -> World:
-    return World(vclock, memory_bus)
 
 
 def running_without_restarts(actors: list[Actor]) -> bool:
@@ -90,48 +51,48 @@ def running_without_restarts(actors: list[Actor]) -> bool:
 
 
 class TestOversizeWindow:
-    async def test_forged_reports_for_unknown_modules_cannot_bloat_a_signal(self, world: World) -> None:
+    async def test_forged_reports_for_unknown_modules_cannot_bloat_a_signal(self, harness: Harness) -> None:
         """12,000 degraded reports with distinct module names for one window never arrive; the signal stays small."""
-        signals = await Recorder[Signal](world.bus, world.subjects.signal("SOL"), Signal).start()
-        async with Supervisor(world.ctx, world.actors):
-            await world.clock.sleep(4.5)  # inside the second SOL cycle (cycle 1 ticks at t=5)
+        async with harness.run(assets=ASSETS):
+            await harness.clock.sleep(4.5)  # inside the second SOL cycle (cycle 1 ticks at t=5)
             for i in range(12_000):
                 forged = Degraded(
-                    module=f"m{i}", asset="SOL", cycle=1, ts=world.clock.now(), reason="upstream_error", called=True
+                    module=f"m{i}", asset="SOL", cycle=1, ts=harness.clock.now(), reason="upstream_error", called=True
                 )
-                await world.forge(world.subjects.degraded(f"m{i}", "SOL"), forged)
-            await world.clock.sleep(20)
-            assert running_without_restarts(world.actors)
+                await harness.forge(harness.subjects.degraded(f"m{i}", "SOL"), forged)
+            await harness.clock.sleep(20)
+            assert running_without_restarts(harness.actors)
         # With few modules and assets the actors subscribe per (module, asset): the bus
         # delivers none of the 12,000 (a broker drops them before they reach the process).
-        assert world.bus.stats.delivered < 1_000 and world.assembler.bad_messages == 0
-        assert all(set(s.modules) == set(MODULES) for s in signals.messages)
-        assert all(len(encode(s)) < 4096 for s in signals.messages)
-        assert [s.cycle for s in signals.messages] == list(range(len(signals.messages)))
+        assert harness.bus.stats.delivered < 1_000 and harness.actor("assembler").bad_messages == 0
+        signals = [s for s in harness.signals.messages if s.asset == "SOL"]
+        assert all(set(s.modules) == set(MODULES) for s in signals)
+        assert all(len(encode(s)) < 4096 for s in signals)
+        assert [s.cycle for s in signals] == list(range(len(signals)))
 
-    async def test_on_wildcard_subscriptions_unknown_modules_are_refused(self, world: World) -> None:
+    async def test_on_wildcard_subscriptions_unknown_modules_are_refused(self, harness: Harness) -> None:
         """With many assets (wildcard subscriptions) the forged modules do arrive, and are refused, not kept."""
         assembler = SignalAssembler(modules=MODULES)  # no asset list: subscribes to every asset's reports
-        signals = await Recorder[Signal](world.bus, world.subjects.signal("SOL"), Signal).start()
-        async with Supervisor(world.ctx, [assembler]):
-            now = world.clock.now()
-            await world.forge(world.subjects.tick("SOL"), Tick(asset="SOL", cycle=0, ts=now, deadline=now + 3))
+        async with Supervisor(harness.ctx, [assembler]):
+            now = harness.clock.now()
+            await harness.forge(harness.subjects.tick("SOL"), Tick(asset="SOL", cycle=0, ts=now, deadline=now + 3))
             for i in range(2_000):
                 forged = Degraded(module=f"m{i}", asset="SOL", cycle=0, ts=now, reason="upstream_error")
-                await world.forge(world.subjects.degraded(f"m{i}", "SOL"), forged)
-            await world.clock.sleep(5)
-        assert assembler.bad_messages + world.bus.stats.slow_consumer_drops == 2_000
-        assert [set(s.modules) for s in signals.messages] == [set(MODULES)]
+                await harness.forge(harness.subjects.degraded(f"m{i}", "SOL"), forged)
+            await harness.clock.sleep(5)
+        assert assembler.bad_messages + harness.bus.stats.slow_consumer_drops == 2_000
+        assert [set(s.modules) for s in harness.signals.messages] == [set(MODULES)]
 
-    async def test_reports_ahead_of_their_tick_open_a_bounded_number_of_windows(self, world: World) -> None:
+    async def test_reports_ahead_of_their_tick_open_a_bounded_number_of_windows(self, harness: Harness) -> None:
         """Reports for cycles nobody ticked open at most MAX_EARLY_WINDOWS windows per asset."""
-        async with Supervisor(world.ctx, [world.assembler]):
+        async with harness.run(assets=ASSETS, actors=("assembler",)):
+            assembler = harness.actor("assembler", SignalAssembler)
             for cycle in range(1000, 1100):
-                report = Degraded(module="whale", asset="SOL", cycle=cycle, ts=world.clock.now(), reason="timeout")
-                await world.forge(world.subjects.degraded("whale", "SOL"), report)
-            await world.clock.sleep(0.01)  # far less than a window: none has closed yet
-            assert len(world.assembler._open) == MAX_EARLY_WINDOWS
-            assert world.assembler.bad_messages == 100 - MAX_EARLY_WINDOWS
+                report = Degraded(module="whale", asset="SOL", cycle=cycle, ts=harness.clock.now(), reason="timeout")
+                await harness.forge(harness.subjects.degraded("whale", "SOL"), report)
+            await harness.clock.sleep(0.01)  # far less than a window: none has closed yet
+            assert len(assembler._open) == MAX_EARLY_WINDOWS
+            assert assembler.bad_messages == 100 - MAX_EARLY_WINDOWS
 
 
 class TestPublishErrorsAreData:
@@ -189,33 +150,33 @@ class TestEscalation:
 
 
 class TestForgedControl:
-    async def test_a_tick_from_the_far_future_does_not_stop_an_asset(self, world: World) -> None:
+    async def test_a_tick_from_the_far_future_does_not_stop_an_asset(self, harness: Harness) -> None:
         """A Tick dated 1e15 is refused by assembler and fetchers; BTC keeps getting signals."""
-        signals = await Recorder[Signal](world.bus, world.subjects.signal("BTC"), Signal).start()
-        async with Supervisor(world.ctx, world.actors):
-            await world.clock.sleep(1)
+        async with harness.run(assets=ASSETS):
+            await harness.clock.sleep(1)
             forged = Tick(asset="BTC", cycle=5, ts=1e15, deadline=1e15 + 3)
-            await world.forge(world.subjects.tick("BTC"), forged)
-            await world.clock.sleep(30)
-        assert world.assembler.bad_messages >= 1
-        assert [s.cycle for s in signals.messages] == list(range(6)) and all(s.complete for s in signals.messages)
+            await harness.forge(harness.subjects.tick("BTC"), forged)
+            await harness.clock.sleep(30)
+        assert harness.actor("assembler").bad_messages >= 1
+        signals = [s for s in harness.signals.messages if s.asset == "BTC"]
+        assert [s.cycle for s in signals] == list(range(6)) and all(s.complete for s in signals)
 
-    async def test_reset_clears_a_breaker_the_supervisor_never_issued(self, world: World) -> None:
+    async def test_reset_clears_a_breaker_the_supervisor_never_issued(self, harness: Harness) -> None:
         """A forged open breaker held by a fetcher is cleared by `circuit reset`, though the supervisor knew nothing."""
-        whale = world.fetcher("whale")
-        async with Supervisor(world.ctx, world.actors):
-            now = world.clock.now()
+        async with harness.run(assets=ASSETS):
+            whale = harness.actor("whale", ModuleFetcher)
+            now = harness.clock.now()
             forged = CircuitState(module="whale", scope="SOL", state="open", ts=now, until=now + 500, cause="transient")
-            await world.forge(world.subjects.circuit("whale"), forged)
-            await world.clock.sleep(0.1)
-            assert whale.circuit.deny("SOL", world.clock.now()) is not None  # type: ignore[attr-defined]
-            env = await world.bus.request(
-                world.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="whale")), timeout=1
+            await harness.forge(harness.subjects.circuit("whale"), forged)
+            await harness.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", harness.clock.now()) is not None
+            env = await harness.bus.request(
+                harness.subjects.command("circuit"), encode(CircuitCommand(action="reset", module="whale")), timeout=1
             )
             assert decode(env.data, CircuitReply).ok
-            await world.clock.sleep(0.1)
-            assert whale.circuit.deny("SOL", world.clock.now()) is None  # type: ignore[attr-defined]
-            stored = await (await world.bus.key_value("sniper_circuits")).get("whale.all")
+            await harness.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", harness.clock.now()) is None
+            stored = await (await harness.bus.key_value("sniper_circuits")).get("whale.all")
             assert stored is not None and stored.value and decode(stored.value, CircuitState).state == "closed"
 
     @pytest.mark.parametrize(
@@ -225,114 +186,108 @@ class TestForgedControl:
             pytest.param(lambda now: dict(ts=now, until=now + 10 * 86400), id="held-for-ten-days"),
         ],
     )
-    async def test_breaker_states_beyond_the_policy_are_refused(self, world: World, forged) -> None:
+    async def test_breaker_states_beyond_the_policy_are_refused(self, harness: Harness, forged) -> None:
         """A fetcher refuses breaker states dated ahead of its clock or held longer than the policy allows."""
-        whale = world.fetcher("whale")
-        async with Supervisor(world.ctx, world.actors):
-            state = CircuitState(module="whale", scope=ALL, state="quarantined", **forged(world.clock.now()))
-            await world.forge(world.subjects.circuit("whale"), state)
-            await world.clock.sleep(0.1)
-            assert whale.circuit.deny("SOL", world.clock.now()) is None  # type: ignore[attr-defined]
+        async with harness.run(assets=ASSETS):
+            whale = harness.actor("whale", ModuleFetcher)
+            state = CircuitState(module="whale", scope=ALL, state="quarantined", **forged(harness.clock.now()))
+            await harness.forge(harness.subjects.circuit("whale"), state)
+            await harness.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", harness.clock.now()) is None
             assert whale.bad_messages == 1
 
-    async def test_discovery_republishes_and_wins_over_a_forged_route_map(self, world: World) -> None:
+    async def test_discovery_republishes_and_wins_over_a_forged_route_map(self, harness: Harness) -> None:
         """A forged map with a huge revision steers fetchers only until discovery's next refresh."""
-        from actors.discovery import DiscoveryActor
+        async with harness.run(assets=ASSETS, actors=("discovery", "whale"), discovery_interval=60):
+            whale = harness.actor("whale", ModuleFetcher)
+            real = whale.route
+            forged = RouteMap(ts=harness.clock.now(), source="openapi", revision=10**9)
+            await harness.forge(harness.subjects.routes(), forged)
+            await harness.clock.sleep(0.1)
+            assert whale.route is None
+            await harness.clock.sleep(61)
+            assert whale.route == real
 
-        world.backend = FakeBackend(world.clock, samples.BODIES)
-        upstream = UpstreamClient("http://backend.test", MockTransport(world.backend), clock=world.clock)
-        discovery = DiscoveryActor(upstream, modules=MODULES, refresh_interval=60, probe_asset="SOL")
-        whale = world.fetcher("whale")
-        async with Supervisor(world.ctx, [discovery, whale]):
-            real = whale.route  # type: ignore[attr-defined]
-            forged = RouteMap(ts=world.clock.now(), source="openapi", revision=10**9)
-            await world.forge(world.subjects.routes(), forged)
-            await world.clock.sleep(0.1)
-            assert whale.route is None  # type: ignore[attr-defined]
-            await world.clock.sleep(61)
-            assert whale.route == real  # type: ignore[attr-defined]
-
-    async def test_a_route_map_from_the_future_is_refused(self, world: World) -> None:
+    async def test_a_route_map_from_the_future_is_refused(self, harness: Harness) -> None:
         """A map dated beyond the clock skew cannot outrank every real one."""
-        whale = world.fetcher("whale")
-        async with Supervisor(world.ctx, [whale]):
-            real = whale.route  # type: ignore[attr-defined]
-            await world.forge(world.subjects.routes(), RouteMap(ts=1e12, source="openapi", revision=10**9))
-            await world.clock.sleep(0.1)
-        assert whale.route == real and whale.bad_messages == 1  # type: ignore[attr-defined]
+        async with harness.run(assets=ASSETS, actors=("whale",)):
+            whale = harness.actor("whale", ModuleFetcher)
+            real = whale.route
+            await harness.forge(harness.subjects.routes(), RouteMap(ts=1e12, source="openapi", revision=10**9))
+            await harness.clock.sleep(0.1)
+        assert whale.route == real and whale.bad_messages == 1
 
 
 class TestQuarantineOnlyLiftsForReal:
-    async def _quarantined(self, world: World) -> None:
-        world.backend.fail(ETF, 402)
-        await world.clock.sleep(6)
-        assert world.backend.count(ETF) == 1
+    async def _quarantined(self, harness: Harness) -> None:
+        harness.backend.fail(ETF, 402)
+        await harness.clock.sleep(6)
+        assert harness.backend.count(ETF) == 1
 
-    async def test_forged_flag_event_no_op_flag_set_and_forged_data_cost_no_paid_call(self, world: World) -> None:
+    async def test_forged_flag_event_no_op_flag_set_and_forged_data_cost_no_paid_call(self, harness: Harness) -> None:
         """A forged flags.changed, an on->on flag set and a forged ETF success each leave the quarantine in place."""
-        async with Supervisor(world.ctx, world.actors):
-            await self._quarantined(world)
-            now = world.clock.now()
-            await world.forge(world.subjects.flags_changed(), FlagChanged(flag="ETF", enabled=True, ts=now))
-            await world.bus.request(
-                world.subjects.command("flags"), encode(FlagCommand(flag="ETF", enabled=True)), timeout=1
+        async with harness.run(assets=ASSETS):
+            await self._quarantined(harness)
+            now = harness.clock.now()
+            await harness.forge(harness.subjects.flags_changed(), FlagChanged(flag="ETF", enabled=True, ts=now))
+            await harness.bus.request(
+                harness.subjects.command("flags"), encode(FlagCommand(flag="ETF", enabled=True)), timeout=1
             )
             payload = msgspec.convert(samples.BODIES[ETF], FETCHERS["etf"].payload_type)
-            await world.forge(
-                world.subjects.data("etf", "SOL"),
+            await harness.forge(
+                harness.subjects.data("etf", "SOL"),
                 ModuleData(module="etf", asset="SOL", cycle=2, ts=now, payload=payload),
             )
-            await world.clock.sleep(60)
-        assert world.backend.count(ETF) == 1
+            await harness.clock.sleep(60)
+        assert harness.backend.count(ETF) == 1
 
-    async def test_a_real_off_on_switch_still_lifts_it(self, world: World) -> None:
+    async def test_a_real_off_on_switch_still_lifts_it(self, harness: Harness) -> None:
         """Switching the flag off and on again (in the bucket) is a real transition: the next cycle calls again."""
-        async with Supervisor(world.ctx, world.actors):
-            await self._quarantined(world)
-            world.backend.heal(ETF)
+        async with harness.run(assets=ASSETS):
+            await self._quarantined(harness)
+            harness.backend.heal(ETF)
             for enabled in (False, True):
-                await world.bus.request(
-                    world.subjects.command("flags"), encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1
+                await harness.bus.request(
+                    harness.subjects.command("flags"), encode(FlagCommand(flag="ETF", enabled=enabled)), timeout=1
                 )
-            await world.clock.sleep(10)
-        assert world.backend.count(ETF) == 2
+            await harness.clock.sleep(10)
+        assert harness.backend.count(ETF) == 2
 
 
 class TestBoundedState:
-    async def test_forged_traffic_for_unknown_assets_and_modules_keeps_no_state(self, world: World) -> None:
+    async def test_forged_traffic_for_unknown_assets_and_modules_keeps_no_state(self, harness: Harness) -> None:
         """10,000 forged messages for random assets and modules leave no window, breaker or metric series behind."""
-        health = await Recorder[Health](world.bus, world.subjects.health_all(), Health).start()
         rng = random.Random(9)
-        async with Supervisor(world.ctx, world.actors):
-            await world.clock.sleep(6)
-            series_before = len(list(metrics_of(world.ctx).registry.collect()))
-            samples_before = sum(len(m.samples) for m in metrics_of(world.ctx).registry.collect())
+        async with harness.run(assets=ASSETS):
+            await harness.clock.sleep(6)
+            series_before = len(list(harness.metrics.registry.collect()))
+            samples_before = sum(len(m.samples) for m in harness.metrics.registry.collect())
             for i in range(10_000):
                 asset = f"X{rng.randrange(10**6)}"
-                now = world.clock.now()
+                now = harness.clock.now()
                 match i % 4:
                     case 0:
                         msg: msgspec.Struct = Tick(asset=asset, cycle=i, ts=now, deadline=now + 3)
-                        subject = world.subjects.tick(asset)
+                        subject = harness.subjects.tick(asset)
                     case 1:
                         msg = Degraded(module="whale", asset=asset, cycle=i, ts=now, reason="timeout", called=True)
-                        subject = world.subjects.degraded("whale", asset)
+                        subject = harness.subjects.degraded("whale", asset)
                     case 2:
                         msg = Degraded(module=f"m{i}", asset="SOL", cycle=1, ts=now, reason="timeout", called=True)
-                        subject = world.subjects.degraded(f"m{i}", "SOL")
+                        subject = harness.subjects.degraded(f"m{i}", "SOL")
                     case _:
                         msg = Heartbeat(actor=f"a{i}", ts=now, state="running")
-                        subject = world.subjects.heartbeat(f"a{i}")
-                await world.forge(subject, msg)
-            await world.clock.sleep(20)
-            samples_after = sum(len(m.samples) for m in metrics_of(world.ctx).registry.collect())
-            assert running_without_restarts(world.actors)
-        assert {k[0] for k in world.assembler._open} <= set(ASSETS)
-        assert {k[1] for k in world.circuits.breakers} <= {*ASSETS, ALL}
-        assert len(list(metrics_of(world.ctx).registry.collect())) == series_before
+                        subject = harness.subjects.heartbeat(f"a{i}")
+                await harness.forge(subject, msg)
+            await harness.clock.sleep(20)
+            samples_after = sum(len(m.samples) for m in harness.metrics.registry.collect())
+            assert running_without_restarts(harness.actors)
+        assert {k[0] for k in harness.actor("assembler", SignalAssembler)._open} <= set(ASSETS)
+        assert {k[1] for k in harness.actor("circuits", CircuitSupervisor).breakers} <= {*ASSETS, ALL}
+        assert len(list(harness.metrics.registry.collect())) == series_before
         # The real assets' cycles add samples for SOL/BTC only; nothing per forged asset or module.
         assert samples_after - samples_before < 50
-        assert {h.asset for h in health.messages} == set(ASSETS)
+        assert {h.asset for h in harness.health.messages} == set(ASSETS)
 
     async def test_the_circuit_list_reply_is_bounded(self, vctx: Context) -> None:
         """However many breakers exist, a list reply carries at most MAX_LISTED states."""
@@ -432,24 +387,24 @@ class TestOverRealNats:
 
 
 class TestReviewFindings:
-    async def test_a_poisoned_circuit_command_gets_an_error_not_a_crash(self, world: World) -> None:
+    async def test_a_poisoned_circuit_command_gets_an_error_not_a_crash(self, harness: Harness) -> None:
         """`reset` of "etf\\n" or of a made-up module is answered ok=False; the supervisor keeps running."""
-        async with Supervisor(world.ctx, world.actors):
+        async with harness.run(assets=ASSETS):
             for module in ("etf\n", "zzz", "x" * 100):
-                env = await world.bus.request(
-                    world.subjects.command("circuit"),
+                env = await harness.bus.request(
+                    harness.subjects.command("circuit"),
                     msgspec.json.encode({"type": "circuit_command", "action": "reset", "module": module}),
                     timeout=1,
                 )
                 reply = decode(env.data, CircuitReply)
                 assert not reply.ok and reply.error
-            assert running_without_restarts(world.actors)
-        assert not [k for k in world.circuits.breakers if k[0] not in MODULES]
+            assert running_without_restarts(harness.actors)
+        assert not [k for k in harness.actor("circuits", CircuitSupervisor).breakers if k[0] not in MODULES]
 
-    async def test_stale_or_misfiled_stored_breakers_are_not_restored(self, world: World) -> None:
+    async def test_stale_or_misfiled_stored_breakers_are_not_restored(self, harness: Harness) -> None:
         """The supervisor skips stored states for other modules, filed under another key, or held too long."""
-        store = await world.bus.key_value("sniper_circuits")
-        now = world.clock.now()
+        store = await harness.bus.key_value("sniper_circuits")
+        now = harness.clock.now()
         bad = {
             "nope.all": CircuitState(module="nope", scope=ALL, state="open", ts=now, until=now + 60),
             "whale.BTC": CircuitState(module="whale", scope="SOL", state="open", ts=now, until=now + 60),
@@ -457,22 +412,23 @@ class TestReviewFindings:
         }
         for key, state in bad.items():
             await store.put(key, encode(state))
-        async with Supervisor(world.ctx, [world.circuits, world.fetcher("etf")]):
-            assert world.circuits.breakers == {}
-            assert world.fetcher("etf").circuit.deny("SOL", now) is None  # type: ignore[attr-defined]
-            assert running_without_restarts([world.circuits])
+        async with harness.run(assets=ASSETS, actors=("circuits", "etf")):
+            circuits = harness.actor("circuits", CircuitSupervisor)
+            assert circuits.breakers == {}
+            assert harness.actor("etf", ModuleFetcher).circuit.deny("SOL", now) is None
+            assert running_without_restarts([circuits])
 
-    async def test_a_replayed_old_breaker_event_is_refused(self, world: World) -> None:
+    async def test_a_replayed_old_breaker_event_is_refused(self, harness: Harness) -> None:
         """A live breaker event dated minutes ago (a replay) or already over does not hold calls back."""
-        whale = world.fetcher("whale")
-        async with Supervisor(world.ctx, [whale]):
-            now = world.clock.now()
+        async with harness.run(assets=ASSETS, actors=("whale",)):
+            whale = harness.actor("whale", ModuleFetcher)
+            now = harness.clock.now()
             old = CircuitState(module="whale", scope="SOL", state="open", ts=now - 600, until=now - 500)
             over = CircuitState(module="whale", scope="SOL", state="open", ts=now - 10, until=now - 1)
             for state in (old, over):
-                await world.forge(world.subjects.circuit("whale"), state)
-            await world.clock.sleep(0.1)
-            assert whale.circuit.deny("SOL", world.clock.now()) is None  # type: ignore[attr-defined]
+                await harness.forge(harness.subjects.circuit("whale"), state)
+            await harness.clock.sleep(0.1)
+            assert whale.circuit.deny("SOL", harness.clock.now()) is None
             assert whale.bad_messages == 2
 
     def test_an_unanswered_probe_frees_its_slot_after_the_probe_timeout(self) -> None:
@@ -483,13 +439,13 @@ class TestReviewFindings:
         assert view.deny("SOL", 30) is not None  # in flight
         assert view.deny("SOL", 62) is None  # given up on: probe again
 
-    async def test_a_flag_key_nobody_configured_does_not_break_flags_list(self, world: World) -> None:
+    async def test_a_flag_key_nobody_configured_does_not_break_flags_list(self, harness: Harness) -> None:
         """A stray key in sniper_flags is left out of `flags list`, whose reply still decodes."""
         from messages import FlagReply
 
-        async with Supervisor(world.ctx, world.actors[:1]):
-            store = await world.bus.key_value("sniper_flags")
-            await store.put("k", encode(FlagChanged(flag="ETF", enabled=False, ts=world.clock.now())))
-            env = await world.bus.request(world.subjects.command("flags"), encode(FlagCommand()), timeout=1)
+        async with harness.run(assets=ASSETS, actors=("flags",)):
+            store = await harness.bus.key_value("sniper_flags")
+            await store.put("k", encode(FlagChanged(flag="ETF", enabled=False, ts=harness.clock.now())))
+            env = await harness.bus.request(harness.subjects.command("flags"), encode(FlagCommand()), timeout=1)
             reply = decode(env.data, FlagReply)
         assert reply.ok and set(reply.flags) == {m.upper() for m in MODULES}

@@ -490,6 +490,7 @@ async def pipeline(secured: Secured) -> AsyncIterator[Pipeline]:
         )
         async with run_pipeline(settings) as running:
             await signals.wait_count(2, timeout=20)
+            assert isinstance(running.bus, NatsBus)
             yield Pipeline(secured, backend, running.bus, signals)
             assert violations(running.bus) == [], "the sniper user may do everything the pipeline does"
         await bot.close()
