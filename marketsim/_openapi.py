@@ -8,7 +8,7 @@ documents cannot disagree about paths, parameters or payload shapes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -112,47 +112,106 @@ def _operation_31(route: Route) -> dict[str, Any]:
     }
 
 
-def _downgrade(schema: Any, *, ref_prefix: str, nullable_key: str) -> Any:
-    """Rewrite a JSON Schema 2020-12 node into the OpenAPI 3.0 / Swagger 2 dialect."""
+_DIALECTS: dict[str, tuple[str, str]] = {
+    # dialect: (where $refs point, how "may be null" is spelled)
+    "3.0": (_COMPONENTS, "nullable"),
+    "2.0": (_DEFINITIONS, "x-nullable"),
+}
+_NULL = {"type": "null"}
+
+
+def _downgrade(schema: Any, *, dialect: Literal["3.0", "2.0"]) -> Any:
+    """Rewrite a JSON Schema 2020-12 node into the OpenAPI 3.0 or Swagger 2.0 dialect.
+
+    The 2020-12 spellings have older equivalents: ``examples`` becomes ``example``,
+    ``const`` a one-value ``enum``, a numeric ``exclusiveMinimum``/``exclusiveMaximum``
+    a ``minimum``/``maximum`` with the boolean flag, a ``"null"`` type or variant the
+    nullable flag, a ``type`` array an ``anyOf``, ``prefixItems`` a homogeneous
+    ``items`` and ``contentEncoding: base64`` ``format: byte``. Swagger 2.0 has no
+    ``anyOf``/``oneOf``/``not``: they are kept as ``x-`` extensions (unchecked).
+    """
     if not isinstance(schema, dict):
         return schema
+    ref_prefix, nullable_key = _DIALECTS[dialect]
 
     def again(node: Any) -> Any:
-        return _downgrade(node, ref_prefix=ref_prefix, nullable_key=nullable_key)
+        return _downgrade(node, dialect=dialect)
 
     out: dict[str, Any] = {}
+    nullable = False
+    merge: dict[str, Any] = {}
     for key, value in schema.items():
-        if key in ("properties", "$defs", "definitions"):
+        if key == "properties":
             out[key] = {name: again(sub) for name, sub in value.items()}
-        elif key in ("anyOf", "oneOf", "allOf"):
+        elif key in ("anyOf", "oneOf"):
+            rest = [again(sub) for sub in value if sub != _NULL]
+            nullable |= len(rest) < len(value)
+            if len(rest) == 1:
+                # A $ref ignores its siblings in 3.0 and 2.0: wrap it to keep the flag.
+                merge = {"allOf": rest} if "$ref" in rest[0] and nullable else rest[0]
+            elif rest:
+                out[key] = rest
+        elif key == "allOf":
             out[key] = [again(sub) for sub in value]
         elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
             out[key] = again(value)
         elif key == "$ref":
             out[key] = ref_prefix + value.removeprefix(_COMPONENTS)
         elif key == "examples":
-            out["example"] = value[0]
+            if value:
+                out["example"] = value[0]
         elif key == "const":
             out["enum"] = [value]
+        elif key == "contentEncoding" and value == "base64":
+            out["format"] = "byte"
         else:
             out[key] = value
+    out.update(merge)
     prefix = out.pop("prefixItems", None)
     if prefix is not None:
         # Tuples become homogeneous fixed-length arrays; the 2020-12 form is lost.
         kinds = [again(item) for item in prefix]
         out["items"] = kinds[0] if all(k == kinds[0] for k in kinds) else {}
-    if isinstance(out.get("type"), list):
-        types = [t for t in out["type"] if t != "null"]
-        if len(types) < len(out["type"]):
-            out[nullable_key] = True
-        out["type"] = types[0] if len(types) == 1 else types
-    variants = out.get("anyOf")
-    if variants and {"type": "null"} in variants:
-        rest = [v for v in variants if v != {"type": "null"}]
-        del out["anyOf"]
-        out.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+    elif out.get("items") is False:  # no items allowed: an empty array
+        out["items"] = {}
+        out["maxItems"] = 0
+    _exclusive_bounds(out)
+    kind = out.get("type")
+    if isinstance(kind, list):
+        types = [t for t in kind if t != "null"]
+        nullable |= len(types) < len(kind)
+        del out["type"]
+        if len(types) == 1:
+            out["type"] = types[0]
+        elif types:
+            out["anyOf"] = [{"type": t} for t in types]
+        else:
+            out["enum"] = [None]
+    elif kind == "null":
+        del out["type"]
+        out["enum"] = [None]
+        nullable = True
+    if nullable:
         out[nullable_key] = True
+    if dialect == "2.0":
+        for key in ("anyOf", "oneOf", "not"):
+            if key in out:
+                out["x-" + key] = out.pop(key)
     return out
+
+
+def _exclusive_bounds(schema: dict[str, Any]) -> None:
+    """Numeric 2020-12 ``exclusiveMinimum: 0`` -> ``minimum: 0, exclusiveMinimum: true`` (in place)."""
+    for exclusive, inclusive, sign in (("exclusiveMinimum", "minimum", 1), ("exclusiveMaximum", "maximum", -1)):
+        bound = schema.get(exclusive)
+        if bound is None or isinstance(bound, bool):
+            continue
+        current = schema.get(inclusive)
+        if current is not None and sign * (current - bound) > 0:
+            del schema[exclusive]  # the inclusive bound is the stricter one
+        else:
+            schema[inclusive] = bound
+            schema[exclusive] = True
 
 
 def openapi_document(routes: Sequence[Route], *, flavor: str, version: str, app_version: str) -> dict[str, Any]:
@@ -173,14 +232,14 @@ def openapi_document(routes: Sequence[Route], *, flavor: str, version: str, app_
     }
     if version == "3.1":
         return document
-    document = _downgrade_document(document, ref_prefix=_COMPONENTS, nullable_key="nullable")
+    document = _downgrade_document(document, dialect="3.0")
     document["openapi"] = "3.0.3"
     return document
 
 
-def _downgrade_document(document: dict[str, Any], *, ref_prefix: str, nullable_key: str) -> dict[str, Any]:
+def _downgrade_document(document: dict[str, Any], *, dialect: Literal["3.0", "2.0"]) -> dict[str, Any]:
     def fix(schema: Any) -> Any:
-        return _downgrade(schema, ref_prefix=ref_prefix, nullable_key=nullable_key)
+        return _downgrade(schema, dialect=dialect)
 
     out = dict(document)
     out["components"] = {"schemas": {n: fix(s) for n, s in document["components"]["schemas"].items()}}
@@ -202,7 +261,7 @@ def _downgrade_document(document: dict[str, Any], *, ref_prefix: str, nullable_k
 def swagger_document(routes: Sequence[Route], *, flavor: str, app_version: str, host: str | None) -> dict[str, Any]:
     """Swagger 2.0 document: inline parameter types, ``definitions``, ``x-example``."""
     base = openapi_document(routes, flavor=flavor, version="3.1", app_version=app_version)
-    down = _downgrade_document(base, ref_prefix=_DEFINITIONS, nullable_key="x-nullable")
+    down = _downgrade_document(base, dialect="2.0")
     paths: dict[str, Any] = {}
     for path, item in down["paths"].items():
         op = item["get"]

@@ -175,12 +175,14 @@ class TestDocuments:
 
 class TestDialects:
     async def test_openapi_31(self, start, call):
-        """3.1 uses JSON Schema 2020-12: ``examples`` arrays and ``prefixItems``."""
+        """3.1 uses JSON Schema 2020-12: ``examples`` arrays, ``prefixItems``, numeric exclusive bounds."""
         doc = await fetch_doc(call, await start(), "3.1")
         assert doc["openapi"] == "3.1.0" and doc["info"]["title"] == "marketsim"
         nodes = list(walk(doc["components"]))
         assert any("prefixItems" in n for n in nodes)
         assert any(isinstance(n.get("examples"), list) for n in nodes)
+        bounds = [n["exclusiveMinimum"] for n in nodes if "exclusiveMinimum" in n]
+        assert bounds and all(type(b) is int for b in bounds)  # a number in 2020-12, not a flag
 
     async def test_openapi_30(self, start, call):
         """3.0.3 has ``example`` only, and no 2020-12 keywords."""
@@ -254,32 +256,80 @@ class TestSpecSwitches:
 
 class TestDowngrade:
     @pytest.mark.parametrize(
-        ("schema", "nullable_key", "expected"),
+        ("schema", "dialect", "expected"),
         [
-            ({"type": ["string", "null"]}, "nullable", {"type": "string", "nullable": True}),
-            ({"anyOf": [{"type": "integer"}, {"type": "null"}]}, "nullable", {"type": "integer", "nullable": True}),
-            ({"anyOf": [{"type": "integer"}, {"type": "null"}]}, "x-nullable", {"type": "integer", "x-nullable": True}),
+            ({"type": ["string", "null"]}, "3.0", {"type": "string", "nullable": True}),
+            ({"type": ["string", "null"]}, "2.0", {"type": "string", "x-nullable": True}),
+            ({"type": ["integer", "string"]}, "3.0", {"anyOf": [{"type": "integer"}, {"type": "string"}]}),
+            ({"type": "null"}, "3.0", {"enum": [None], "nullable": True}),
+            ({"anyOf": [{"type": "integer"}, {"type": "null"}]}, "3.0", {"type": "integer", "nullable": True}),
+            ({"anyOf": [{"type": "integer"}, {"type": "null"}]}, "2.0", {"type": "integer", "x-nullable": True}),
             (
                 {"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
-                "nullable",
+                "3.0",
                 {"anyOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
             ),
-            ({"const": "1h"}, "nullable", {"enum": ["1h"]}),
-            ({"type": "string", "examples": ["a", "b"]}, "nullable", {"type": "string", "example": "a"}),
+            (
+                {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+                "2.0",
+                {"x-anyOf": [{"type": "integer"}, {"type": "string"}]},
+            ),
+            (
+                {"anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}]},
+                "3.0",
+                {"allOf": [{"$ref": "#/components/schemas/X"}], "nullable": True},
+            ),
+            ({"const": "1h"}, "3.0", {"enum": ["1h"]}),
+            ({"type": "string", "examples": ["a", "b"]}, "3.0", {"type": "string", "example": "a"}),
+            ({"type": "string", "contentEncoding": "base64"}, "2.0", {"type": "string", "format": "byte"}),
             (
                 {"type": "array", "prefixItems": [{"type": "number"}, {"type": "string"}], "items": False},
-                "nullable",
+                "3.0",
                 {"type": "array", "items": {}},
             ),
+            ({"type": "array", "items": False}, "3.0", {"type": "array", "items": {}, "maxItems": 0}),
             (
                 {"type": "object", "properties": {"examples": {"$ref": "#/components/schemas/X"}}},
-                "nullable",
+                "2.0",
                 {"type": "object", "properties": {"examples": {"$ref": "#/definitions/X"}}},
             ),
+            (
+                {"type": "number", "exclusiveMinimum": 0},
+                "3.0",
+                {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            ),
+            (
+                {"type": "number", "exclusiveMinimum": 0},
+                "2.0",
+                {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            ),
+            (
+                {"type": "number", "exclusiveMaximum": 5, "maximum": 9},
+                "3.0",
+                {"type": "number", "exclusiveMaximum": True, "maximum": 5},
+            ),
+            ({"type": "integer", "exclusiveMinimum": 0, "minimum": 1}, "3.0", {"type": "integer", "minimum": 1}),
         ],
     )
-    def test_rewrites(self, schema, nullable_key, expected):
+    def test_rewrites(self, schema, dialect, expected):
         """2020-12 constructs become their OpenAPI 3.0 / Swagger 2 spelling."""
         from marketsim._openapi import _downgrade
 
-        assert _downgrade(schema, ref_prefix="#/definitions/", nullable_key=nullable_key) == expected
+        assert _downgrade(schema, dialect=dialect) == expected
+
+    @pytest.mark.parametrize("kind", ["3.0", "swagger"])
+    async def test_exclusive_bounds_are_flags(self, start, call, kind):
+        """Positive-only fields keep their bound as ``minimum`` plus ``exclusiveMinimum: true``."""
+        doc = await fetch_doc(call, await start(), kind)
+        schemas = doc["components"]["schemas"] if kind == "3.0" else doc["definitions"]
+        for name, field in [
+            ("WhaleAlert", "amount"),
+            ("InstitutionalBias", "long_short_ratio"),
+            ("FundingRate", "interval_hours"),
+            ("FundingRate", "open_interest_usd"),
+        ]:
+            prop = schemas[name]["properties"][field]
+            assert (prop["minimum"], prop["exclusiveMinimum"]) == (0, True)
+        for node in walk(doc):
+            for key in ("exclusiveMinimum", "exclusiveMaximum"):
+                assert node.get(key, True) is True
