@@ -12,6 +12,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 COMPILE = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
           --python-version 3.11 --generate-hashes --quiet
 LATEST := .venv-latest
+NODE   := interop/node/node_modules/.installed
 
 .PHONY: demo test check lint types bench docs venv lock test-latest clean
 
@@ -28,8 +29,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sniper demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(NODE)
 	$(BIN)/python -m pytest $(ARGS)
+
+# The Node bot of tests/interop (ajv, @asyncapi/parser, nats.js), from its lock;
+# install scripts off (none is needed, and one only reports telemetry).
+$(NODE): interop/node/package.json interop/node/package-lock.json
+	npm ci --prefix interop/node --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(NODE)
 
 check: lint types
 
@@ -48,6 +55,7 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sniper schema > docs/message-schema.json
 	$(BIN)/sniper schema --upstream > docs/upstream-schema.json
+	$(BIN)/sniper asyncapi > docs/asyncapi.yaml
 
 # Re-resolve within pyproject.toml's ranges (newest allowed releases), then
 # reinstall from the new lock. Review the diff of requirements/ before committing.
@@ -66,4 +74,4 @@ test-latest:
 	$(LATEST)/bin/python -m pytest $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(LATEST) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info interop/node/node_modules

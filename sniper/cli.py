@@ -3,7 +3,8 @@
     sniper demo [--for SECONDS]      embedded NATS + reference backend + every actor; prints signals
     sniper run --nats URL --backend URL --assets SOL --interval 5 [--window 3]
     sniper sim [--port 8000] ...     the reference backend alone (``sniper sim --help``)
-    sniper schema                    JSON Schema of every wire message
+    sniper schema [--message NAME]   JSON Schema of every wire message (or of one)
+    sniper asyncapi                  AsyncAPI 3.0 document: every subject, message and command
     sniper record --out FILE         store every message with its receive time (JSON lines)
     sniper replay FILE [--speed X]   publish a recording back
     sniper flags list | set NAME on|off [--why TEXT]
@@ -129,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
     schema = sub.add_parser("schema", parents=[common], help="print the JSON Schema of every wire message")
-    schema.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
+    which = schema.add_mutually_exclusive_group()
+    which.add_argument("--upstream", action="store_true", help="print the backend payload schemas per module instead")
+    which.add_argument("--message", metavar="NAME", help="print a standalone schema of one message, e.g. Signal")
+    asyncapi = sub.add_parser("asyncapi", parents=[common], help="print the AsyncAPI 3.0 document of the contract")
+    prefix = OPTIONS_BY_NAME["prefix"].default
+    asyncapi.add_argument("--prefix", default=prefix, help=f"subject prefix (default {prefix})")
     return parser
 
 
@@ -272,9 +278,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the parsed sub-command; errors are turned into exit statuses by `main`."""
     match args.command:
         case "schema":
-            from messages.schema import message_schema, upstream_schema
+            from messages.schema import message_schema, one_message_schema, upstream_schema
 
-            print(json.dumps(upstream_schema() if args.upstream else message_schema(), indent=2))
+            if args.message:
+                document = one_message_schema(args.message)
+            else:
+                document = upstream_schema() if args.upstream else message_schema()
+            print(json.dumps(document, indent=2))
+            return 0
+        case "asyncapi":
+            import yaml
+
+            from messages.asyncapi import asyncapi_document
+
+            document = asyncapi_document(args.prefix, version=__version__)
+            print(yaml.safe_dump(document, sort_keys=False, width=110, allow_unicode=True), end="")
             return 0
         case "record":
             from .demo import record

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from messages import DEFAULT_ROUTES
+from messages.asyncapi import asyncapi_document
 from messages.schema import message_schema, normalise, upstream_schema
+from sniper import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -82,7 +85,11 @@ class TestLock:
             assert f"`{param.name}`" in row
 
 
-SCHEMA_DOCS = [("docs/upstream-schema.json", upstream_schema), ("docs/message-schema.json", message_schema)]
+SCHEMA_DOCS = [
+    ("docs/upstream-schema.json", upstream_schema),
+    ("docs/message-schema.json", message_schema),
+    ("docs/asyncapi.yaml", lambda: asyncapi_document(version=__version__)),
+]
 
 
 def same_contract(committed: object, generated: object) -> bool:
@@ -95,7 +102,7 @@ class TestGeneratedDocs:
     @pytest.mark.parametrize("path, build", SCHEMA_DOCS)
     def test_schema_files_are_current(self, path: str, build: Callable[[], dict[str, Any]]) -> None:
         """The committed JSON Schemas state the contract the Structs generate."""
-        committed = json.loads((ROOT / path).read_text())
+        committed = yaml.safe_load((ROOT / path).read_text())  # JSON is YAML too
         assert same_contract(committed, build()), f"{path} is stale: run `make docs`"
 
     def test_reindented_descriptions_are_the_same_contract(self) -> None:

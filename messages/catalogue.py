@@ -1,0 +1,169 @@
+"""The catalogue of channels: which message travels on which subject, who sends it, who answers.
+
+`Subjects` builds each subject; this table says what each one carries, so the
+AsyncAPI document (`sniper asyncapi`) and the docs are derived from one place
+instead of being written by hand. A parameter of a channel is a ``*`` of the
+subject's wildcard form, in order (``signal.*`` -> ``signal.{asset}``).
+
+`sent_by_sniper` is the direction from sniper's side: True for what bots
+subscribe to (signals, health, events), False for what operators and bots send
+to sniper (commands). A command has a `reply` type: it is request/reply.
+Key-value buckets are channels too: an entry of bucket ``B`` under key ``K``
+is a message on ``$KV.B.K``, which any NATS client can watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._base import Message
+from .control import CircuitCommand, CircuitReply, CircuitState, FlagChanged, FlagCommand, FlagReply
+from .cycle import Health, Signal, Tick
+from .modules import Degraded, ModuleData
+from .routes import RouteMap
+from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
+from .subjects import CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY, BucketName, Subjects
+
+#: What each channel parameter means (one description per name).
+PARAMETERS = {
+    "asset": "Base asset, upper case, e.g. SOL",
+    "module": "Module name, e.g. spot_ob",
+    "actor": "Actor name, e.g. fetch-whale",
+    "flag": "Feature flag, upper case, e.g. ETF",
+    "scope": "Breaker scope: 'all' (module-wide) or an asset",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One subject (pattern) and what travels on it."""
+
+    name: str
+    address: Callable[[Subjects], str]  # the wildcard form; each '*' is a parameter
+    parameters: tuple[str, ...]
+    messages: tuple[type[Message], ...]
+    sent_by_sniper: bool
+    description: str
+    reply: type[Message] | None = None
+    queue: str | None = None  # the queue group sniper's responders share
+
+    def address_of(self, subjects: Subjects) -> str:
+        """The subject with ``{parameter}`` in place of each ``*``."""
+        tokens = self.address(subjects).split(".")
+        names = iter(self.parameters)
+        return ".".join(f"{{{next(names)}}}" if t == "*" else t for t in tokens)
+
+
+def _kv(bucket: BucketName, *keys: str) -> Callable[[Subjects], str]:
+    return lambda s: ".".join(("$KV", s.kv_bucket(bucket), *keys))
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel(
+        "signal",
+        Subjects.signal_all,
+        ("asset",),
+        (Signal,),
+        True,
+        "The trading signal of one (asset, cycle): direction, score, confidence and every module's status. "
+        "What other bots subscribe to.",
+    ),
+    Channel(
+        "health",
+        Subjects.health_all,
+        ("asset",),
+        (Health,),
+        True,
+        "The scheduler's verdict on an asset's cycle: ok, soft_fail (an optional module failed) or "
+        "hard_fail (every core module failed), with the backoff it applies.",
+    ),
+    Channel("tick", Subjects.tick_all, ("asset",), (Tick,), True, "A cycle starts: fetchers, fetch now."),
+    Channel(
+        "data",
+        Subjects.data_all,
+        ("module", "asset"),
+        (ModuleData,),
+        True,
+        "A module answered for (asset, cycle): its typed payload and latency.",
+    ),
+    Channel(
+        "degraded",
+        Subjects.degraded_all,
+        ("module", "asset"),
+        (Degraded,),
+        True,
+        "A module did not answer for (asset, cycle): the reason, and whether an upstream call was made.",
+    ),
+    Channel(
+        "circuit",
+        Subjects.circuit_all,
+        ("module",),
+        (CircuitState,),
+        True,
+        "A breaker changed state (closed, open, half_open, quarantined).",
+    ),
+    Channel(
+        "flagsChanged",
+        lambda s: s.flags_changed(),
+        (),
+        (FlagChanged,),
+        True,
+        "A feature flag changed: who, when, why.",
+    ),
+    Channel("routes", lambda s: s.routes(), (), (RouteMap,), True, "Discovery's current route map."),
+    Channel("heartbeat", Subjects.heartbeat_all, ("actor",), (Heartbeat,), True, "Every actor, every few seconds."),
+    Channel(
+        "actorEvent",
+        Subjects.actor_event_all,
+        ("actor",),
+        (ActorRestarted, ActorGaveUp),
+        True,
+        "The supervisor restarted an actor, or gave up on it (the process then exits 3).",
+    ),
+    Channel(
+        "cmdFlags",
+        lambda s: s.command("flags"),
+        (),
+        (FlagCommand,),
+        False,
+        'List (`{}`) or set (`{"flag": "ETF", "enabled": false, "why": "..."}`) feature flags.',
+        reply=FlagReply,
+        queue="flags",
+    ),
+    Channel(
+        "cmdCircuit",
+        lambda s: s.command("circuit"),
+        (),
+        (CircuitCommand,),
+        False,
+        'List breakers (`{"action": "list"}`) or reset a module\'s (`{"action": "reset", "module": "etf"}`).',
+        reply=CircuitReply,
+        queue="circuits",
+    ),
+    Channel(
+        "kvFlags",
+        _kv(FLAGS_BUCKET, "*"),
+        ("flag",),
+        (FlagChanged,),
+        True,
+        "The flags bucket: one key per flag (upper case) holding its last FlagChanged; the truth every "
+        "process follows.",
+    ),
+    Channel(
+        "kvCircuits",
+        _kv(CIRCUITS_BUCKET, "*", "*"),
+        ("module", "scope"),
+        (CircuitState,),
+        True,
+        "The circuits bucket: one key per breaker, `<module>.<scope>`, holding its last CircuitState.",
+    ),
+    Channel(
+        "kvRoutes",
+        _kv(ROUTES_BUCKET, ROUTES_KEY),
+        (),
+        (RouteMap,),
+        True,
+        f"The routes bucket: key `{ROUTES_KEY}` holds discovery's last RouteMap.",
+    ),
+)
