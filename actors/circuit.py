@@ -43,11 +43,13 @@ from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagC
 from messages._base import MODULE_NAMES
 from messages.control import CircuitCause
 from messages.errors import DecodeError
+from messages.subjects import CIRCUITS_BUCKET, FLAGS_BUCKET
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.bus import Envelope
 from runtime.errors import BusError
 from runtime.kv import KVEntry
 
+from .flags import flag_module
 from .metrics import metrics_of
 
 TRANSIENT = frozenset({"upstream_error", "timeout", "unreachable", "bad_payload"})
@@ -238,8 +240,8 @@ class CircuitSupervisor(Actor):
         self.breakers.clear()
         self._flags.clear()
         try:
-            stored: Iterable[KVEntry] = (await (await self.bucket("circuits")).entries()).values()
-            self.own(await (await self.bucket("flags")).watch(self.on_flag_entry))
+            stored: Iterable[KVEntry] = (await (await self.bucket(CIRCUITS_BUCKET)).entries()).values()
+            self.own(await (await self.bucket(FLAGS_BUCKET)).watch(self.on_flag_entry))
         except BusError as exc:  # state lives on in events; only the restart copy is missing
             self.log.warning("circuit_store_unavailable", error=str(exc))
             stored = ()
@@ -283,52 +285,75 @@ class CircuitSupervisor(Actor):
         module = self._breaker(msg.module, ALL)
         asset = self._breaker(msg.module, msg.asset)
         if isinstance(msg, ModuleData):
-            for b in (module, asset):
-                st = b.state
-                if st.state in ("open", "quarantined") and st.until is not None and now < st.until:
-                    # No call was let through: this "success" answers nothing (a replay, a forgery).
-                    self.log.debug("success_while_open_ignored", module=st.module, scope=st.scope)
-                    return
-            for b in (module, asset):
-                if b.state.state != "closed":
-                    await self._move(b, "closed", cause="recovered", detail="a call succeeded")
-            self._record(asset, now, ok=True)
-            return
-        reason = msg.reason
-        if reason == "payment_required":
-            if module.state.state != "quarantined":
-                await self._move(
-                    module,
-                    "quarantined",
-                    until=now + self.policy.quarantine,
-                    cause="entitlement",
-                    detail=msg.detail or "payment required",
-                )
-        elif reason == "rate_limited":
-            wait = min(
-                self.policy.throttle_max,
-                msg.retry_after if msg.retry_after is not None else self.policy.throttle_default,
-            )
-            await self._move(module, "open", until=now + wait, cause="throttled", detail=msg.detail or "rate limited")
-        elif reason in TRANSIENT:
-            if module.state.state == "half_open":  # the probe got past the paywall/limit
-                await self._move(module, "closed", cause="recovered", detail=f"probe answered {reason}")
-            if asset.state.state == "half_open":
-                await self._open(asset, now, f"probe failed: {reason}")
-            elif asset.state.state == "closed":
-                self._record(asset, now, ok=False)
-                fails = sum(1 for _, ok in asset.outcomes if not ok)
-                if (
-                    len(asset.outcomes) >= self.policy.min_calls
-                    and fails / len(asset.outcomes) >= self.policy.failure_rate
-                ):
-                    await self._open(asset, now, f"{fails} of {len(asset.outcomes)} calls failed ({reason})")
+            await self._on_success(module, asset, now)
+        elif msg.reason == "payment_required":
+            await self._on_paywall(module, now, msg.detail)
+        elif msg.reason == "rate_limited":
+            await self._on_throttled(module, now, msg)
+        elif msg.reason in TRANSIENT:
+            await self._on_transient(module, asset, now, msg.reason)
         else:
-            # Any other real answer (not_found, say) is neither throttling, a paywall
-            # nor a transient fault: a half-open breaker has its probe's verdict.
-            for b in (module, asset):
-                if b.state.state == "half_open":
-                    await self._move(b, "closed", cause="recovered", detail=f"probe answered {reason}")
+            await self._on_verdict(module, asset, msg.reason)
+
+    async def _on_success(self, module: _Breaker, asset: _Breaker, now: float) -> None:
+        """A success closes what is not closed, unless a breaker is open and not yet due.
+
+        Such a breaker let no call through, so this "success" answers nothing
+        (a replay, a forgery) and must not close it.
+        """
+        for b in (module, asset):
+            st = b.state
+            if st.state in ("open", "quarantined") and st.until is not None and now < st.until:
+                self.log.debug("success_while_open_ignored", module=st.module, scope=st.scope)
+                return
+        for b in (module, asset):
+            if b.state.state != "closed":
+                await self._move(b, "closed", cause="recovered", detail="a call succeeded")
+        self._record(asset, now, ok=True)
+
+    async def _on_paywall(self, module: _Breaker, now: float, detail: str) -> None:
+        """An entitlement failure is the module's, not the asset's: quarantine it, without probes inside."""
+        if module.state.state != "quarantined":
+            await self._move(
+                module,
+                "quarantined",
+                until=now + self.policy.quarantine,
+                cause="entitlement",
+                detail=detail or "payment required",
+            )
+
+    async def _on_throttled(self, module: _Breaker, now: float, msg: Degraded) -> None:
+        """Throttling is per module too: open for exactly what Retry-After asks (capped)."""
+        wait = min(
+            self.policy.throttle_max,
+            msg.retry_after if msg.retry_after is not None else self.policy.throttle_default,
+        )
+        await self._move(module, "open", until=now + wait, cause="throttled", detail=msg.detail or "rate limited")
+
+    async def _on_transient(self, module: _Breaker, asset: _Breaker, now: float, reason: str) -> None:
+        """A transient fault counts against the asset: a failed probe reopens, a high failure rate opens.
+
+        It also proves a half-open module breaker's probe got past the paywall
+        or the rate limit, so that one closes.
+        """
+        if module.state.state == "half_open":
+            await self._move(module, "closed", cause="recovered", detail=f"probe answered {reason}")
+        if asset.state.state == "half_open":
+            await self._open(asset, now, f"probe failed: {reason}")
+        elif asset.state.state == "closed":
+            self._record(asset, now, ok=False)
+            fails = sum(1 for _, ok in asset.outcomes if not ok)
+            if len(asset.outcomes) >= self.policy.min_calls and fails / len(asset.outcomes) >= self.policy.failure_rate:
+                await self._open(asset, now, f"{fails} of {len(asset.outcomes)} calls failed ({reason})")
+
+    async def _on_verdict(self, module: _Breaker, asset: _Breaker, reason: str) -> None:
+        """Any other real answer (not_found, say) is neither throttling, a paywall nor a transient fault.
+
+        So a half-open breaker has its probe's verdict: the route is reachable.
+        """
+        for b in (module, asset):
+            if b.state.state == "half_open":
+                await self._move(b, "closed", cause="recovered", detail=f"probe answered {reason}")
 
     def _record(self, b: _Breaker, now: float, *, ok: bool) -> None:
         b.outcomes.append((now, ok))
@@ -375,7 +400,7 @@ class CircuitSupervisor(Actor):
             self.spawn(self._reprobe_after(new), name=f"reprobe:{new.module}:{new.scope}")
         await self.publish(self.subjects.circuit(new.module), new)
         try:
-            await (await self.bucket("circuits")).put(kv_key(new.module, new.scope), encode(new))
+            await (await self.bucket(CIRCUITS_BUCKET)).put(kv_key(new.module, new.scope), encode(new))
         except BusError as exc:  # the event is out; only the restart copy is missing
             self.log.warning("circuit_not_persisted", module=new.module, scope=new.scope, error=str(exc))
 
@@ -413,7 +438,7 @@ class CircuitSupervisor(Actor):
         self.breakers[(module, ALL)] = _Breaker(marker)
         await self.publish(self.subjects.circuit(module), marker)
         try:
-            store = await self.bucket("circuits")
+            store = await self.bucket(CIRCUITS_BUCKET)
             stale = [key for key in await store.entries() if key.startswith(module + ".")]
             for key in {kv_key(module, ALL), *stale}:
                 scope = key[len(module) + 1 :]
@@ -427,13 +452,16 @@ class CircuitSupervisor(Actor):
         if entry.value is None:
             return
         try:
-            enabled = decode(entry.value, FlagChanged).enabled
+            change = decode(entry.value, FlagChanged)
         except DecodeError as err:
             self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
             return
+        if change.flag != entry.key:  # ignored by every reader alike (the flag keeper counts it)
+            return
+        enabled = change.enabled
         was = self._flags.get(entry.key)
         self._flags[entry.key] = enabled
-        module = entry.key.lower()
+        module = flag_module(entry.key)
         if was is False and enabled and (self.modules is None or module in self.modules):
             await self.reset(module, "flag_changed")
 

@@ -56,6 +56,7 @@ from messages import (
 from messages.errors import DecodeError
 from messages.modules import DEFAULT_ROUTES
 from messages.routes import Route
+from messages.subjects import CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.errors import BusError
 from runtime.kv import KVEntry
@@ -206,7 +207,7 @@ class ModuleFetcher(Actor):
         """
         self._inflight.clear()
         try:
-            circuits = await self.bucket("circuits")
+            circuits = await self.bucket(CIRCUITS_BUCKET)
             for key, entry in (await circuits.entries()).items():
                 if key.startswith(self.module + "."):
                     try:
@@ -219,9 +220,9 @@ class ModuleFetcher(Actor):
                         self.circuit.update(state)
                     else:
                         self.log.warning("bad_stored_circuit", key=key, reason=refusal)
-            flags = await self.bucket("flags")
+            flags = await self.bucket(FLAGS_BUCKET)
             self.own(await flags.watch(self.on_flag_entry))
-            stored = await (await self.bucket("routes")).get("current")
+            stored = await (await self.bucket(ROUTES_BUCKET)).get(ROUTES_KEY)
         except BusError as exc:
             self.log.warning("shared_state_unavailable", error=str(exc))
             return
@@ -244,6 +245,9 @@ class ModuleFetcher(Actor):
             change = decode(entry.value, FlagChanged)
         except DecodeError as err:
             self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
+            return
+        if change.flag != entry.key:  # the flag keeper counts it; every reader ignores it alike
+            self.log.warning("bad_stored_flag", flag=entry.key, reason=f"holds flag {change.flag!r}")
             return
         if change.enabled != self.enabled:
             self.log.info("flag_applied", flag=self.flag, enabled=change.enabled, who=change.who, why=change.why)

@@ -15,21 +15,32 @@ exactly one process answers)::
       -> {"ok": false, "error": "unknown flag 'NOPE'; known: BIAS, ETF, ..."}   (nothing changed)
     {}  -> the current flags
 
-and publishes every change as `FlagChanged` (who, when, why) on
-``flags.changed``.
+The bucket is the one truth, whoever writes it: the keeper watches it and
+announces every valid new value on ``flags.changed`` (with the writer's who,
+when and why, and the revision), sets ``sniper_flag_enabled``, and the
+circuit supervisor lifts breakers on a real off -> on. A value that does not
+decode, or a key that is no flag, is ignored with a log line and
+``sniper_bad_stored_values_total{bucket="flags"}``: every reader keeps the last
+valid value, so fetchers, ``flags list`` and the metric agree.
+
+Precedence at start (`FlagSource`): with ``bucket`` (the default) a stored
+value wins over ``FEATURE_*``, which only seeds flags nobody has set; with
+``environment`` the keeper writes every ``FEATURE_*`` value over the bucket.
+Each flag's start line says which source won.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from messages import REGISTRY, FlagChanged, FlagCommand, FlagReply, decode, encode
 from messages.errors import DecodeError
+from messages.subjects import FLAGS_BUCKET
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub
 from runtime.bus import Envelope
 from runtime.errors import BusError
-from runtime.kv import KVConflict
+from runtime.kv import KeyValue, KVConflict, KVEntry
 
 from .metrics import metrics_of
 
@@ -40,14 +51,30 @@ def flag_name(module: str) -> str:
     return spec.flag if spec is not None else module.upper()
 
 
+def flag_module(flag: str) -> str:
+    """The module a flag (a key of the flags bucket) switches: `flag_name` read backwards."""
+    for module, spec in REGISTRY.items():
+        if spec.flag == flag:
+            return module
+    return flag.lower()
+
+
+#: Which wins at start when the bucket holds a value: the bucket (operators' last word) or ``FEATURE_*``.
+FlagSource = Literal["bucket", "environment"]
+
+
 class FlagKeeper(Actor):
-    """Seeds the flags bucket with the defaults and serves ``cmd.flags``."""
+    """Seeds the flags bucket, follows it, announces its changes and serves ``cmd.flags``."""
 
     name = "flags"
 
-    def __init__(self, defaults: Mapping[str, bool], *, name: str | None = None) -> None:
+    def __init__(self, defaults: Mapping[str, bool], *, source: FlagSource = "bucket", name: str | None = None) -> None:
         super().__init__(name=name)
         self.defaults = {flag_name(k): v for k, v in defaults.items()}
+        self.source = source
+        #: The last valid value of each flag, and the bucket revision it came from.
+        self.flags: dict[str, bool] = dict(self.defaults)
+        self._revisions: dict[str, int] = {}
 
     def subscriptions(self) -> Iterable[Sub]:
         return [
@@ -63,32 +90,93 @@ class FlagKeeper(Actor):
         ]
 
     async def on_start(self) -> None:
+        for flag, enabled in self.flags.items():
+            metrics_of(self.ctx).flag_enabled.labels(flag).set(1 if enabled else 0)
         try:
-            store = await self.bucket("flags")
+            store = await self.bucket(FLAGS_BUCKET)
+            stored = await store.entries()
             for flag, enabled in self.defaults.items():
-                seed = FlagChanged(
-                    flag=flag,
-                    enabled=enabled,
-                    ts=self.clock.now(),
-                    who=f"defaults@{self.ctx.host}",
-                    why="environment default",
-                )
-                with contextlib.suppress(KVConflict):  # only where nobody has set it yet
-                    await store.update(flag, encode(seed), last=0)
+                await self._settle(store, flag, enabled, stored.get(flag))
+            for entry in (await store.entries()).values():
+                self._take(entry)
+            self.own(await store.watch(self.on_flag_entry))
         except BusError as exc:  # commands will say so; fetchers run on their defaults
             self.log.warning("flag_store_unavailable", error=str(exc))
 
-    async def current(self) -> dict[str, bool]:
-        flags = dict(self.defaults)
-        for key, entry in (await (await self.bucket("flags")).entries()).items():
-            if key not in self.defaults:  # a key nobody configured is not a flag (and would not fit a reply)
-                self.log.warning("bad_stored_flag", flag=key[:40], reason="unknown flag")
-                continue
+    async def _settle(self, store: KeyValue, flag: str, enabled: bool, entry: KVEntry | None) -> None:
+        """Seed `flag` if nobody set it (or overwrite it when the environment wins), and say which source won."""
+        stored = self._decode(entry) if entry is not None else None
+        env = "on" if enabled else "off"
+        if stored is not None and (self.source == "bucket" or stored.enabled == enabled):
+            self.log.info(
+                "flag_source", flag=flag, enabled=stored.enabled, source="bucket", set_by=stored.who, environment=env
+            )
+            return
+        why = "environment default" if stored is None else "FEATURE_* wins at start (--feature-source environment)"
+        seed = FlagChanged(flag=flag, enabled=enabled, ts=self.clock.now(), who=f"environment@{self.ctx.host}", why=why)
+        try:
+            await store.update(flag, encode(seed), last=entry.revision if entry is not None else 0)
+        except KVConflict:  # another process wrote first: its value stands, the watch brings it
+            return
+        self.log.info("flag_source", flag=flag, enabled=enabled, source="environment", environment=env)
+
+    def _decode(self, entry: KVEntry) -> FlagChanged | None:
+        """The entry's flag change, or None (logged and counted) if it is no valid value of a known flag."""
+        problem = None
+        if entry.key not in self.defaults:
+            problem = "not a flag"
+        elif entry.value is not None:
             try:
-                flags[key] = decode(entry.value or b"", FlagChanged).enabled
+                change = decode(entry.value, FlagChanged)
             except DecodeError as err:
-                self.log.warning("bad_stored_flag", flag=key, reason=err.reason)
-        return dict(sorted(flags.items()))
+                problem = err.reason
+            else:
+                if change.flag == entry.key:
+                    return change
+                problem = f"holds flag {change.flag!r}"
+        if problem is not None:
+            self.log.warning("bad_stored_flag", flag=entry.key[:40], reason=problem, revision=entry.revision)
+            metrics_of(self.ctx).bad_stored.labels(FLAGS_BUCKET).inc()
+        return None
+
+    def _take(self, entry: KVEntry) -> FlagChanged | None:
+        """Apply a stored value once per revision; the change if it was a new valid value."""
+        if entry.revision <= self._revisions.get(entry.key, 0):
+            return None
+        if entry.value is None and entry.key in self.defaults:  # deleted: the default applies again
+            self._revisions[entry.key] = entry.revision
+            change = FlagChanged(
+                flag=entry.key, enabled=self.defaults[entry.key], ts=self.clock.now(), why="key deleted: default"
+            )
+        else:
+            decoded = self._decode(entry)
+            if decoded is None:
+                return None
+            self._revisions[entry.key] = entry.revision
+            change = decoded
+        self.flags[entry.key] = change.enabled
+        metrics_of(self.ctx).flag_enabled.labels(entry.key).set(1 if change.enabled else 0)
+        return change
+
+    async def on_flag_entry(self, entry: KVEntry) -> None:
+        """A value written by anyone (a command, another keeper, any NATS client) takes effect and is announced."""
+        change = self._take(entry)
+        if change is None:
+            return
+        self.log.info("flag_changed", flag=change.flag, enabled=change.enabled, who=change.who, why=change.why)
+        announced = FlagChanged(
+            flag=change.flag,
+            enabled=change.enabled,
+            ts=change.ts,
+            who=change.who,
+            why=change.why,
+            revision=entry.revision,
+        )
+        await self.publish(self.subjects.flags_changed(), announced)
+
+    def current(self) -> dict[str, bool]:
+        """Every flag's last valid value."""
+        return dict(sorted(self.flags.items()))
 
     async def on_command(self, cmd: FlagCommand, env: Envelope) -> None:
         try:
@@ -97,9 +185,8 @@ class FlagKeeper(Actor):
             await self.reply(env, FlagReply(ok=False, error=f"flag store unavailable, nothing changed: {exc}"))
 
     async def _apply(self, cmd: FlagCommand, env: Envelope) -> None:
-        store = await self.bucket("flags")
         if cmd.flag is None and cmd.enabled is None:
-            await self.reply(env, FlagReply(ok=True, flags=await self.current()))
+            await self.reply(env, FlagReply(ok=True, flags=self.current()))
             return
         flag = (cmd.flag or "").upper()
         if flag not in self.defaults:
@@ -110,6 +197,7 @@ class FlagKeeper(Actor):
             await self.reply(env, FlagReply(ok=False, error=f'set {flag} needs "enabled": true or false'))
             return
         change = FlagChanged(flag=flag, enabled=cmd.enabled, ts=self.clock.now(), who=cmd.who or "unknown", why=cmd.why)
+        store = await self.bucket(FLAGS_BUCKET)
         for _ in range(5):  # compare-and-set: re-read and retry if someone wrote in between
             entry = await store.get(flag)
             try:
@@ -120,15 +208,9 @@ class FlagKeeper(Actor):
         else:
             await self.reply(env, FlagReply(ok=False, error=f"{flag}: concurrent writers; try again"))
             return
-        metrics_of(self.ctx).flag_enabled.labels(flag).set(1 if cmd.enabled else 0)
-        self.log.info("flag_changed", flag=flag, enabled=cmd.enabled, who=change.who, why=change.why)
-        await self.publish(
-            self.subjects.flags_changed(),
-            FlagChanged(
-                flag=flag, enabled=cmd.enabled, ts=change.ts, who=change.who, why=change.why, revision=revision
-            ),
-        )
-        await self.reply(env, FlagReply(ok=True, flags=await self.current()))
+        # Applied here too, so the reply already shows it; the watch announces it (once per revision).
+        await self.on_flag_entry(KVEntry(flag, encode(change), revision))
+        await self.reply(env, FlagReply(ok=True, flags=self.current()))
 
     async def on_bad_command(self, err: DecodeError, env: Envelope) -> None:
         await self.reply(env, FlagReply(ok=False, error=f"bad command: {err.reason}"))

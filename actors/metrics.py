@@ -94,6 +94,12 @@ class Metrics(RuntimeHooks):
             "sniper_consecutive_failures", "Consecutive hard failures per asset", ["asset"], registry=r
         )
         self.flag_enabled = Gauge("sniper_flag_enabled", "Feature flag state (1 on, 0 off)", ["flag"], registry=r)
+        self.bad_stored = Counter(
+            "sniper_bad_stored_values",
+            "Values in a key-value bucket that were ignored (undecodable, or under a key that means nothing)",
+            ["bucket"],
+            registry=r,
+        )
 
     # -- the runtime's hooks -------------------------------------------------
     def actor_started(self, actor: str) -> None:
@@ -141,6 +147,8 @@ class Metrics(RuntimeHooks):
             self.consecutive_failures.labels(asset)
             for direction in values.get("directions", ()):
                 self.signals.labels(asset, direction)
+        for bucket in values.get("buckets", ()):
+            self.bad_stored.labels(bucket)
         for actor in values.get("actors", ()):
             self.bad_messages.labels(actor)
             self.shed_messages.labels(actor)

@@ -28,6 +28,7 @@ from messages import ConfigError, ModuleStatus, Signal, decode
 from messages.control import CircuitStateName
 from messages.cycle import Direction
 from messages.modules import REASONS
+from messages.subjects import BucketName
 from runtime import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
 from runtime.bus import Envelope
 from runtime.errors import ActorFailedError
@@ -71,7 +72,7 @@ def build_actors(
     actors: list[Actor] = []
     policy = policy or CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)
     if "flags" in wanted:
-        actors.append(FlagKeeper(settings.flags))
+        actors.append(FlagKeeper(settings.flags, source=settings.feature_source))
     if "circuits" in wanted:
         actors.append(CircuitSupervisor(policy=policy, modules=MODULES, assets=settings.assets, rng=rng))
     if "discovery" in wanted:
@@ -204,6 +205,7 @@ async def run_pipeline(
             error_classes=get_args(ErrorClass),
             directions=get_args(Direction),
             states=get_args(CircuitStateName),
+            buckets=get_args(BucketName),
             actors=[a.name for a in actors],
         )
         supervisor = Supervisor(ctx, actors)

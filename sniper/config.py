@@ -24,10 +24,11 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from actors.circuit import CircuitPolicy
+from actors.flags import FlagSource
 from actors.routing import RequestSettings
 from actors.scheduler import TradingHours
 from actors.upstream import DEFAULT_MAX_BODY
@@ -373,6 +374,12 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
     Option("etf_proxy", "ETF flows used for other assets", default=_ETF.proxy, choices=_ETF_KEYS),
     Option("metrics_port", "serve /metrics on this port", _integer, None, PORT_BOUNDS, note="0: any free port"),
     Option("metrics_host", "address /metrics listens on, 0.0.0.0 for all", default="127.0.0.1", check=_host_problem),
+    Option(
+        "feature_source",
+        "which wins at start when the flags bucket holds a value: the bucket or FEATURE_*",
+        default="bucket",
+        choices=get_args(FlagSource),
+    ),
     Option("stagger", "tick every asset at the same instant", parse_switch, True, flag="--no-stagger", const=False),
     Option("discovery_interval", "time between discoveries", _number, 600.0, DISCOVERY_INTERVAL_BOUNDS, "seconds"),
     Option("circuit_probes", "probe calls when half-open", _integer, _POLICY.probes, CIRCUIT_PROBES_BOUNDS, "calls"),
@@ -430,6 +437,7 @@ class Settings:
     quarantine: float = DEFAULTS["quarantine"]
     circuit_probes: int = DEFAULTS["circuit_probes"]
     stagger: bool = DEFAULTS["stagger"]
+    feature_source: FlagSource = DEFAULTS["feature_source"]
     discovery_interval: float = DEFAULTS["discovery_interval"]
     #: Largest difference between a peer's timestamp and ours that is believed (seconds).
     max_clock_skew: float = DEFAULTS["max_clock_skew"]
