@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
 from messages.cycle import ModuleStatusName
 from runtime.actor import Actor, Sub, subs_for
+from runtime.stream import MSG_ID, StreamSpec, StreamUnavailable
 
 from .metrics import metrics_of
 from .scoring import ScoringConfig, combine, sub_score
@@ -58,6 +59,7 @@ class _Window:
     ticked: bool = False
     moved: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the closer when closes_at changes
     outages: int = 0  # the bus's outage count when the window opened
+    epoch: int = 0  # the scheduler's, from the tick
 
 
 class SignalAssembler(Actor):
@@ -72,10 +74,13 @@ class SignalAssembler(Actor):
         assets: Iterable[str] | None = None,
         window: float = 3.0,
         scoring: ScoringConfig | None = None,
+        stream: StreamSpec | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self.modules = frozenset(modules)
+        #: The durable stream signals are kept in (created on start; None: no stream).
+        self.stream = stream
         #: The configured assets; None accepts any (tests, a catch-all assembler).
         self.assets = frozenset(assets) if assets is not None else None
         self.window = window
@@ -125,6 +130,13 @@ class SignalAssembler(Actor):
         # subscriptions, and a half-filled signal would be worse than none.
         self._open.clear()
         self._early.clear()
+        if self.stream is not None:
+            try:
+                await self.bus.ensure_stream(self.stream)
+            except StreamUnavailable as exc:  # signals still flow live; late joiners wait for the next cycle
+                self.log.warning("signal_stream_unavailable", stream=self.stream.name, error=str(exc))
+            else:
+                self.log.info("signal_stream_ready", stream=self.stream.name, subjects=",".join(self.stream.subjects))
 
     # -- arrivals ---------------------------------------------------------------
     async def on_tick(self, tick: Tick) -> None:
@@ -150,6 +162,7 @@ class SignalAssembler(Actor):
             win.closes_at = self.clock.monotonic() + max(0.0, remaining)
             win.moved.set()
         win.ticked = True
+        win.epoch = tick.epoch
         await self._maybe_complete(win)
 
     async def on_report(self, report: Report) -> None:
@@ -210,7 +223,7 @@ class SignalAssembler(Actor):
             self.log.warning("signal_dropped_bus_down", asset=win.asset, cycle=win.cycle)
             return
         signal = self.build(win)
-        await self.publish(self.subjects.signal(win.asset), signal)
+        await self.publish(self.subjects.signal(win.asset), signal, headers={MSG_ID: signal.msg_id})
         self.signals += 1
         metrics_of(self.ctx).signals.labels(win.asset, signal.direction).inc()
 
@@ -246,4 +259,5 @@ class SignalAssembler(Actor):
             etf_available=statuses.get("etf", ModuleStatus(status="missing")).status == "ok",
             components=components,
             complete=all(st.status != "missing" for st in statuses.values()),
+            epoch=win.epoch,
         )

@@ -146,6 +146,9 @@ class Scheduler(Actor):
         self.rng = rng or random.Random()
         self.health: dict[str, _AssetHealth] = {a: _AssetHealth() for a in self.assets}
         self._cycles: dict[str, int] = {a: 0 for a in self.assets}
+        #: When this scheduler began numbering cycles from 0 (ms): set at the first start, kept across restarts
+        #: of the actor (the cycle numbers go on), new with every process.
+        self.epoch: int | None = None
         self._inside: bool | None = None
         self.cycles_skipped = 0  # cycles a broker outage overlapped: dropped, never judged
 
@@ -153,6 +156,8 @@ class Scheduler(Actor):
         return subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal)
 
     async def run(self) -> None:
+        if self.epoch is None:
+            self.epoch = int(self.clock.now() * 1000)
         self.current_interval()  # logs "Active trading hours - Jakarta: ..." once at start
         for i, asset in enumerate(self.assets):
             # Staggered starts spread N assets' requests over the interval instead
@@ -196,7 +201,14 @@ class Scheduler(Actor):
             outages = link.outages
             await self.publish(
                 self.subjects.tick(asset),
-                Tick(asset=asset, cycle=cycle, ts=now, deadline=now + self.window, modules=self.modules),
+                Tick(
+                    asset=asset,
+                    cycle=cycle,
+                    ts=now,
+                    deadline=now + self.window,
+                    modules=self.modules,
+                    epoch=self.epoch or 0,
+                ),
             )
             try:
                 signal = await self.clock.timeout(self.window + self.grace, self._signal_unless_outage(future))

@@ -9,6 +9,7 @@ import msgspec
 from ._base import (
     ASSET_NAMES,
     MAX_MODULES,
+    MAX_SAFE_INT,
     MODULE_NAMES,
     Asset,
     ByModule,
@@ -26,6 +27,12 @@ from ._base import (
 from .modules._kit import UnitScore
 
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+#: When the scheduler began numbering cycles from 0 (ms since the Unix epoch; 0 from builds before it).
+#: (asset, epoch, cycle) names one cycle uniquely, across restarts.
+Epoch = Annotated[
+    int,
+    msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="When cycle numbering began: ms since the Unix epoch"),
+]
 
 
 class Tick(Message, frozen=True, kw_only=True):
@@ -41,6 +48,7 @@ class Tick(Message, frozen=True, kw_only=True):
     ts: Timestamp
     deadline: Timestamp
     modules: Annotated[tuple[CycleModule, ...], msgspec.Meta(max_length=MAX_MODULES)] = ()
+    epoch: Epoch = 0
 
     def __post_init__(self) -> None:
         # On decode, msgspec turns these ValueErrors into a ValidationError (a DecodeError).
@@ -75,6 +83,7 @@ class Signal(Message, frozen=True, kw_only=True):
     `score` is the weighted mean of the module sub-scores present; `confidence`
     is the share of total weight that was present (see README, "Scoring").
     `modules` and `components` are keyed by module name, at most 32 entries.
+    `epoch` is the scheduler's start (ms): (asset, epoch, cycle) is unique across restarts.
     """
 
     asset: Asset
@@ -88,6 +97,12 @@ class Signal(Message, frozen=True, kw_only=True):
     etf_available: bool
     components: ByModule[UnitScore] = msgspec.field(default_factory=dict)
     complete: bool = False
+    epoch: Epoch = 0
+
+    @property
+    def msg_id(self) -> str:
+        """``<asset>.<epoch>.<cycle>``: unique across restarts; the stream stores each once (``Nats-Msg-Id``)."""
+        return f"{self.asset}.{self.epoch}.{self.cycle}"
 
 
 HealthState = Literal["healthy", "soft_fail", "hard_fail"]

@@ -18,8 +18,13 @@ Layout (with the default prefix ``sniper``)::
     sniper.actor.<actor>                ActorRestarted / ActorGaveUp
     sniper.circuit.<module>             CircuitState
     sniper.flags.changed                FlagChanged
-    sniper.cmd.<command>                request/reply commands (flags, circuit)
+    sniper.cmd.<command>                request/reply commands (flags, circuit, status)
     sniper.routes                       RouteMap from discovery
+
+The commands are also a NATS micro service (`Subjects.service_name`, ``sniper``):
+every process serving one answers the protocol's discovery requests on
+``$SRV.<VERB>``, ``$SRV.<VERB>.<service>`` and ``$SRV.<VERB>.<service>.<id>``
+(`micro_subjects`; VERB is PING, INFO or STATS).
 
 Key-value buckets (JetStream, named by `Subjects.kv_bucket`: ``sniper_flags``)
 are part of the contract too, since other bots read them::
@@ -51,6 +56,9 @@ CIRCUITS_BUCKET: Final[BucketName] = "circuits"
 ROUTES_BUCKET: Final[BucketName] = "routes"
 #: The one key of the routes bucket: the latest route map.
 ROUTES_KEY: Final = "current"
+#: Durable streams sniper creates (prefix-scoped like the buckets: `Subjects.stream`).
+StreamName = Literal["signals"]
+SIGNALS_STREAM: Final[StreamName] = "signals"
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 _PREFIX = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
@@ -61,6 +69,25 @@ def token(value: str, what: str = "token") -> str:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise SubjectError(f"{what} {value!r} cannot be a subject token: use letters, digits, '_' or '-'")
     return value
+
+
+#: The NATS micro protocol (ADR-32, `nats.micro`): discovery requests every service instance answers.
+MicroVerb = Literal["PING", "INFO", "STATS"]
+MICRO_VERBS: Final[tuple[MicroVerb, ...]] = ("PING", "INFO", "STATS")
+#: The protocol's root; not under a pipeline's prefix: every service on the account shares it.
+MICRO_ROOT: Final = "$SRV"
+
+
+def micro_subjects(verb: MicroVerb, service: str, instance: str) -> tuple[str, str, str]:
+    """Where one service instance hears `verb`: from anyone, for its service name, for it alone.
+
+    ``$SRV.PING``, ``$SRV.PING.sniper``, ``$SRV.PING.sniper.<id>``.
+    """
+    if verb not in MICRO_VERBS:
+        raise SubjectError(f"micro verb {verb!r} is none of {', '.join(MICRO_VERBS)}")
+    everyone = f"{MICRO_ROOT}.{verb}"
+    named = f"{everyone}.{token(service, 'service name')}"
+    return everyone, named, f"{named}.{token(instance, 'service id')}"
 
 
 class Subjects:
@@ -177,6 +204,10 @@ class Subjects:
     def command(self, name: str) -> str:
         return self._join("cmd", token(name, "command"))
 
+    def service_name(self) -> str:
+        """This pipeline's NATS micro service name (``sniper``; prefix-scoped like the buckets)."""
+        return self.prefix.replace(".", "_")
+
     def routes(self) -> str:
         return self._join("routes")
 
@@ -186,3 +217,7 @@ class Subjects:
         `name` is one of `BucketName` (`Actor.bucket` takes only those).
         """
         return f"{self.prefix.replace('.', '_')}_{token(name, 'bucket')}"
+
+    def stream(self, name: StreamName) -> str:
+        """Name of a JetStream stream owned by this pipeline (prefix-scoped, like the buckets)."""
+        return f"{self.prefix.replace('.', '_')}_{token(name, 'stream')}"

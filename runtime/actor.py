@@ -173,19 +173,19 @@ class Actor:
         """
         return await self.ctx.bus.key_value(self.subjects.kv_bucket(name))
 
-    async def publish(self, subject: str, msg: Message) -> bool:
-        """Send `msg`; False if it could not be sent (logged and counted, never raised).
+    async def publish(self, subject: str, msg: Message, *, headers: dict[str, str] | None = None) -> bool:
+        """Send `msg` (with NATS `headers`, e.g. a ``Nats-Msg-Id``); False if it could not be sent.
 
         A message larger than the broker allows, a full reconnect buffer or a
         closed connection is a fact about this message, not a reason to crash
-        the actor and lose every message after it.
+        the actor and lose every message after it: logged and counted, never raised.
         """
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError(f"actor {self.name!r} is not started")
         data = encode(msg)
         try:
-            await ctx.bus.publish(subject, data)
+            await ctx.bus.publish(subject, data, headers=headers)
         except BusError as exc:
             self._publish_failed(subject, len(data), exc)
             return False

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("sniper.bus")
 
 
+if TYPE_CHECKING:
+    from .stream import StreamSpec
+
+
 class Envelope(NamedTuple):
     """A message as it came off the bus: subject, raw bytes, reply subject, headers.
 
@@ -192,6 +196,25 @@ class Bus(ABC):
     @abstractmethod
     async def key_value(self, bucket: str) -> KeyValue:
         """The named key-value bucket, created on first use (see actors.kv)."""
+
+    # -- durable streams (runtime.stream) ------------------------------------------
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        """Create the stream, or bring it to `spec`; StreamUnavailable where this bus keeps none."""
+        from .stream import StreamUnavailable
+
+        raise StreamUnavailable(f"{type(self).__name__} keeps no streams")
+
+    async def last_per_subject(self, stream: str, subject: str) -> list[Envelope]:
+        """The newest stored message of every subject of `stream` matching `subject`, by subject."""
+        from .stream import StreamUnavailable
+
+        raise StreamUnavailable(f"{type(self).__name__} keeps no streams")
+
+    async def follow_stream(self, stream: str, subject: str, handler: Handler) -> Subscription:
+        """Deliver the newest stored message of each matching subject, then every new one (in order)."""
+        from .stream import StreamUnavailable
+
+        raise StreamUnavailable(f"{type(self).__name__} keeps no streams")
 
     # -- the link to the broker ------------------------------------------------
     #: Up or down, with waiters and listeners; each bus creates its own in __init__.

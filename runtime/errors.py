@@ -11,7 +11,8 @@ for the code that owns a bus, a store or a supervisor, and can act on them::
     │   ├── PublishError         a message could not be sent (too large, buffer full, connection lost)
     │   ├── RequestTimeoutError  nobody answered a request in time
     │   ├── KVUnavailable        a key-value bucket cannot be reached or created (`runtime.kv`)
-    │   └── KVConflict           a compare-and-set lost against another writer (`runtime.kv`)
+    │   ├── KVConflict           a compare-and-set lost against another writer (`runtime.kv`)
+    │   └── StreamUnavailable    a durable stream cannot be created or read (`runtime.stream`)
     ├── SetupError               a runtime object configured in a way that cannot work (also a ValueError)
     ├── StartupError             an actor did not become ready in time
     └── ActorFailedError         an actor exceeded its restart intensity: the process must exit

@@ -17,6 +17,7 @@ from .bus import Bus, BusStats, ConnectionState, Envelope, Handler, Subscription
 from .clock import Clock, SystemClock
 from .errors import BusClosedError, PublishError, RequestTimeoutError
 from .kv import KeyValue, KVUnavailable, MemoryKeyValue
+from .stream import MemoryStream, StreamSpec, StreamUnavailable
 
 log = logging.getLogger("sniper.bus.memory")
 
@@ -87,6 +88,8 @@ class MemoryBus(Bus):
         self._rr: dict[tuple[str, str], int] = defaultdict(int)
         self._closed = False
         self._buckets: dict[str, MemoryKeyValue] = {}
+        self._streams: dict[str, MemoryStream] = {}
+        self._followers: dict[str, list[tuple[str, _MemorySubscription]]] = defaultdict(list)
 
     async def key_value(self, bucket: str) -> KeyValue:
         self._check_open()
@@ -122,6 +125,13 @@ class MemoryBus(Bus):
 
     def _route(self, env: Envelope) -> None:
         subject = env.subject
+        for stream in self._streams.values():
+            if stream.captures(env):
+                stored = stream.store(env, self.clock.now())
+                if stored:
+                    for pattern, follower in self._followers[stream.spec.name]:
+                        if subject_matches(pattern, subject):
+                            follower.offer(env)
         groups: dict[tuple[str, str], list[_MemorySubscription]] = {}
         for sub in self._subs:
             if not subject_matches(sub.subject, subject):
@@ -146,6 +156,33 @@ class MemoryBus(Bus):
     def _remove(self, sub: _MemorySubscription) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
+        for followers in self._followers.values():
+            followers[:] = [(p, f) for p, f in followers if f is not sub]
+
+    # -- streams: a model of JetStream's rules (runtime.stream) --------------------
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        self._check_open()
+        if not self.connection.connected:
+            raise StreamUnavailable(f"stream {spec.name}: the memory bus is disconnected (test hook)")
+        if spec.name not in self._streams or self._streams[spec.name].spec != spec:
+            self._streams[spec.name] = MemoryStream(spec)
+
+    def _stream(self, name: str) -> MemoryStream:
+        self._check_open()
+        if name not in self._streams:
+            raise StreamUnavailable(f"no stream {name!r}")
+        return self._streams[name]
+
+    async def last_per_subject(self, stream: str, subject: str) -> list[Envelope]:
+        return self._stream(stream).last_per_subject(subject, self.clock.now())
+
+    async def follow_stream(self, stream: str, subject: str, handler: Handler) -> Subscription:
+        found = self._stream(stream)
+        sub = _MemorySubscription(self, subject, handler, None, self._pending_limit)
+        for env in found.last_per_subject(subject, self.clock.now()):
+            sub.offer(env)
+        self._followers[stream].append((subject, sub))
+        return sub
 
     async def request(self, subject: str, data: bytes, *, timeout: float) -> Envelope:  # noqa: ASYNC109  # implements the Bus API, which mirrors nats-py
         self._check_open()

@@ -43,9 +43,11 @@ from nats.errors import (
 )
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from . import nats_stream
 from .bus import Bus, BusStats, ConnectionState, Envelope, Handler, Subscription
 from .errors import BusClosedError, BusConnectError, PublishError, RequestTimeoutError
 from .nats_fanout import Fanout, FanoutMember
+from .stream import StreamSpec
 
 if TYPE_CHECKING:
     from .nats_kv import NatsKeyValue
@@ -465,6 +467,18 @@ class NatsBus(Bus):
         except (TimeoutError, NatsTimeoutError):
             raise RequestTimeoutError(f"no reply on {subject!r} within {timeout:g}s") from None
         return Envelope(msg.subject, msg.data, msg.reply or None, msg.headers)
+
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        self._check_open()
+        await nats_stream.ensure_stream(self._nc, spec)
+
+    async def last_per_subject(self, stream: str, subject: str) -> list[Envelope]:
+        self._check_open()
+        return await nats_stream.last_per_subject(self._nc, stream, subject)
+
+    async def follow_stream(self, stream: str, subject: str, handler: Handler) -> Subscription:
+        self._check_open()
+        return await nats_stream.follow_stream(self._nc, stream, subject, handler)
 
     async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  # implements the Bus API, which mirrors nats-py
         self._check_open()

@@ -32,6 +32,7 @@ from messages.errors import DecodeError
 from runtime.bus import Bus, Envelope, Subscription
 from runtime.errors import BusClosedError, RequestTimeoutError
 from runtime.kv import KeyValue, KVConflict, KVEntry
+from runtime.stream import MSG_ID, StreamSpec, StreamUnavailable
 
 T = TypeVar("T")
 
@@ -455,3 +456,99 @@ async def check_key_value(open_bucket: BucketOpener) -> None:
         await _noted(check.__name__, check(open_bucket))
     for key in BAD_KEYS:
         await _noted(f"check_kv_rejects_bad_key(key={key!r})", check_kv_rejects_bad_key(open_bucket, key))
+
+
+# -- Stream conformance: the same rules on every bus that keeps streams -------------------------
+def _stream(root: str, *, per_subject: int = 2) -> StreamSpec:
+    return StreamSpec(
+        name=root.replace(".", "_"),
+        subjects=(f"{root}.>",),
+        max_age=3600,
+        max_bytes=1 << 20,
+        max_msgs_per_subject=per_subject,
+    )
+
+
+async def _stored(bus: Bus, spec: StreamSpec, want: list[bytes], *, timeout: float = CHECK_TIMEOUT) -> list[Envelope]:  # noqa: ASYNC109  # a bounded wait in real seconds
+    """The newest message per subject, once it is `want` (JetStream stores asynchronously)."""
+    found: list[Envelope] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                found = await bus.last_per_subject(spec.name, spec.subjects[0])
+                if [e.data for e in found] == want:
+                    break
+                await asyncio.sleep(POLL_INTERVAL)  # clock-ok: a real-time poll of the broker's store
+    except TimeoutError:
+        raise WaitTimeout(f"stream {spec.name} holds {[e.data for e in found]}, not {want}") from None
+    return found
+
+
+async def check_stream_keeps_the_newest_per_subject(bus: Bus) -> None:
+    """Three messages on one subject and one on another: the newest of each is read back, by subject."""
+    root = _root()
+    spec = _stream(root)
+    await bus.ensure_stream(spec)
+    for i in range(3):
+        await bus.publish(f"{root}.a", f"a{i}".encode())
+    await bus.publish(f"{root}.b", b"b0")
+    found = await _stored(bus, spec, [b"a2", b"b0"])
+    assert [e.subject for e in found] == [f"{root}.a", f"{root}.b"]
+
+
+async def check_stream_stores_a_msg_id_once(bus: Bus) -> None:
+    """A message published twice with one ``Nats-Msg-Id`` is stored once: the second copy is dropped."""
+    root = _root()
+    spec = _stream(root)
+    await bus.ensure_stream(spec)
+    await bus.publish(f"{root}.a", b"first", headers={MSG_ID: "x.1"})
+    await bus.publish(f"{root}.a", b"again", headers={MSG_ID: "x.1"})
+    await bus.publish(f"{root}.b", b"marker", headers={MSG_ID: "x.2"})
+    await _stored(bus, spec, [b"first", b"marker"])
+
+
+async def check_stream_follow_from_last_then_live(bus: Bus) -> None:
+    """A follower gets the newest message of each subject, then each new stored one (duplicates not)."""
+    root = _root()
+    spec = _stream(root)
+    await bus.ensure_stream(spec)
+    for subject, data in ((f"{root}.a", b"a0"), (f"{root}.a", b"a1"), (f"{root}.b", b"b0")):
+        await bus.publish(subject, data, headers={MSG_ID: data.decode()})
+    await _stored(bus, spec, [b"a1", b"b0"])
+    inbox = Collector[Envelope]()
+    sub = await bus.follow_stream(spec.name, spec.subjects[0], inbox)
+    await inbox.wait(2)
+    await bus.publish(f"{root}.b", b"b0", headers={MSG_ID: "b0"})  # a duplicate: not stored, not delivered
+    await bus.publish(f"{root}.a", b"a2", headers={MSG_ID: "a2"})
+    await inbox.wait(3)
+    await sub.unsubscribe()
+    assert sorted(e.data for e in inbox.items[:2]) == [b"a1", b"b0"]
+    assert [e.data for e in inbox.items[2:]] == [b"a2"]
+
+
+async def check_stream_unknown_is_unavailable(bus: Bus) -> None:
+    """Reading a stream that does not exist is a StreamUnavailable, not a hang or another error."""
+    name = _root().replace(".", "_")
+    try:
+        await bus.last_per_subject(name, "nothing.>")
+    except StreamUnavailable:
+        return
+    raise AssertionError(f"reading the missing stream {name} did not raise StreamUnavailable")
+
+
+STREAM_CHECKS: tuple[Callable[[Bus], Awaitable[None]], ...] = (
+    check_stream_keeps_the_newest_per_subject,
+    check_stream_stores_a_msg_id_once,
+    check_stream_follow_from_last_then_live,
+    check_stream_unknown_is_unavailable,
+)
+
+
+async def check_streams(make_bus: BusFactory) -> None:
+    """Run every stream check, each on a fresh bus from `make_bus` (closed afterwards)."""
+    for check in STREAM_CHECKS:
+        bus = await make_bus()
+        try:
+            await _noted(check.__name__, check(bus))
+        finally:
+            await bus.close()

@@ -28,12 +28,13 @@ from messages import ConfigError, ModuleStatus, Signal, decode
 from messages.control import CircuitStateName
 from messages.cycle import Direction
 from messages.modules import REASONS
-from messages.subjects import BucketName
+from messages.subjects import SIGNALS_STREAM, BucketName
 from runtime import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
 from runtime.bus import Envelope
 from runtime.errors import ActorFailedError
 from runtime.logs import get_logger
 from runtime.nats_bus import redact_url
+from runtime.stream import StreamSpec
 
 from .config import MODULES, NatsAuth, Settings
 from .embedded import EmbeddedNats
@@ -100,7 +101,11 @@ def build_actors(
                 )
             )
     if "assembler" in wanted:
-        actors.append(SignalAssembler(modules=MODULES, assets=settings.assets, window=settings.window))
+        actors.append(
+            SignalAssembler(
+                modules=MODULES, assets=settings.assets, window=settings.window, stream=signal_stream(settings)
+            )
+        )
     if "scheduler" in wanted:
         actors.append(
             Scheduler(
@@ -116,6 +121,21 @@ def build_actors(
             )
         )
     return actors
+
+
+def signal_stream(settings: Settings) -> StreamSpec | None:
+    """The stream that keeps signals (and health, if asked) for late joiners, or None when switched off."""
+    if not settings.signal_stream:
+        return None
+    subjects = settings.subjects
+    captured = (subjects.signal_all(), *((subjects.health_all(),) if settings.stream_health else ()))
+    return StreamSpec(
+        name=subjects.stream(SIGNALS_STREAM),
+        subjects=captured,
+        max_age=settings.stream_max_age,
+        max_bytes=settings.stream_max_bytes,
+        max_msgs_per_subject=settings.stream_per_subject,
+    )
 
 
 @dataclass

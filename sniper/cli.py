@@ -9,6 +9,7 @@
     sniper replay FILE [--speed X]   publish a recording back
     sniper flags list | set NAME on|off [--why TEXT]
     sniper circuit list | reset MODULE
+    sniper signals last | tail [--asset A]   signals kept by the stream, for late joiners
     sniper discover --backend URL    how each module is served (from /openapi.json)
 
 Every command takes ``--log-level`` and ``--log-format``, before or after its
@@ -215,6 +216,17 @@ def _control_commands(sub: argparse._SubParsersAction[OneLineParser], common: On
     reset = circuit_sub.add_parser("reset", parents=[conn], help="close every breaker of a module (lifts a quarantine)")
     reset.add_argument("module", type=_module, metavar="MODULE", help=either(MODULES))
 
+    signals = sub.add_parser(
+        "signals", parents=[conn], help="read signals back from the durable stream (<prefix>_signals)"
+    )
+    signals_sub = signals.add_subparsers(dest="signals_command", required=True, metavar="last|tail")
+    last = signals_sub.add_parser("last", parents=[conn], help="the newest stored signal of every asset, then exit")
+    tail = signals_sub.add_parser("tail", parents=[conn], help="the newest of every asset, then every new one")
+    tail.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS", help="stop after this")
+    for each in (last, tail):
+        each.add_argument("--asset", default=None, help="only this asset, e.g. SOL")
+        each.add_argument("--json", action="store_true", help="print each signal as its JSON")
+
 
 #: An actor exceeded its restart intensity; see the module docstring.
 EXIT_ACTOR_FAILED = 3
@@ -311,6 +323,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             url = _nats_url(args)
             return asyncio.run(circuit_command(url, args, auth=_nats_auth(args, url)))
+        case "signals":
+            from .signals import signals_command
+
+            url = _nats_url(args)
+            return asyncio.run(signals_command(url, args, auth=_nats_auth(args, url)))
         case "discover":
             from .control import discover_command
 

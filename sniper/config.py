@@ -63,6 +63,12 @@ PORT_BOUNDS: tuple[int, int] = (0, 65_535)
 MAX_CLOCK_SKEW_BOUNDS: tuple[float, float] = (1.0, 3_600.0)
 #: --max-body-bytes, largest upstream response body read: 64 KiB to 64 MiB.
 MAX_BODY_BYTES_BOUNDS: tuple[int, int] = (64 * 1024, 64 * 1024 * 1024)
+#: How long the signal stream keeps a signal: a minute to a year.
+STREAM_MAX_AGE_BOUNDS: tuple[float, float] = (60.0, 365 * 86_400.0)
+#: The signal stream's size: 1 MiB to 1 TiB.
+STREAM_MAX_BYTES_BOUNDS: tuple[int, int] = (1 << 20, 1 << 40)
+#: Signals kept per asset: at least the last one.
+STREAM_PER_SUBJECT_BOUNDS: tuple[int, int] = (1, 1_000_000)
 #: --window when none is given: this share of the interval, at most WINDOW_CAP seconds.
 WINDOW_SHARE, WINDOW_CAP = 0.6, 3.0
 
@@ -375,6 +381,18 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
     Option("metrics_port", "serve /metrics on this port", _integer, None, PORT_BOUNDS, note="0: any free port"),
     Option("metrics_host", "address /metrics listens on, 0.0.0.0 for all", default="127.0.0.1", check=_host_problem),
     Option(
+        "signal_stream",
+        "keep no signals in a JetStream stream for late joiners",
+        parse_switch,
+        True,
+        flag="--no-signal-stream",
+        const=False,
+    ),
+    Option("stream_max_age", "how long the stream keeps a signal", _number, 86_400.0, STREAM_MAX_AGE_BOUNDS, "seconds"),
+    Option("stream_max_bytes", "size of the signal stream", _integer, 256 << 20, STREAM_MAX_BYTES_BOUNDS, "bytes"),
+    Option("stream_per_subject", "signals kept per asset", _integer, 1000, STREAM_PER_SUBJECT_BOUNDS, "signals"),
+    Option("stream_health", "keep Health verdicts in the signal stream too", parse_switch, False, const=True),
+    Option(
         "feature_source",
         "which wins at start when the flags bucket holds a value: the bucket or FEATURE_*",
         default="bucket",
@@ -438,6 +456,11 @@ class Settings:
     circuit_probes: int = DEFAULTS["circuit_probes"]
     stagger: bool = DEFAULTS["stagger"]
     feature_source: FlagSource = DEFAULTS["feature_source"]
+    signal_stream: bool = DEFAULTS["signal_stream"]
+    stream_max_age: float = DEFAULTS["stream_max_age"]
+    stream_max_bytes: int = DEFAULTS["stream_max_bytes"]
+    stream_per_subject: int = DEFAULTS["stream_per_subject"]
+    stream_health: bool = DEFAULTS["stream_health"]
     discovery_interval: float = DEFAULTS["discovery_interval"]
     #: Largest difference between a peer's timestamp and ours that is believed (seconds).
     max_clock_skew: float = DEFAULTS["max_clock_skew"]
