@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bus_throughput.py
 	$(BIN)/python bench/cycle_latency.py
 	$(BIN)/python bench/flood.py
+	$(BIN)/python bench/durable_signals.py
 
 docs: $(STAMP)
 	$(BIN)/sniper schema > docs/message-schema.json

@@ -9,6 +9,7 @@ message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -18,7 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
+from marketsim import serve
+from messages import Signal, Subjects
 from messages.schema import message_names, message_schema
+from runtime import NatsBus
+from runtime.testing import Recorder
+from sniper.app import run_pipeline
+from sniper.config import Settings
+from sniper.embedded import EmbeddedNats
 
 from ..messages.test_schema import RECORDED, a_signal, errors
 
@@ -98,3 +106,38 @@ class TestAsyncApiParser:
         path.write_text(yaml.safe_dump(document))
         done = node("asyncapi.mjs", str(path))
         assert done.returncode == 1 and json.loads(done.stdout)["errors"]
+
+
+@pytest.mark.nats
+class TestNodeBot:
+    async def test_a_node_bot_catches_up_follows_commands_and_reads_the_bucket(
+        self, nats_server: EmbeddedNats, tmp_path: Path
+    ) -> None:
+        """nats.js + ajv against a live pipeline: stream catch-up, live signals, the README command, the KV entry."""
+        schema = tmp_path / "schema.json"
+        schema.write_text(json.dumps(message_schema()))
+        async with serve(port=0, seed=5) as backend:
+            observer = await NatsBus.connect(nats_server.url, name="observer")
+            signals = await Recorder[Signal](observer, Subjects().signal_all(), Signal).start()
+            settings = Settings(
+                nats=nats_server.url, backend=backend.url, assets=("SOL", "BTC"), interval=0.3, window=0.2
+            )
+            async with run_pipeline(settings):
+                await signals.wait_for(lambda msgs: {s.asset for s in msgs} == {"SOL", "BTC"})
+                bot = await asyncio.create_subprocess_exec(
+                    "node",
+                    str(NODE_DIR / "bot.mjs"),
+                    nats_server.url,
+                    str(schema),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                stdout, stderr = await asyncio.wait_for(bot.communicate(), 60)
+            await observer.close()
+        assert bot.returncode == 0, stderr.decode()
+        seen = json.loads(stdout)
+        assert seen["invalid"] == []
+        assert set(seen["caught_up"]) == {"SOL", "BTC"} and seen["live"] >= 2
+        assert seen["command"] == {"ok": True, "etf": False}
+        assert seen["disabled_after_ms"] is not None
+        assert seen["kv"]["enabled"] is False and seen["kv"]["who"] == "node-bot"
