@@ -43,11 +43,13 @@ from messages import CircuitCommand, CircuitReply, CircuitState, Degraded, FlagC
 from messages._base import MODULE_NAMES
 from messages.control import CircuitCause
 from messages.errors import DecodeError
+from messages.service import endpoint_metadata, reply_error
 from messages.subjects import CIRCUITS_BUCKET, FLAGS_BUCKET
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.bus import Envelope
 from runtime.errors import BusError
 from runtime.kv import KVEntry
+from runtime.micro import Endpoint
 
 from .flags import flag_module
 from .metrics import metrics_of
@@ -216,6 +218,7 @@ class CircuitSupervisor(Actor):
                 on_bad=self.on_bad_command,
                 pending=CONTROL_PENDING,
                 max_rate=CONTROL_RATE,
+                endpoint=Endpoint("circuit", endpoint_metadata("circuit"), failed=reply_error),
             ),
         ]
 

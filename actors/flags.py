@@ -31,16 +31,18 @@ Each flag's start line says which source won.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 from messages import REGISTRY, FlagChanged, FlagCommand, FlagReply, decode, encode
 from messages.errors import DecodeError
+from messages.service import endpoint_metadata, reply_error
 from messages.subjects import FLAGS_BUCKET
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub
 from runtime.bus import Envelope
 from runtime.errors import BusError
 from runtime.kv import KeyValue, KVConflict, KVEntry
+from runtime.micro import Endpoint
 
 from .metrics import metrics_of
 
@@ -57,6 +59,23 @@ def flag_module(flag: str) -> str:
         if spec.flag == flag:
             return module
     return flag.lower()
+
+
+def read_flag(entry: KVEntry, known: Collection[str]) -> FlagChanged | str | None:
+    """A flags-bucket entry as every reader reads it: its `FlagChanged`, None if deleted, or why it is no valid value.
+
+    Invalid: a key that is no known flag, a value that does not decode, or one
+    that names another flag than its key. Readers keep their last valid value.
+    """
+    if entry.key not in known:
+        return "not a flag"
+    if entry.value is None:
+        return None
+    try:
+        change = decode(entry.value, FlagChanged)
+    except DecodeError as err:
+        return err.reason
+    return change if change.flag == entry.key else f"holds flag {change.flag!r}"
 
 
 #: Which wins at start when the bucket holds a value: the bucket (operators' last word) or ``FEATURE_*``.
@@ -86,6 +105,7 @@ class FlagKeeper(Actor):
                 on_bad=self.on_bad_command,
                 pending=CONTROL_PENDING,
                 max_rate=CONTROL_RATE,
+                endpoint=Endpoint("flags", endpoint_metadata("flags"), failed=reply_error),
             )
         ]
 
@@ -122,22 +142,12 @@ class FlagKeeper(Actor):
 
     def _decode(self, entry: KVEntry) -> FlagChanged | None:
         """The entry's flag change, or None (logged and counted) if it is no valid value of a known flag."""
-        problem = None
-        if entry.key not in self.defaults:
-            problem = "not a flag"
-        elif entry.value is not None:
-            try:
-                change = decode(entry.value, FlagChanged)
-            except DecodeError as err:
-                problem = err.reason
-            else:
-                if change.flag == entry.key:
-                    return change
-                problem = f"holds flag {change.flag!r}"
-        if problem is not None:
-            self.log.warning("bad_stored_flag", flag=entry.key[:40], reason=problem, revision=entry.revision)
+        read = read_flag(entry, self.defaults)
+        if isinstance(read, str):
+            self.log.warning("bad_stored_flag", flag=entry.key[:40], reason=read, revision=entry.revision)
             metrics_of(self.ctx).bad_stored.labels(FLAGS_BUCKET).inc()
-        return None
+            return None
+        return read
 
     def _take(self, entry: KVEntry) -> FlagChanged | None:
         """Apply a stored value once per revision; the change if it was a new valid value."""

@@ -52,6 +52,8 @@ MAX_LATENCY_MS = 1e7
 MAX_MODULES = 32
 #: Most breaker states in one reply (modules x scopes).
 MAX_CIRCUITS = 1024
+#: Most assets one status reply describes (ask for one asset to see any other).
+MAX_STATUS_ASSETS = 64
 #: Most parameters of one route; most notes per module in a route map.
 MAX_ITEMS = 32
 #: Longest operator note: `who` and `why` of a flag change.

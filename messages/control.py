@@ -3,7 +3,8 @@
 Commands are request/reply on ``cmd.<name>``. They are decoded strictly
 (unknown fields are an error, so a typo is answered instead of ignored) and
 the ``type`` tag is optional, so an operator can send the documented
-``{"flag": "ETF", "enabled": false}`` from any NATS client.
+``{"flag": "ETF", "enabled": false}`` from any NATS client. ``cmd.status`` is
+the read-only one: it changes nothing, so bots may ask it too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import msgspec
 from ._base import (
     MAX_CIRCUITS,
     MAX_MODULES,
+    MAX_STATUS_ASSETS,
+    Asset,
     Count,
     Detail,
     ErrorText,
@@ -26,6 +29,7 @@ from ._base import (
     Scope,
     Timestamp,
 )
+from .cycle import Signal
 
 CircuitStateName = Literal["closed", "open", "half_open", "quarantined"]
 ErrorClassName = Literal["transient", "throttled", "entitlement"]
@@ -98,4 +102,38 @@ class CircuitReply(Message, frozen=True, kw_only=True):
 
     ok: bool
     circuits: Annotated[list[CircuitState], msgspec.Meta(max_length=MAX_CIRCUITS)] = msgspec.field(default_factory=list)
+    error: ErrorText | None = None
+
+
+class StatusQuery(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``{}`` for every configured asset, or ``{"asset": "SOL"}`` for one (a configured asset)."""
+
+    asset: Asset | None = None
+
+
+class AssetStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One asset as the pipeline sees it: its last signal, and the breakers holding it back.
+
+    `signal` is None until the first one; `circuits` are the breakers that are
+    not closed, for this asset or module-wide (scope ``all``).
+    """
+
+    signal: Signal | None = None
+    circuits: Annotated[list[CircuitState], msgspec.Meta(max_length=MAX_CIRCUITS)] = msgspec.field(default_factory=list)
+
+
+class StatusReply(Message, frozen=True, kw_only=True):
+    """``{"ok": true, "ts": ..., "assets": {"SOL": {...}}, "flags": {...}}``, or ``{"ok": false, "error": "..."}``.
+
+    At most 64 assets; `omitted` counts the configured assets left out (ask for
+    one by name to see it). `flags` holds every feature flag's current value.
+    """
+
+    ok: bool
+    ts: Timestamp | None = None
+    assets: Annotated[dict[Asset, AssetStatus], msgspec.Meta(max_length=MAX_STATUS_ASSETS)] = msgspec.field(
+        default_factory=dict
+    )
+    flags: Annotated[dict[FlagName, bool], msgspec.Meta(max_length=MAX_MODULES)] = msgspec.field(default_factory=dict)
+    omitted: Count = 0
     error: ErrorText | None = None

@@ -12,7 +12,7 @@ the schema; this module makes it one that any validator takes as is:
 * ``v`` limited to the versions this build decodes;
 * commands described as sniper accepts them: ``type`` optional, a flag name
   in any case of a known flag, ``flag`` and ``enabled`` together, ``reset``
-  with a known module.
+  with a known module; ``status`` for one asset or all.
 """
 
 from __future__ import annotations
@@ -69,12 +69,23 @@ def _case_insensitive(word: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
 
+#: Requests sniper accepts without a ``type`` on their own subject (``cmd.<name>``).
+COMMANDS = ("FlagCommand", "CircuitCommand", "StatusQuery", "AlertCommand")
+
+
+def _root_branch(ref: dict[str, str]) -> dict[str, Any]:
+    """At the root every message names its type: commands too, since without it several would match."""
+    if ref["$ref"].rsplit("/", 1)[1] in COMMANDS:
+        return {**ref, "type": "object", "required": ["type"]}
+    return ref
+
+
 def _refine_commands(defs: dict[str, Any]) -> None:
-    """Describe the two commands as the flag keeper and circuit supervisor accept them."""
+    """Describe the commands as the flag keeper, circuit supervisor and status keeper accept them."""
     from .modules import MODULES, REGISTRY
 
     flags = sorted(spec.flag for spec in REGISTRY.values())
-    for name in ("FlagCommand", "CircuitCommand"):
+    for name in COMMANDS:
         defs[name]["required"] = [r for r in defs[name]["required"] if r != "type"]
     flag = defs["FlagCommand"]["properties"]["flag"]["anyOf"][0]
     flag["pattern"] = f"^(?:{'|'.join(_case_insensitive(f) for f in flags)})$"
@@ -85,6 +96,8 @@ def _refine_commands(defs: dict[str, Any]) -> None:
     module["enum"] = list(MODULES)
     defs["CircuitCommand"]["if"] = {"properties": {"action": {"const": "reset"}}}
     defs["CircuitCommand"]["then"] = {"required": ["module"], "properties": {"module": {"type": "string"}}}
+    asset = defs["StatusQuery"]["properties"]["asset"]["anyOf"][0]
+    asset["description"] = "One of the assets the pipeline runs (--assets), e.g. SOL; another is answered ok=false"
 
 
 def _limit_versions(defs: dict[str, Any]) -> None:
@@ -108,8 +121,9 @@ def message_schema() -> dict[str, Any]:
             "$id": MESSAGES_ID,
             "title": "sniper wire messages",
             "description": f"Every message sniper publishes or accepts, schema version {SCHEMA_VERSION}. "
-            "Dispatch on the 'type' field (optional on commands); validate one message with #/$defs/<Name>.",
-            "oneOf": refs["anyOf"],
+            "Dispatch on the 'type' field. A command sent on its own subject may omit 'type': validate it "
+            "with #/$defs/<Name> (at the root a command names its type, or several would match).",
+            "oneOf": [_root_branch(ref) for ref in refs["anyOf"]],
             "$defs": defs,
         }
     )

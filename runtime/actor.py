@@ -45,6 +45,7 @@ from .flow import RateLimitedWarning
 from .hooks import RuntimeHooks
 from .kv import KeyValue
 from .logs import StructLogger, get_logger
+from .micro import Service, replied
 
 __all__ = [
     "ASSET_PENDING",
@@ -101,6 +102,8 @@ class Context:
     #: How far a message's own timestamp may be from this process's clock
     #: (`Actor.off_clock`); beyond it, a tick or a breaker state is refused.
     max_clock_skew: float = 30.0
+    #: The process's NATS micro service: lists and counts every `Sub` declared with an endpoint (`runtime.micro`).
+    service: Service | None = None
 
 
 class Actor:
@@ -204,6 +207,7 @@ class Actor:
     async def reply(self, envelope: Envelope, msg: Message) -> bool:
         """Answer a request; like `publish`, a failure is logged and counted, not raised."""
         data = encode(msg)
+        replied(msg)  # the request of an endpoint answered with a failure counts as its error ($SRV.STATS)
         try:
             await self.ctx.bus.respond(envelope, data)
         except BusError as exc:

@@ -1,15 +1,17 @@
-"""`sniper flags` and `sniper circuit`: operator commands, request/reply over NATS.
+"""`sniper flags`, `sniper circuit` and `sniper status`: operator commands, request/reply over NATS.
 
 They talk to whichever sniper process serves ``<prefix>.cmd.flags`` /
-``<prefix>.cmd.circuit`` (queue groups: exactly one answers), so they work
-against a pipeline running on any host. Output is one line per item; a
-refused command prints the service's error and exits 1.
+``<prefix>.cmd.circuit`` / ``<prefix>.cmd.status`` (queue groups: exactly one
+answers), so they work against a pipeline running on any host. Output is one
+line per item (``status --json``: the reply as JSON); a refused command prints
+the service's error and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import socket
 import sys
 from datetime import UTC, datetime
@@ -20,9 +22,12 @@ import msgspec
 from messages import (
     CircuitCommand,
     CircuitReply,
+    CircuitState,
     FlagCommand,
     FlagReply,
     SniperError,
+    StatusQuery,
+    StatusReply,
     Subjects,
     decode,
     encode,
@@ -93,8 +98,41 @@ async def circuit_command(nats_url: str, args: argparse.Namespace, *, auth: Nats
     if args.circuit_command == "reset" and not reply.circuits:
         print(f"{args.module}: no breaker was open at the supervisor; every fetcher was told to clear its own")
     for st in sorted(reply.circuits, key=lambda c: (c.module, c.scope)):
-        line = f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}"
-        print(line.rstrip())
+        print(_breaker(st))
+    return 0
+
+
+def _breaker(st: CircuitState) -> str:
+    line = f"{st.module:<8} {st.scope:<6} {st.state:<12} until {_when(st.until):<24} {st.cause or ''} {st.detail}"
+    return line.rstrip()
+
+
+async def status_command(nats_url: str, args: argparse.Namespace, *, auth: NatsAuth | None = None) -> int:
+    """``sniper status [--asset A] [--json]``: each asset's last signal and held breakers, and every flag."""
+    from .app import format_signal
+
+    subjects = Subjects(getattr(args, "prefix", "sniper"))
+    asset = getattr(args, "asset", None)
+    query = StatusQuery(asset=asset.upper() if asset else None)
+    reply: StatusReply = await _request(
+        nats_url, subjects.command("status"), encode(query), StatusReply, "sniper-status", auth
+    )
+    if not reply.ok:
+        print(f"sniper: status: {reply.error}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(msgspec.to_builtins(reply), indent=2))
+        return 0
+    for name, status in reply.assets.items():
+        if status.signal is None:
+            print(f"{name:<5} no signal yet")
+        else:
+            print(f"{format_signal(status.signal)} at {_when(status.signal.ts)}")
+        for st in status.circuits:
+            print(f"      breaker {_breaker(st)}")
+    if reply.omitted:
+        print(f"({reply.omitted} more assets: ask for one with --asset)")
+    print("flags: " + " ".join(f"{flag}={'on' if on else 'off'}" for flag, on in reply.flags.items()))
     return 0
 
 

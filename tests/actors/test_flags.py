@@ -12,6 +12,7 @@ import pytest
 
 from actors.fetcher import ModuleFetcher
 from actors.flags import FlagKeeper
+from actors.status import StatusKeeper
 from actors.testing import FakeBackend
 from actors.upstream import MockTransport
 from messages import FlagChanged, FlagCommand, FlagReply, Signal, Subjects, decode, encode
@@ -43,11 +44,12 @@ async def listed(harness: Harness) -> dict[str, bool]:
 
 
 def views(harness: Harness, flag: str) -> dict[str, Any]:
-    """What each reader believes about `flag`: the keeper, the fetcher, the metric."""
+    """What each reader believes about `flag`: the keeper, the fetcher, the status keeper, the metric."""
     keeper = harness.actor("flags", FlagKeeper)
     fetcher = harness.actor(flag.lower(), ModuleFetcher)
+    status = harness.actor("status", StatusKeeper)
     metric = harness.metrics.registry.get_sample_value("sniper_flag_enabled", {"flag": flag})
-    return {"keeper": keeper.flags[flag], "fetcher": fetcher.enabled, "metric": metric}
+    return {"keeper": keeper.flags[flag], "fetcher": fetcher.enabled, "status": status.flags[flag], "metric": metric}
 
 
 def bad_values(harness: Harness) -> float | None:
@@ -63,7 +65,7 @@ class TestWrittenByAnyone:
             value = FlagChanged(flag="WHALE", enabled=False, ts=harness.clock.now(), who="node-bot", why="maintenance")
             revision = await write(harness, "WHALE", encode(value))
             await harness.clock.sleep(10)
-            assert views(harness, "WHALE") == {"keeper": False, "fetcher": False, "metric": 0.0}
+            assert views(harness, "WHALE") == {"keeper": False, "fetcher": False, "status": False, "metric": 0.0}
             assert (await listed(harness))["WHALE"] is False
         (announced,) = changes.messages
         assert (announced.flag, announced.enabled, announced.who, announced.why) == (
@@ -115,7 +117,7 @@ class TestBadValues:
     async def test_ignored_logged_counted_and_every_reader_keeps_the_last_valid_value(
         self, harness: Harness, key: str, value: bytes, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """After WHALE off, a bad write leaves the keeper, the fetcher, `flags list` and the metric on off."""
+        """After WHALE off, a bad write leaves keeper, fetcher, status keeper, `flags list` and metric on off."""
         async with harness.run():
             await write(harness, "WHALE", encode(FlagChanged(flag="WHALE", enabled=False, ts=harness.clock.now())))
             await harness.clock.sleep(1)
@@ -124,20 +126,20 @@ class TestBadValues:
                 await write(harness, key, value)
                 await harness.clock.sleep(1)
             assert bad_values(harness) == (before or 0) + 1
-            assert views(harness, "WHALE") == {"keeper": False, "fetcher": False, "metric": 0.0}
+            assert views(harness, "WHALE") == {"keeper": False, "fetcher": False, "status": False, "metric": 0.0}
             flags = await listed(harness)
             assert flags["WHALE"] is False and set(flags) == set(harness.actor("flags", FlagKeeper).defaults)
         assert any(r.getMessage() == "bad_stored_flag" for r in caplog.records)
 
     async def test_a_deleted_key_falls_back_to_the_default_everywhere(self, harness: Harness) -> None:
-        """Deleting WHALE's key after an off brings keeper, fetcher and metric back to the default (on)."""
+        """Deleting WHALE's key after an off brings keeper, fetcher, status and metric back to the default (on)."""
         async with harness.run():
             await write(harness, "WHALE", encode(FlagChanged(flag="WHALE", enabled=False, ts=harness.clock.now())))
             await harness.clock.sleep(1)
             store = await harness.bus.key_value(harness.subjects.kv_bucket(FLAGS_BUCKET))
             await store.delete("WHALE")
             await harness.clock.sleep(1)
-            assert views(harness, "WHALE") == {"keeper": True, "fetcher": True, "metric": 1.0}
+            assert views(harness, "WHALE") == {"keeper": True, "fetcher": True, "status": True, "metric": 1.0}
 
 
 class TestPrecedence:
@@ -150,7 +152,7 @@ class TestPrecedence:
         with caplog.at_level(logging.INFO, logger="sniper"):
             async with harness.run(feature_source=source):
                 await harness.clock.sleep(1)
-                assert views(harness, "ETF") == {"keeper": etf, "fetcher": etf, "metric": float(etf)}
+                assert views(harness, "ETF") == {"keeper": etf, "fetcher": etf, "status": etf, "metric": float(etf)}
         (line,) = [r for r in caplog.records if r.getMessage() == "flag_source" and r.fields["flag"] == "ETF"]  # type: ignore[attr-defined]
         assert line.fields["source"] == source  # type: ignore[attr-defined]
 

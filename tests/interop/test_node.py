@@ -74,10 +74,11 @@ class TestAjvStrict:
             ("FlagCommand", {"flag": "etf", "enabled": False}),
             ("CircuitCommand", {"action": "reset"}),
             (None, {"action": "list"}),
+            (None, {"type": "circuit_command", "action": "list"}),
         ]
         results = ajv(message_schema(), cases, tmp_path)
         assert [r["valid"] for r in results] == [errors(inst, ref) == [] for ref, inst in cases]
-        assert [r["valid"] for r in results] == [False, False, False, False, False, True, False, True]
+        assert [r["valid"] for r in results] == [False, False, False, False, False, True, False, False, True]
         assert results[1]["errors"][0]["path"] == "/confidence"
 
     def test_strict_mode_refuses_an_openapi_keyword(self, tmp_path: Path) -> None:

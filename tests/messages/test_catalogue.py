@@ -7,11 +7,19 @@ import pytest
 from messages import ALL_MESSAGE_TYPES, Subjects
 from messages.asyncapi import asyncapi_document
 from messages.catalogue import CHANNELS, PARAMETERS, Channel
-from messages.subjects import CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY
+from messages.subjects import ALERTS_BUCKET, CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY
 
 SUBJECTS = Subjects()
 #: A concrete value per parameter, to fill an address in and compare it with the subject builder's result.
-SAMPLE = {"asset": "SOL", "module": "spot_ob", "actor": "fetch-whale", "flag": "ETF", "scope": "all"}
+SAMPLE = {
+    "asset": "SOL",
+    "module": "spot_ob",
+    "actor": "fetch-whale",
+    "flag": "ETF",
+    "scope": "all",
+    "alertname": "core_down",
+    "key": "mute",
+}
 BUILT = {
     "signal": SUBJECTS.signal("SOL"),
     "health": SUBJECTS.health("SOL"),
@@ -25,9 +33,13 @@ BUILT = {
     "actorEvent": SUBJECTS.actor_event("fetch-whale"),
     "cmdFlags": SUBJECTS.command("flags"),
     "cmdCircuit": SUBJECTS.command("circuit"),
+    "cmdStatus": SUBJECTS.command("status"),
     "kvFlags": f"$KV.{SUBJECTS.kv_bucket(FLAGS_BUCKET)}.ETF",
     "kvCircuits": f"$KV.{SUBJECTS.kv_bucket(CIRCUITS_BUCKET)}.spot_ob.all",
     "kvRoutes": f"$KV.{SUBJECTS.kv_bucket(ROUTES_BUCKET)}.{ROUTES_KEY}",
+    "alert": SUBJECTS.alert("core_down"),
+    "cmdAlerts": SUBJECTS.command("alerts"),
+    "kvAlerts": f"$KV.{SUBJECTS.kv_bucket(ALERTS_BUCKET)}.mute",
 }
 
 
@@ -63,10 +75,16 @@ class TestAsyncApi:
     def test_commands_are_request_reply_and_the_rest_is_published(self) -> None:
         """Commands are `receive` operations with a reply and a queue group; everything else is `send`."""
         ops = asyncapi_document()["operations"]
-        assert {n for n, op in ops.items() if op["action"] == "receive"} == {"answerCmdFlags", "answerCmdCircuit"}
-        assert all(
-            "reply" in op and op["bindings"]["nats"]["queue"] for op in ops.values() if op["action"] == "receive"
-        )
+        assert {n for n, op in ops.items() if op["action"] == "receive"} == {
+            "answerCmdFlags",
+            "answerCmdCircuit",
+            "answerCmdStatus",
+            "answerCmdAlerts",
+        }
+        receive = {n: op for n, op in ops.items() if op["action"] == "receive"}
+        assert all("reply" in op for op in receive.values())
+        assert all(op["bindings"]["nats"]["queue"] for n, op in receive.items() if n != "answerCmdAlerts")
+        assert "bindings" not in receive["answerCmdAlerts"], "every alerter answers: no queue group"
 
     def test_schemas_are_draft_7_with_component_refs(self) -> None:
         """No 2020-12-only keyword or $defs reference is left in the components."""

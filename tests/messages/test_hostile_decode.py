@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import messages as m
 from messages._base import MAX_DETAIL, MAX_ERROR, MAX_MODULES, MAX_NOTE, MAX_SAFE_INT, MAX_TIMESTAMP
+from messages.alerts import fingerprint
 from messages.codec import MAX_DEPTH, nesting_exceeds
 from messages.errors import MAX_REASON
 from messages.schema import message_schema
@@ -40,6 +41,15 @@ BOOK = m.OrderBook(symbol="SOLUSDT", exchange="binance", ts=T0, bids=((179.9, 40
 CIRCUIT = m.CircuitState(module="etf", scope="all", state="open", ts=T0, until=T0 + 30, cause="throttled", opens=1)
 
 #: One valid message of every type, dated like the virtual clock's start, as sniper would send them.
+ALERT = m.Alert(
+    name="core_down",
+    state="firing",
+    labels={"alertname": "core_down", "asset": "SOL"},
+    fingerprint=fingerprint({"alertname": "core_down", "asset": "SOL"}),
+    starts_at=T0,
+    summary="SOL: every core module is failing",
+    ts=T0 + 60,
+)
 EXAMPLES: tuple[m.Message, ...] = (
     m.Tick(asset="SOL", cycle=3, ts=T0, deadline=T0 + 3, modules=("whale", "etf", "heatmap", "spot_ob", "bias")),
     m.ModuleData(module="spot_ob", asset="SOL", cycle=3, ts=T0 + 0.1, latency_ms=40.0, payload=BOOK),
@@ -86,6 +96,19 @@ EXAMPLES: tuple[m.Message, ...] = (
     m.FlagReply(ok=True, flags={"ETF": False, "WHALE": True}),
     m.CircuitCommand(action="reset", module="etf"),
     m.CircuitReply(ok=True, circuits=[CIRCUIT]),
+    m.StatusQuery(asset="SOL"),
+    m.StatusReply(
+        ok=True,
+        ts=T0,
+        assets={"SOL": m.AssetStatus(circuits=[CIRCUIT]), "BTC": m.AssetStatus()},
+        flags={"ETF": False, "WHALE": True},
+        omitted=2,
+    ),
+    ALERT,
+    m.AlertLog(alert=ALERT, notified_at=T0 + 70, notifications=1),
+    m.AlertCommand(action="mute", seconds=3600),
+    m.AlertReply(ok=True, firing=[ALERT], muted_until=T0 + 3600),
+    m.Mute(until=T0 + 3600),
 )
 
 

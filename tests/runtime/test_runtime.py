@@ -121,6 +121,20 @@ class TestActorDelivery:
             await publish_and_settle(vctx, tick(1))
         assert subjects == ["sniper.tick.SOL"]
 
+    @pytest.mark.parametrize(
+        ("reply", "handled"),
+        [("$JS.ACK.sniper_signals.evil.1.7.7.1767225600000000000.0", False), ("_INBOX.abc", True), (None, True)],
+    )
+    async def test_a_stream_consumer_replaying_onto_a_live_subject_is_refused(
+        self, vctx: Context, reply: str | None, handled: bool
+    ) -> None:
+        """A message a JetStream consumer delivers (reply $JS.ACK...) is not live input: refused and counted."""
+        actor = Counter()
+        async with Supervisor(vctx, [actor]):
+            await vctx.bus.publish(vctx.subjects.tick("SOL"), tick(3), reply=reply)
+            await vctx.clock.sleep(0.001)
+        assert (actor.seen == [3]) is handled and actor.bad_messages == (0 if handled else 1)
+
 
 class TestActorLifecycle:
     async def test_states_follow_the_lifecycle(self, vctx: Context) -> None:

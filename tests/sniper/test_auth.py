@@ -9,7 +9,9 @@ three passwords in its environment) and checks what each user may do:
 * ``operator`` runs ``sniper flags set`` and ``sniper circuit reset`` against
   it, but cannot publish data, signals or ticks;
 * ``bot`` reads signals and the key-value buckets, and whatever it forges
-  reaches no subscriber and changes no stored value.
+  reaches no subscriber and changes no stored value;
+* ``bot`` and ``operator`` discover the micro service (``$SRV.PING/INFO/STATS``)
+  and ask the read-only ``cmd.status``; the bot still may not set a flag.
 
 "Nothing arrived" is proven by order, not by waiting: after the forger's
 flush (a PING/PONG round trip, so the server has handled its publishes) a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -36,18 +39,20 @@ from pathlib import Path
 import nats.errors
 import pytest
 from nats.aio.msg import Msg
+from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 
 from actors.metrics import Metrics
 from marketsim import RunningServer, serve
-from messages import CircuitState, Signal, Subjects
+from messages import CircuitState, Signal, Subjects, decode
+from messages.subjects import SIGNALS_STREAM
 from runtime import NatsBus
 from runtime.bus import Envelope
-from runtime.errors import BusConnectError
+from runtime.errors import BusConnectError, RequestTimeoutError
 from runtime.nats_bus import redact_url
-from runtime.testing import Recorder, wait_until
+from runtime.testing import Collector, Recorder, wait_until
 from sniper.app import run_pipeline
 from sniper.config import NatsAuth, Settings
-from sniper.control import circuit_command, flags_command
+from sniper.control import circuit_command, flags_command, status_command
 from sniper.embedded import EmbeddedNats
 
 pytestmark = pytest.mark.nats
@@ -552,6 +557,66 @@ class TestPipelineAsSniper:
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()
         assert "WHALE    on" in out.decode() and PASSWORDS["operator"] not in err.decode()
+
+    async def test_bot_discovers_the_service_and_asks_status_but_sets_no_flag(
+        self, pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """As the bot: $SRV.PING/INFO/STATS and `sniper status` answer; a flag set is denied, and only that."""
+        bot = await pipeline.secured.connect("bot")
+        try:
+            ping = ServicePing.from_dict(json.loads((await bot.request("$SRV.PING", b"", timeout=5)).data))
+            info = ServiceInfo.from_dict(json.loads((await bot.request("$SRV.INFO.sniper", b"", timeout=5)).data))
+            scoped = f"$SRV.STATS.sniper.{ping.id}"
+            stats = ServiceStats.from_dict(json.loads((await bot.request(scoped, b"", timeout=5)).data))
+            assert ping.name == info.name == stats.name == "sniper" and info.id == stats.id == ping.id
+            assert {e.subject for e in info.endpoints} == {f"sniper.cmd.{c}" for c in ("flags", "circuit", "status")}
+            args = argparse.Namespace(prefix="sniper", asset="SOL", json=False)
+            assert await status_command(pipeline.secured.url(), args, auth=NatsAuth("bot", PASSWORDS["bot"])) == 0
+            assert capsys.readouterr().out.startswith("SOL ")
+            with pytest.raises(RequestTimeoutError):
+                await bot.request("sniper.cmd.flags", b'{"flag": "WHALE", "enabled": false}', timeout=1)
+            await wait_until(lambda: violations(bot) != [])
+            assert all('"sniper.cmd.flags"' in v.lower() for v in violations(bot)), violations(bot)
+        finally:
+            await bot.close()
+        operator = await pipeline.secured.connect("operator")
+        try:
+            operator_ping = ServicePing.from_dict(
+                json.loads((await operator.request("$SRV.PING", b"", timeout=5)).data)
+            )
+            assert operator_ping.id == ping.id and violations(operator) == []
+        finally:
+            await operator.close()
+
+    async def test_bot_catches_up_from_the_signal_stream_without_a_violation(self, pipeline: Pipeline) -> None:
+        """As the bot: the newest signal per asset (info + get) and an ordered consumer from there, no violation."""
+        bot = await pipeline.secured.connect("bot")
+        try:
+            stream = SUBJECTS.stream(SIGNALS_STREAM)
+            (last,) = await bot.last_per_subject(stream, SUBJECTS.signal_all())
+            assert decode(last.data, Signal).asset == "SOL"
+            followed = Collector[Envelope]()
+            sub = await bot.follow_stream(stream, SUBJECTS.signal_all(), followed)
+            await followed.wait(2)  # the stored newest, then a live one
+            await sub.unsubscribe()
+            assert violations(bot) == []
+        finally:
+            await bot.close()
+
+    async def test_a_consumer_aimed_at_a_tick_subject_steers_nothing(self, pipeline: Pipeline) -> None:
+        """The bot may create a consumer on sniper_signals with deliver subject sniper.tick.SOL: signals go on."""
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        bot = await pipeline.secured.connect("bot")
+        try:
+            jsm = bot.client.jsm(timeout=2)
+            config = ConsumerConfig(deliver_subject="sniper.tick.SOL", deliver_policy=DeliverPolicy.ALL)
+            await jsm.add_consumer(SUBJECTS.stream(SIGNALS_STREAM), config)
+            seen = len(pipeline.signals.messages)
+            await pipeline.signals.wait_count(seen + 3)
+            assert all(s.complete for s in pipeline.signals.messages[seen:])
+        finally:
+            await bot.close()
 
     async def test_bot_cannot_run_commands(self, pipeline: Pipeline) -> None:
         """A command request from the bot is denied: no reply, and the flag is unchanged."""
