@@ -53,6 +53,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/flood.py
 	$(BIN)/python bench/durable_signals.py
 
+# The Prometheus config, alerting rules and their unit tests (deploy/prometheus); promtool comes
+# from Debian's prometheus package (.ci/run installs it). `make test` runs the same checks.
+.PHONY: rules
+rules:
+	cd deploy/prometheus && promtool check config prometheus.yml && promtool test rules rules_test.yml
+
 docs: $(STAMP)
 	$(BIN)/sniper schema > docs/message-schema.json
 	$(BIN)/sniper schema --upstream > docs/upstream-schema.json

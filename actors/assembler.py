@@ -225,7 +225,10 @@ class SignalAssembler(Actor):
         signal = self.build(win)
         await self.publish(self.subjects.signal(win.asset), signal, headers={MSG_ID: signal.msg_id})
         self.signals += 1
-        metrics_of(self.ctx).signals.labels(win.asset, signal.direction).inc()
+        metrics = metrics_of(self.ctx)
+        metrics.signals.labels(win.asset, signal.direction).inc()
+        # Wall time on both ends (the tick's ts was checked against this clock on arrival); never negative.
+        metrics.cycle_latency.labels(win.asset).observe(max(0.0, signal.ts - signal.started))
 
     def build(self, win: _Window) -> Signal:
         """The signal for a closed window (pure apart from the clock read)."""

@@ -344,7 +344,9 @@ class ModuleFetcher(Actor):
         except RouteError as exc:
             return _Result(None, Outcome("endpoint_missing", "not_found", detail=str(exc), called=False))
         outcome = await self.upstream.get(self.module, path, query, budget=budget)
-        metrics_of(self.ctx).upstream_requests.labels(self.module, outcome.error_class).inc()
+        metrics = metrics_of(self.ctx)
+        metrics.upstream_requests.labels(self.module, outcome.error_class).inc()
+        metrics.upstream_latency.labels(self.module).observe(outcome.latency_ms / 1000)
         if not outcome.ok:
             return _Result(None, outcome)
         try:

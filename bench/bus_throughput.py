@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nats
 from nats.aio.msg import Msg
 
+from actors.metrics import Metrics
 from messages import Tick, encode
 from runtime import Actor, Context, NatsBus, Sub, Supervisor, SystemClock
+from runtime.hooks import RuntimeHooks
 from sniper.embedded import EmbeddedNats
 
 SUBJECT = "bench.tick.SOL"
@@ -87,7 +89,7 @@ class Source(Actor):
     heartbeat_interval = None
 
 
-async def runtime_round(url: str, n: int) -> float:
+async def runtime_round(url: str, n: int, metrics: bool = False) -> float:
     pub_bus = await NatsBus.connect(url, name="bench-pub")
     sub_bus = await NatsBus.connect(url, name="bench-sub")
     from runtime import nats_bus
@@ -95,9 +97,11 @@ async def runtime_round(url: str, n: int) -> float:
     nats_bus.DEFAULT_PENDING_MSGS = n + 1  # same queue bound as the raw baseline
     sink, source = Sink(n), Source()
     clock = SystemClock()
+    # With --metrics, sniper's Prometheus set is the runtime's hooks, as in `sniper run` (handler timing included).
+    hooks: RuntimeHooks = Metrics() if metrics else RuntimeHooks()
     async with (
-        Supervisor(Context(bus=sub_bus, clock=clock), [sink]),
-        Supervisor(Context(bus=pub_bus, clock=clock), [source]),
+        Supervisor(Context(bus=sub_bus, clock=clock, hooks=hooks), [sink]),
+        Supervisor(Context(bus=pub_bus, clock=clock, hooks=hooks), [source]),
     ):
         await sub_bus.flush()
         msgs = [sample(i) for i in range(n)]
@@ -117,6 +121,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--metrics", action="store_true", help="sniper's metrics as the runtime hooks (as sniper run)")
     args = parser.parse_args()
     raw: list[float] = []
     ours: list[float] = []
@@ -125,9 +130,9 @@ async def main() -> None:
         await runtime_round(server.url, 5_000)
         for _ in range(args.rounds):
             raw.append(await raw_round(server.url, args.messages))
-            ours.append(await runtime_round(server.url, args.messages))
+            ours.append(await runtime_round(server.url, args.messages, args.metrics))
     r, o = statistics.median(raw), statistics.median(ours)
-    print(f"messages per round: {args.messages}, rounds: {args.rounds}")
+    print(f"messages per round: {args.messages}, rounds: {args.rounds}, hooks: {'metrics' if args.metrics else 'none'}")
     raw_rounds = ", ".join(f"{x:,.0f}" for x in raw)
     our_rounds = ", ".join(f"{x:,.0f}" for x in ours)
     print(f"raw nats-py publish -> callback:            median {r:>9,.0f} msg/s  (rounds: {raw_rounds})")

@@ -10,14 +10,18 @@ raises `DecodeError`, and nothing else.
 from __future__ import annotations
 
 from ._base import SCHEMA_VERSION, Message
+from .alerts import Alert, AlertCommand, AlertLog, AlertReply, Mute
 from .codec import MAX_DEPTH, MAX_MESSAGE_BYTES, Decoder, decode, decoder_for, encode
 from .control import (
+    AssetStatus,
     CircuitCommand,
     CircuitReply,
     CircuitState,
     FlagChanged,
     FlagCommand,
     FlagReply,
+    StatusQuery,
+    StatusReply,
 )
 from .cycle import Direction, Health, HealthState, ModuleStatus, Signal, Tick
 from .errors import (
@@ -71,6 +75,13 @@ AnyMessage = (
     | FlagReply
     | CircuitCommand
     | CircuitReply
+    | StatusQuery
+    | StatusReply
+    | Alert
+    | AlertLog
+    | AlertCommand
+    | AlertReply
+    | Mute
 )
 ALL_MESSAGE_TYPES = AnyMessage
 
@@ -87,7 +98,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "ActorGaveUp",
     "ActorRestarted",
+    "Alert",
+    "AlertCommand",
+    "AlertLog",
+    "AlertReply",
     "AnyMessage",
+    "AssetStatus",
     "CircuitCommand",
     "CircuitReply",
     "CircuitState",
@@ -114,6 +130,7 @@ __all__ = [
     "ModulePayload",
     "ModuleSpec",
     "ModuleStatus",
+    "Mute",
     "OrderBook",
     "ParamBinding",
     "Payload",
@@ -122,6 +139,8 @@ __all__ = [
     "RouteMap",
     "Signal",
     "SniperError",
+    "StatusQuery",
+    "StatusReply",
     "SubjectError",
     "Subjects",
     "SymbolError",

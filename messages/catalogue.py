@@ -18,12 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._base import Message
-from .control import CircuitCommand, CircuitReply, CircuitState, FlagChanged, FlagCommand, FlagReply
+from .alerts import Alert, AlertCommand, AlertLog, AlertReply, Mute
+from .control import (
+    CircuitCommand,
+    CircuitReply,
+    CircuitState,
+    FlagChanged,
+    FlagCommand,
+    FlagReply,
+    StatusQuery,
+    StatusReply,
+)
 from .cycle import Health, Signal, Tick
 from .modules import Degraded, ModuleData
 from .routes import RouteMap
 from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
-from .subjects import CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY, BucketName, Subjects
+from .subjects import ALERTS_BUCKET, CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY, BucketName, Subjects
 
 #: What each channel parameter means (one description per name).
 PARAMETERS = {
@@ -32,6 +42,8 @@ PARAMETERS = {
     "actor": "Actor name, e.g. fetch-whale",
     "flag": "Feature flag, upper case, e.g. ETF",
     "scope": "Breaker scope: 'all' (module-wide) or an asset",
+    "alertname": "Alert name: core_down, backend_down or test",
+    "key": "An alert's fingerprint (16 hex digits), or `mute`",
 }
 
 
@@ -67,7 +79,9 @@ CHANNELS: tuple[Channel, ...] = (
         (Signal,),
         True,
         "The trading signal of one (asset, cycle): direction, score, confidence and every module's status. "
-        "What other bots subscribe to.",
+        "What other bots subscribe to. Also kept in the JetStream stream <prefix>_signals (sniper_signals): a "
+        "late joiner reads the newest per asset (DeliverPolicy.LAST_PER_SUBJECT); each is published with "
+        "Nats-Msg-Id <asset>.<epoch>.<cycle>, stored once.",
     ),
     Channel(
         "health",
@@ -142,6 +156,36 @@ CHANNELS: tuple[Channel, ...] = (
         queue="circuits",
     ),
     Channel(
+        "cmdStatus",
+        lambda s: s.command("status"),
+        (),
+        (StatusQuery,),
+        False,
+        "Read-only: per configured asset its last signal and the breakers that are not closed, and every "
+        'feature flag (`{}`, or `{"asset": "SOL"}` for one asset). Bots may ask it too.',
+        reply=StatusReply,
+        queue="status",
+    ),
+    Channel(
+        "alert",
+        Subjects.alert_all,
+        ("alertname",),
+        (Alert,),
+        True,
+        "The alerter: an alert started firing or resolved (core_down per asset when every enabled core module "
+        "failed for --alert-for; backend_down when the backend is unreachable as a whole).",
+    ),
+    Channel(
+        "cmdAlerts",
+        lambda s: s.command("alerts"),
+        (),
+        (AlertCommand,),
+        False,
+        'The alerts firing (`{"action": "list"}`); mute notifications (`{"action": "mute", "seconds": 3600}`) '
+        "or unmute them. Every alerter answers (no queue group), so a mute reaches all.",
+        reply=AlertReply,
+    ),
+    Channel(
         "kvFlags",
         _kv(FLAGS_BUCKET, "*"),
         ("flag",),
@@ -157,6 +201,15 @@ CHANNELS: tuple[Channel, ...] = (
         (CircuitState,),
         True,
         "The circuits bucket: one key per breaker, `<module>.<scope>`, holding its last CircuitState.",
+    ),
+    Channel(
+        "kvAlerts",
+        _kv(ALERTS_BUCKET, "*"),
+        ("key",),
+        (AlertLog, Mute),
+        True,
+        "The alerts bucket, the alerter's notification log: one AlertLog per alert fingerprint (who was told "
+        "what, when), and `mute` holding the current Mute.",
     ),
     Channel(
         "kvRoutes",

@@ -20,6 +20,7 @@ Layout (with the default prefix ``sniper``)::
     sniper.flags.changed                FlagChanged
     sniper.cmd.<command>                request/reply commands (flags, circuit, status)
     sniper.routes                       RouteMap from discovery
+    sniper.alert.<name>                 Alert (firing / resolved) from the alerter
 
 The commands are also a NATS micro service (`Subjects.service_name`, ``sniper``):
 every process serving one answers the protocol's discovery requests on
@@ -32,6 +33,7 @@ are part of the contract too, since other bots read them::
     flags      <FLAG>, e.g. SPOT_OB         FlagChanged
     circuits   <module>.<scope>             CircuitState
     routes     current (ROUTES_KEY)         RouteMap
+    alerts     <fingerprint>                AlertLog (the alerter's notification log)
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ DEFAULT_PREFIX = "sniper"
 PER_ASSET_MAX = 64
 
 #: The key-value buckets a pipeline owns; nothing else gets a bucket name.
-BucketName = Literal["flags", "circuits", "routes"]
+BucketName = Literal["flags", "circuits", "routes", "alerts"]
 FLAGS_BUCKET: Final[BucketName] = "flags"
 CIRCUITS_BUCKET: Final[BucketName] = "circuits"
 ROUTES_BUCKET: Final[BucketName] = "routes"
+ALERTS_BUCKET: Final[BucketName] = "alerts"
 #: The one key of the routes bucket: the latest route map.
 ROUTES_KEY: Final = "current"
 #: Durable streams sniper creates (prefix-scoped like the buckets: `Subjects.stream`).
@@ -178,6 +181,10 @@ class Subjects:
     def health_all(self) -> str:
         return self._join("health", "*")
 
+    def health_for(self, assets: Collection[str] | None) -> list[str]:
+        """Health subjects of these assets."""
+        return self._per_asset(("health",), assets)
+
     # -- runtime ------------------------------------------------------------
     def heartbeat(self, actor: str) -> str:
         return self._join("heartbeat", token(actor, "actor"))
@@ -210,6 +217,12 @@ class Subjects:
 
     def routes(self) -> str:
         return self._join("routes")
+
+    def alert(self, name: str) -> str:
+        return self._join("alert", token(name, "alert"))
+
+    def alert_all(self) -> str:
+        return self._join("alert", "*")
 
     def kv_bucket(self, name: BucketName) -> str:
         """Name of a JetStream key-value bucket owned by this pipeline (prefix-scoped).

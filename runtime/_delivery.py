@@ -3,8 +3,11 @@
 Split out of runtime.actor for length; `Actor` is still the only user, and
 everything here is re-exported from runtime.actor (import it from there).
 A `Delivery` is the actor's own machinery for one subscription: it updates
-the actor's counters and crashes the actor on a handler's exception, as the
-actor's module docstring promises.
+the actor's counters, times each handler call for hooks that ask
+(`RuntimeHooks.times_handlers`), and crashes the actor on a handler's
+exception, as the actor's module docstring promises. A subscription declared with an
+`Endpoint` also counts what the micro service's ``$SRV.STATS`` reports
+(`runtime.micro`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from messages.codec import decoder_for
 from messages.errors import DecodeError
 
+from . import micro
 from .bus import Envelope
 from .flow import TokenBucket
 
@@ -61,6 +65,9 @@ class Sub:
     #: before decoding and counted. For control-plane subjects, whose real traffic is rare:
     #: a flood there must not take the CPU the data plane needs.
     max_rate: float | None = None
+    #: A request/reply subscription the process's micro service lists (`$SRV.INFO`) and
+    #: counts (`$SRV.STATS`); this subscription stays the one that answers (`runtime.micro`).
+    endpoint: micro.Endpoint | None = None
 
 
 #: Queue bound of a subscription narrowed to one asset (a cycle brings a tick and
@@ -80,29 +87,39 @@ def subs_for(subjects: Iterable[str], type: Any, handler: Callable[..., Awaitabl
     ]
 
 
+#: The reply-subject prefix of a message a JetStream consumer delivers (its ack subject).
+JS_DELIVERY = "$JS.ACK."
+
+
 class Delivery:
     """One subscription of one actor run: bytes from the bus in, a typed message to the handler out.
 
     Built per run (`Actor.serve`), because it waits on that run's "started"
-    event and its rate budget starts on that run's clock.
+    event and its rate budget starts on that run's clock. `deliver` is the
+    bus's handler: `_deliver`, or for an endpoint `_answer`, which counts the
+    request around it (so other subscriptions pay nothing for the counting).
     """
 
     __slots__ = (
         "_accept",
         "_actor",
         "_budget",
+        "_ctx",
         "_decoder",
         "_early",
         "_early_limit",
+        "_endpoint",
         "_handler",
         "_on_bad",
         "_started",
         "_streak",
         "_wants_envelope",
+        "deliver",
     )
 
     def __init__(self, actor: Actor, spec: Sub, started: asyncio.Event) -> None:
         self._actor = actor
+        self._ctx = actor.ctx  # one per run, like this Delivery; read per message for its hooks
         self._decoder = decoder_for(spec.type)
         self._handler = spec.handler
         self._accept = spec.accept
@@ -113,9 +130,31 @@ class Delivery:
         self._budget = TokenBucket(spec.max_rate, actor.clock.monotonic()) if spec.max_rate is not None else None
         self._early = 0  # deliveries waiting for on_start to finish, bounded like the subscription's queue
         self._early_limit = spec.pending or ASSET_PENDING
+        service = actor.ctx.service
+        self._endpoint = (
+            service.endpoint(spec.endpoint, spec.subject, spec.queue)
+            if spec.endpoint is not None and service is not None
+            else None
+        )
+        self.deliver: Callable[[Envelope], Awaitable[None]] = self._deliver if self._endpoint is None else self._answer
 
-    async def deliver(self, env: Envelope) -> None:
-        """The bus's handler: shed, yield, decode and vet before the actor's handler sees anything.
+    async def _answer(self, env: Envelope) -> None:
+        """An endpoint's request: counted, timed, and the one errors and replies are charged to meanwhile."""
+        if not self._started.is_set():
+            self._hold(env)  # counted when it is delivered after on_start
+            return
+        record = self._endpoint
+        assert record is not None
+        clock = self._actor.clock
+        token = record.begin()
+        started = clock.monotonic()
+        try:
+            await self._deliver(env)
+        finally:
+            record.end(token, clock.monotonic() - started)
+
+    async def _deliver(self, env: Envelope) -> None:
+        """Shed, yield, decode and vet before the actor's handler sees anything (a plain subscription's `deliver`).
 
         The order matters: shedding comes before decoding, so a flood costs no
         decoding; refused input never reaches the handler; only the handler's
@@ -127,6 +166,7 @@ class Delivery:
         actor = self._actor
         if self._budget is not None and not self._budget.take(actor.clock.monotonic()):
             actor.ctx.hooks.message_shed(actor.name)
+            micro.request_failed(f"shed: over the rate budget of {self._budget.rate:g}/s")
             return
         self._streak += 1
         if self._streak >= _YIELD_EVERY:
@@ -140,15 +180,23 @@ class Delivery:
         except DecodeError as err:
             await self._refuse(err, env)
             return
+        hooks = self._ctx.hooks  # read per message: a process may install its metrics after start
+        # The clock is read only for hooks that time handlers, and then for one of the actor's calls in
+        # their `handler_sample` (sniper's metrics: 8): a sample gives the distribution at a fraction of the cost.
+        timed = hooks.times_handlers and actor.handled % hooks.handler_sample == 0
         try:
+            started = self._ctx.clock.monotonic() if timed else 0.0
             if self._wants_envelope:
                 await self._handler(msg, env)
             else:
                 await self._handler(msg)
+            if timed:
+                hooks.handler_finished(actor.name, self._ctx.clock.monotonic() - started)
             actor.handled += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            micro.request_failed(f"handler failed: {exc!r}")
             actor._crash_with(exc)
 
     def _hold(self, env: Envelope) -> None:
@@ -175,6 +223,12 @@ class Delivery:
 
     def _decode(self, env: Envelope) -> Any:
         """The typed message, or DecodeError: a refusal by `Sub.accept` counts as bad input too."""
+        if env.reply is not None and env.reply.startswith(JS_DELIVERY):
+            # A stream's consumer delivering here: anyone allowed to create a consumer chooses its
+            # deliver subject, so stored messages could be replayed onto a live subject. Never live input.
+            raise DecodeError(
+                "replayed by a JetStream consumer, not published live", subject=env.subject, data=env.data
+            )
         msg = self._decoder.decode(env.data, subject=env.subject)
         refusal = self._accept(msg) if self._accept is not None else None
         if refusal is not None:
@@ -189,6 +243,7 @@ class Delivery:
         actor = self._actor
         actor.bad_messages += 1
         actor.ctx.hooks.message_refused(actor.name)
+        micro.request_failed(f"bad request: {err.reason}")
         actor._log_bad(
             actor.clock.monotonic(), subject=env.subject, reason=err.reason, size=err.size, preview=err.preview
         )

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
+from actors.alerter import Alerter, AlertPolicy, Notifier
 from actors.assembler import SignalAssembler
 from actors.circuit import CircuitPolicy, CircuitSupervisor
 from actors.discovery import DiscoveryActor
@@ -23,19 +24,27 @@ from actors.fetchers import FETCHERS
 from actors.flags import FlagKeeper
 from actors.metrics import Metrics
 from actors.scheduler import HealthPolicy, Scheduler
+from actors.status import StatusKeeper
+from actors.telegram import TelegramNotifier
+from actors.telegram_commands import TelegramCommands
 from actors.upstream import AiohttpTransport, ErrorClass, Transport, UpstreamClient
 from messages import ConfigError, ModuleStatus, Signal, decode
+from messages.alerts import AlertName
 from messages.control import CircuitStateName
 from messages.cycle import Direction
 from messages.modules import REASONS
+from messages.service import SERVICE_DESCRIPTION
 from messages.subjects import SIGNALS_STREAM, BucketName
 from runtime import Actor, Bus, Clock, Context, NatsBus, Supervisor, SystemClock
 from runtime.bus import Envelope
 from runtime.errors import ActorFailedError
 from runtime.logs import get_logger
+from runtime.micro import Service
 from runtime.nats_bus import redact_url
 from runtime.stream import StreamSpec
 
+from . import __version__
+from .alerting import Notifiers, open_notifiers
 from .config import MODULES, NatsAuth, Settings
 from .embedded import EmbeddedNats
 
@@ -43,8 +52,19 @@ log = get_logger("app")
 
 
 def actor_names() -> tuple[str, ...]:
-    """Names accepted by ``--actors``: scheduler, assembler, circuits, flags, discovery, one fetcher per module."""
-    return ("scheduler", "assembler", "circuits", "flags", "discovery", *MODULES)
+    """Names accepted by ``--actors``: scheduler, assembler, circuits, flags, status, alerter, discovery, fetchers."""
+    return ("scheduler", "assembler", "circuits", "flags", "status", "alerter", "discovery", *MODULES)
+
+
+def command_service(ctx: Context) -> Service:
+    """The process's NATS micro service: its actors' commands (flags, circuit, status) as endpoints."""
+    return Service(
+        ctx.subjects.service_name(),
+        __version__,
+        clock=ctx.clock,
+        description=SERVICE_DESCRIPTION,
+        metadata={"prefix": ctx.subjects.prefix, "host": ctx.host},
+    )
 
 
 def build_actors(
@@ -53,8 +73,12 @@ def build_actors(
     *,
     policy: CircuitPolicy | None = None,
     rng: random.Random | None = None,
+    notifiers: Sequence[Notifier] = (),
+    telegram: TelegramNotifier | None = None,
 ) -> list[Actor]:
     """The actors this process runs, per ``settings.actors`` (all when empty).
+
+    `notifiers` are where the alerter's notifications go (Telegram, Alertmanager); none: logged only.
 
     `policy` replaces the breaker thresholds the settings imply (the quarantine
     and probe count are the only ones an operator sets); `rng` seeds the
@@ -76,6 +100,10 @@ def build_actors(
         actors.append(FlagKeeper(settings.flags, source=settings.feature_source))
     if "circuits" in wanted:
         actors.append(CircuitSupervisor(policy=policy, modules=MODULES, assets=settings.assets, rng=rng))
+    if "status" in wanted:
+        actors.append(
+            StatusKeeper(assets=settings.assets, modules=MODULES, flags=settings.flags, max_hold=policy.max_hold)
+        )
     if "discovery" in wanted:
         actors.append(
             DiscoveryActor(
@@ -106,6 +134,18 @@ def build_actors(
                 modules=MODULES, assets=settings.assets, window=settings.window, stream=signal_stream(settings)
             )
         )
+    if "alerter" in wanted:
+        alert = settings.alert
+        actors.append(
+            Alerter(
+                settings.assets,
+                core=settings.core,
+                policy=AlertPolicy(alert_for=alert.alert_for, group_wait=alert.group_wait, repeat=alert.repeat),
+                notifiers=notifiers,
+            )
+        )
+        if settings.alert.telegram_commands and telegram is not None:
+            actors.append(TelegramCommands(telegram, settings.alert.telegram_admins))
     if "scheduler" in wanted:
         actors.append(
             Scheduler(
@@ -180,6 +220,7 @@ async def run_pipeline(
     clock: Clock | None = None,
     policy: CircuitPolicy | None = None,
     rng: random.Random | None = None,
+    notifiers: Notifiers | None = None,
     before_start: Callable[[Bus], Awaitable[object]] | None = None,
 ) -> AsyncIterator[Running]:
     """Start the pipeline described by `settings`; stop it on exit.
@@ -208,6 +249,8 @@ async def run_pipeline(
         ctx = Context(
             bus=bus, clock=clock, subjects=settings.subjects, max_clock_skew=settings.max_clock_skew, hooks=metrics
         )
+        ctx.service = service = command_service(ctx)
+        stack.push_async_callback(service.stop)  # pushed first, so it runs after the supervisor stopped the actors
         metrics_url = None
         if settings.metrics_port is not None:
             from .metrics_server import serve_metrics
@@ -217,7 +260,11 @@ async def run_pipeline(
             )
         if before_start is not None:
             await before_start(bus)
-        actors = build_actors(settings, upstream, policy=policy, rng=rng)
+        if notifiers is None:  # Telegram and Alertmanager as the settings say (started, stopped with the pipeline)
+            notifiers = await stack.enter_async_context(open_notifiers(settings.alert, clock))
+        actors = build_actors(
+            settings, upstream, policy=policy, rng=rng, notifiers=notifiers.all, telegram=notifiers.telegram
+        )
         metrics.declare(
             modules=MODULES,
             assets=settings.assets,
@@ -226,11 +273,15 @@ async def run_pipeline(
             directions=get_args(Direction),
             states=get_args(CircuitStateName),
             buckets=get_args(BucketName),
+            alertnames=get_args(AlertName),
             actors=[a.name for a in actors],
+            version=__version__,
         )
         supervisor = Supervisor(ctx, actors)
         stack.push_async_callback(supervisor.stop)  # before start: a failed start stops what did start
         await supervisor.start()
+        if service.endpoints:  # this process answers commands: discoverable on $SRV.PING/INFO/STATS
+            await service.start(bus)
         log.info(
             "pipeline_started",
             nats=redact_url(url) if url else "(given)",

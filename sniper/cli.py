@@ -9,7 +9,9 @@
     sniper replay FILE [--speed X]   publish a recording back
     sniper flags list | set NAME on|off [--why TEXT]
     sniper circuit list | reset MODULE
+    sniper status [--asset A] [--json]   last signal, held breakers and flags (read-only)
     sniper signals last | tail [--asset A]   signals kept by the stream, for late joiners
+    sniper alert test                send a test message through each configured alert sender
     sniper discover --backend URL    how each module is served (from /openapi.json)
 
 Every command takes ``--log-level`` and ``--log-format``, before or after its
@@ -37,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from messages import ConfigError, SniperError
+from messages._base import ASSET_NAMES
 from runtime import logs
 from runtime.errors import ActorFailedError, ActorSystemError, BusConnectError
 
@@ -98,6 +101,16 @@ def _module(text: str) -> str:
     if text.strip().lower() not in MODULES:
         raise argparse.ArgumentTypeError(f"unknown module {text!r}; known modules: {', '.join(MODULES)}")
     return text.strip().lower()
+
+
+def _asset(text: str) -> str:
+    """``sniper status --asset A``: an asset name like SOL, in any case."""
+    asset = text.strip().upper()
+    try:
+        ASSET_NAMES.check(asset)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an asset like SOL or BTC") from None
+    return asset
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -187,7 +200,7 @@ def _bus_commands(sub: argparse._SubParsersAction[OneLineParser], common: OneLin
 
 
 def _control_commands(sub: argparse._SubParsersAction[OneLineParser], common: OneLineParser) -> None:
-    """``sniper flags`` and ``sniper circuit``: requests to a running pipeline."""
+    """``sniper flags``, ``sniper circuit``, ``sniper status`` and ``sniper signals``: a running pipeline's."""
     # --nats/--prefix are accepted before or after the sub-command ("sniper flags list --nats URL").
     conn = OneLineParser(add_help=False, parents=[common])
     conn.add_argument("--nats", default=argparse.SUPPRESS, help=f"NATS URL ({OPTIONS_BY_NAME['nats'].var})")
@@ -215,6 +228,22 @@ def _control_commands(sub: argparse._SubParsersAction[OneLineParser], common: On
     circuit_sub.add_parser("list", parents=[conn], help="show every breaker")
     reset = circuit_sub.add_parser("reset", parents=[conn], help="close every breaker of a module (lifts a quarantine)")
     reset.add_argument("module", type=_module, metavar="MODULE", help=either(MODULES))
+
+    status = sub.add_parser(
+        "status",
+        parents=[conn],
+        help="each asset's last signal, the breakers holding it back and every flag (read-only; "
+        "request/reply on <prefix>.cmd.status)",
+    )
+    status.add_argument("--asset", type=_asset, default=None, help="only this asset, e.g. SOL")
+    status.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+    alert = sub.add_parser("alert", parents=[common], help="alert notifications: send a test through the senders")
+    alert_sub = alert.add_subparsers(dest="alert_command", required=True, metavar="test")
+    alert_test_parser = alert_sub.add_parser(
+        "test", parents=[common], help="send one test message through each configured sender and say what happened"
+    )
+    add_options(alert_test_parser, "alert")
 
     signals = sub.add_parser(
         "signals", parents=[conn], help="read signals back from the durable stream (<prefix>_signals)"
@@ -323,6 +352,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             url = _nats_url(args)
             return asyncio.run(circuit_command(url, args, auth=_nats_auth(args, url)))
+        case "status":
+            from .control import status_command
+
+            url = _nats_url(args)
+            return asyncio.run(status_command(url, args, auth=_nats_auth(args, url)))
+        case "alert":
+            from .alerting import alert_test
+            from .config import alert_settings_from
+
+            return asyncio.run(alert_test(alert_settings_from(args)))
         case "signals":
             from .signals import signals_command
 

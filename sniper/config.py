@@ -67,6 +67,12 @@ MAX_BODY_BYTES_BOUNDS: tuple[int, int] = (64 * 1024, 64 * 1024 * 1024)
 STREAM_MAX_AGE_BOUNDS: tuple[float, float] = (60.0, 365 * 86_400.0)
 #: The signal stream's size: 1 MiB to 1 TiB.
 STREAM_MAX_BYTES_BOUNDS: tuple[int, int] = (1 << 20, 1 << 40)
+#: How long every core module of an asset must be failing before core_down fires.
+ALERT_FOR_BOUNDS: tuple[float, float] = (0.0, 86_400.0)
+#: How long alerts that start firing together are collected into one notification.
+ALERT_GROUP_WAIT_BOUNDS: tuple[float, float] = (0.0, 3_600.0)
+#: How often an unresolved alert is sent again: a minute to a week.
+ALERT_REPEAT_BOUNDS: tuple[float, float] = (60.0, 7 * 86_400.0)
 #: Signals kept per asset: at least the last one.
 STREAM_PER_SUBJECT_BOUNDS: tuple[int, int] = (1, 1_000_000)
 #: --window when none is given: this share of the interval, at most WINDOW_CAP seconds.
@@ -217,6 +223,28 @@ def parse_switch(text: str) -> bool:
 
 
 # -- checks: what is wrong with a parsed value, or None; the message gets the flag / variable in front --
+
+
+_TOKEN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,100}$")
+_CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})(:\d{1,12})?$")
+
+
+def _token_problem(token: str) -> str | None:
+    return None if _TOKEN.match(token) else "is not a Telegram bot token like 123456:ABC-DEF... (from @BotFather)"
+
+
+def _chats_problem(chats: tuple[str, ...]) -> str | None:
+    wrong = [c for c in chats if not _CHAT.match(c)]
+    if wrong:
+        return f"{wrong[0]!r} is not a chat id like -1001234567890, @channel or -1001234567890:42 (a topic)"
+    return None
+
+
+def _admins(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(dict.fromkeys(int(part) for part in _names(text)))
+    except ValueError:
+        raise ValueError("expected comma-separated Telegram user or chat ids") from None
 
 
 def _backend_problem(url: str) -> str | None:
@@ -398,6 +426,86 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
         default="bucket",
         choices=get_args(FlagSource),
     ),
+    Option(
+        "alert_for",
+        "how long every core module fails before core_down fires",
+        _number,
+        60.0,
+        ALERT_FOR_BOUNDS,
+        "seconds",
+        attr="alert.alert_for",
+        group="alert",
+    ),
+    Option(
+        "alert_group_wait",
+        "alerts firing within this go out as one message",
+        _number,
+        10.0,
+        ALERT_GROUP_WAIT_BOUNDS,
+        "seconds",
+        attr="alert.group_wait",
+        group="alert",
+    ),
+    Option(
+        "alert_repeat",
+        "resend an unresolved alert this often",
+        _number,
+        4 * 3600.0,
+        ALERT_REPEAT_BOUNDS,
+        "seconds",
+        attr="alert.repeat",
+        group="alert",
+    ),
+    Option(
+        "telegram_token",
+        "Telegram bot token; prefer the variable (never logged)",
+        attr="alert.telegram_token",
+        group="alert",
+        check=_token_problem,
+    ),
+    Option(
+        "telegram_chat",
+        "chat ids for alerts, comma-separated, :THREAD for a topic",
+        _names,
+        (),
+        attr="alert.telegram_chats",
+        group="alert",
+        check=_chats_problem,
+        shown="none",
+    ),
+    Option(
+        "telegram_api",
+        "Telegram Bot API base URL",
+        default="https://api.telegram.org",
+        attr="alert.telegram_api",
+        group="alert",
+        check=_backend_problem,
+    ),
+    Option(
+        "telegram_commands",
+        "answer /status /flags /flag /mute /unmute from admins",
+        parse_switch,
+        False,
+        attr="alert.telegram_commands",
+        group="alert",
+        const=True,
+    ),
+    Option(
+        "telegram_admins",
+        "user or chat ids allowed to command, comma-separated",
+        _admins,
+        (),
+        attr="alert.telegram_admins",
+        group="alert",
+        shown="none",
+    ),
+    Option(
+        "alertmanager",
+        "also post alerts to this Alertmanager (its /api/v2/alerts)",
+        attr="alert.alertmanager",
+        group="alert",
+        check=_backend_problem,
+    ),
     Option("stagger", "tick every asset at the same instant", parse_switch, True, flag="--no-stagger", const=False),
     Option("discovery_interval", "time between discoveries", _number, 600.0, DISCOVERY_INTERVAL_BOUNDS, "seconds"),
     Option("circuit_probes", "probe calls when half-open", _integer, _POLICY.probes, CIRCUIT_PROBES_BOUNDS, "calls"),
@@ -409,7 +517,7 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
 )
 # fmt: on
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
-_SETTINGS_GROUPS = ("connection", "auth", "pipeline")
+_SETTINGS_GROUPS = ("connection", "auth", "pipeline", "alert")
 
 
 def _defaults() -> dict[str, Any]:
@@ -428,6 +536,31 @@ DEFAULT_MAX_BODY_BYTES: int = DEFAULTS["max_body_bytes"]  # 4 MiB, the upstream 
 def _nested(values: Mapping[str, Any], part: str) -> dict[str, Any]:
     """The ``part.x`` values as keywords: ``{"depth": 50}`` for "request"."""
     return {key.partition(".")[2]: value for key, value in values.items() if key.startswith(f"{part}.")}
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alerting: Alertmanager-style timings, Telegram, Alertmanager. The token is left out of ``repr``."""
+
+    alert_for: float
+    group_wait: float
+    repeat: float
+    telegram_token: str | None = field(default=None, repr=False)
+    telegram_chats: tuple[str, ...] = ()
+    telegram_api: str = "https://api.telegram.org"
+    telegram_commands: bool = False
+    telegram_admins: tuple[int, ...] = ()
+    alertmanager: str | None = None
+
+    def check(self) -> None:
+        """ConfigError for a combination that cannot work."""
+        if self.telegram_chats and not self.telegram_token:
+            raise ConfigError("--telegram-chat / SNIPER_TELEGRAM_CHAT needs --telegram-token / SNIPER_TELEGRAM_TOKEN")
+        if self.telegram_commands and not (self.telegram_token and self.telegram_admins):
+            raise ConfigError(
+                "--telegram-commands needs --telegram-token and --telegram-admins "
+                "(who may command; nobody else is answered)"
+            )
 
 
 @dataclass(frozen=True)
@@ -466,12 +599,14 @@ class Settings:
     max_clock_skew: float = DEFAULTS["max_clock_skew"]
     #: Largest upstream response body read (bytes).
     max_body_bytes: int = DEFAULTS["max_body_bytes"]
+    alert: AlertSettings = field(default_factory=lambda: AlertSettings(**_nested(DEFAULTS, "alert")))
 
     def __post_init__(self) -> None:
         for opt in OPTIONS:
             if opt.group in _SETTINGS_GROUPS:
                 opt.validate(attrgetter(opt.attr)(self))
         self.nats_auth.check(self.nats)
+        self.alert.check()
         window, off_hours = OPTIONS_BY_NAME["window"], OPTIONS_BY_NAME["off_hours_interval"]
         limit = f"{window.label} (at most the interval, {_show(self.interval)} s)"
         check_between(self.window, (WINDOW_MIN, self.interval), limit, "seconds")
@@ -534,6 +669,18 @@ def add_options(
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by `sniper run` and `sniper demo` (defaults come from the environment)."""
     add_options(parser, "pipeline", title="pipeline")
+    add_options(parser, "alert", title="alerts")
+
+
+def alert_settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AlertSettings:
+    """The alert settings alone (``sniper alert test``): flags, then the environment, then defaults."""
+    values = _values(args, os.environ if environ is None else environ, ("alert",))
+    try:
+        settings = AlertSettings(**_nested(values, "alert"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    settings.check()
+    return settings
 
 
 def add_nats_auth_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -574,6 +721,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     kwargs: dict[str, Any] = {key: value for key, value in values.items() if "." not in key}
     kwargs["nats_auth"] = NatsAuth(**_nested(values, "nats_auth"))
     kwargs["request"] = RequestSettings(**_nested(values, "request"))
+    kwargs["alert"] = AlertSettings(**_nested(values, "alert"))
     kwargs["flags"] = feature_defaults(env)
     kwargs.update(fixed)
     try:

@@ -1,7 +1,10 @@
 """Serve a process's Prometheus registry on ``/metrics`` (aiohttp, no extra thread).
 
 It listens on loopback unless told otherwise (``--metrics-host 0.0.0.0`` in a
-container), and logs the address it actually bound, port 0 resolved.
+container), and logs the address it actually bound, port 0 resolved. The
+handler is prometheus_client's own, so the format follows the scraper's
+``Accept`` (Prometheus text 0.0.4 by default, OpenMetrics when asked) and
+``Accept-Encoding: gzip`` compresses; ``?name[]=...`` narrows the answer.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from actors.metrics import Metrics
 from runtime.logs import get_logger
@@ -28,12 +31,8 @@ def _host_port(host: str, port: int) -> str:
 @contextlib.asynccontextmanager
 async def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Serve until the context exits; yields a URL to scrape it from this host (port 0 picks a free port)."""
-
-    async def handle(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app = web.Application()
-    app.router.add_get("/metrics", handle)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -25,6 +25,7 @@ from actors.upstream import MockTransport, Transport, UpstreamClient
 from messages import CircuitState, Health, Signal, Tick
 from runtime import Actor, Context, MemoryBus, VirtualClock
 from runtime.testing import Recorder
+from sniper.alerting import Notifiers
 from sniper.app import Running, actor_names, run_pipeline
 from sniper.config import Settings
 
@@ -62,9 +63,13 @@ class Harness:
         transport: Transport | None = None,
         policy: CircuitPolicy | None = None,
         seed: int = 1,
+        notifiers: Notifiers | None = None,
         **settings: Any,
     ) -> AsyncIterator[Running]:
-        """Run the pipeline `Settings(**settings)` describes (one asset, 5 s interval, no discovery by default)."""
+        """Run the pipeline `Settings(**settings)` describes (one asset, 5 s interval, no discovery by default).
+
+        Alert notifications go to `notifiers` (default: none, never a real Telegram or Alertmanager).
+        """
         settings.setdefault("backend", BACKEND)
         settings.setdefault("assets", ("SOL",))
         settings.setdefault("interval", 5.0)
@@ -77,6 +82,7 @@ class Harness:
             clock=self.clock,
             policy=policy,
             rng=random.Random(seed),
+            notifiers=notifiers or Notifiers(),
         ) as running:
             self.running = running
             yield running
