@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cycle_latency.py
 	$(BIN)/python bench/flood.py
 	$(BIN)/python bench/durable_signals.py
+	$(BIN)/python bench/gateway.py
 
 # The Prometheus config, alerting rules and their unit tests (deploy/prometheus); promtool comes
 # from Debian's prometheus package (.ci/run installs it). `make test` runs the same checks.

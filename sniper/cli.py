@@ -11,8 +11,10 @@
     sniper circuit list | reset MODULE
     sniper status [--asset A] [--json]   last signal, held breakers and flags (read-only)
     sniper signals last | tail [--asset A]   signals kept by the stream, for late joiners
+    sniper watch [--once] [--asset A]   live table: assets x modules, score, direction, age, breakers
     sniper alert test                send a test message through each configured alert sender
     sniper discover --backend URL    how each module is served (from /openapi.json)
+    sniper gateway --backend URL     /gpts/<path> -> backend /<path>: a strict reverse proxy
 
 Every command takes ``--log-level`` and ``--log-format``, before or after its
 name (``SNIPER_LOG_LEVEL``, ``SNIPER_LOG_FORMAT``; a flag wins). The flags of
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument("--backend", required=True, help="backend base URL, e.g. http://127.0.0.1:8000")
     discover.add_argument("--asset", default="SOL", help="asset used when probing known paths (default SOL)")
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _gateway_command(sub, common)
 
     sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
     schema = sub.add_parser("schema", parents=[common], help="print the JSON Schema of every wire message")
@@ -256,6 +259,45 @@ def _control_commands(sub: argparse._SubParsersAction[OneLineParser], common: On
         each.add_argument("--asset", default=None, help="only this asset, e.g. SOL")
         each.add_argument("--json", action="store_true", help="print each signal as its JSON")
 
+    watch = sub.add_parser(
+        "watch",
+        parents=[conn],
+        help="a live table of every asset: last signal, module statuses, signal age, breakers (read-only; "
+        "works as the bot user)",
+    )
+    watch.add_argument("--asset", type=_asset, default=None, help="only this asset, e.g. SOL")
+    watch.add_argument("--once", action="store_true", help="print one snapshot and exit (1 if no signal is known)")
+    watch.add_argument(
+        "--for", dest="duration", type=_seconds, default=None, metavar="SECONDS", help="stop after this many seconds"
+    )
+
+
+def _gateway_command(sub: argparse._SubParsersAction[OneLineParser], common: OneLineParser) -> None:
+    """``sniper gateway``: the flags of the "gateway" group of `sniper.config.GATEWAY_OPTIONS`."""
+    gateway = sub.add_parser(
+        "gateway",
+        parents=[common],
+        help="serve <prefix>/<path> as a strict reverse proxy to the backend's documented paths",
+        description="A reverse proxy: <prefix>/<path>?<query> is forwarded to the backend as /<path>?<query>, "
+        "byte for byte, for the paths of the backend's OpenAPI document only (or --allow). Unsafe paths get a "
+        "JSON 400, others 404/405/413, backend failures 502/504. Runs until SIGINT/SIGTERM.",
+    )
+    gateway.add_argument(
+        "--backend",
+        metavar="URL",
+        help=f"backend base URL, required, e.g. http://127.0.0.1:8000 ({OPTIONS_BY_NAME['backend'].var})",
+    )
+    gateway.add_argument(
+        "--nats",
+        metavar="URL",
+        help=f"NATS URL for sniper's own endpoints under <prefix>/sniper/ ({OPTIONS_BY_NAME['nats'].var})",
+    )
+    add_nats_auth_arguments(gateway)
+    add_options(gateway, "gateway", title="gateway")
+    gateway.add_argument(
+        "--for", dest="duration", type=_seconds, metavar="SECONDS", help="stop after this many seconds"
+    )
+
 
 #: An actor exceeded its restart intensity; see the module docstring.
 EXIT_ACTOR_FAILED = 3
@@ -367,6 +409,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             url = _nats_url(args)
             return asyncio.run(signals_command(url, args, auth=_nats_auth(args, url)))
+        case "watch":
+            from .watch import watch_command
+
+            url = _nats_url(args)
+            return asyncio.run(watch_command(url, args, auth=_nats_auth(args, url)))
+        case "gateway":
+            from .config import gateway_config_from
+            from .gateway.service import run_gateway
+
+            return asyncio.run(run_gateway(gateway_config_from(args), duration=args.duration))
         case "discover":
             from .control import discover_command
 

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, TypedDict, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from actors.circuit import CircuitPolicy
@@ -36,6 +36,9 @@ from messages import ConfigError, Subjects
 from messages.modules import DEFAULT_CORE, MAX_BOOK_LEVELS, REGISTRY
 from messages.modules import MODULES as REGISTERED_MODULES
 from runtime.nats_bus import redact_url
+
+if TYPE_CHECKING:
+    from .gateway.app import GatewayConfig
 
 T = TypeVar("T")
 
@@ -77,6 +80,10 @@ ALERT_REPEAT_BOUNDS: tuple[float, float] = (60.0, 7 * 86_400.0)
 STREAM_PER_SUBJECT_BOUNDS: tuple[int, int] = (1, 1_000_000)
 #: --window when none is given: this share of the interval, at most WINDOW_CAP seconds.
 WINDOW_SHARE, WINDOW_CAP = 0.6, 3.0
+#: sniper gateway --gateway-max-body, largest request body forwarded: none to 1 GiB.
+GATEWAY_MAX_BODY_BOUNDS: tuple[int, int] = (0, 1 << 30)
+#: sniper gateway --connect-timeout and --read-timeout, seconds.
+GATEWAY_TIMEOUT_BOUNDS: tuple[float, float] = (0.1, 3_600.0)
 
 #: URL schemes nats-py connects with (a URL without one means nats://).
 NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
@@ -282,6 +289,25 @@ def _host_problem(host: str) -> str | None:
     if host and not any(c.isspace() or c in "/@" for c in host):
         return None
     return f"{host!r} is not a host or address like 127.0.0.1"
+
+
+def _gateway_prefix_problem(prefix: str) -> str | None:
+    from .gateway.paths import check_prefix  # imported here: sniper.gateway imports this module
+
+    return check_prefix(prefix)
+
+
+def _networks(text: str) -> tuple[Any, ...]:
+    from .gateway.proxy import parse_networks
+
+    return parse_networks(text)
+
+
+def _templates_problem(templates: tuple[str, ...]) -> str | None:
+    from .gateway.paths import check_template
+
+    problems = [p for t in templates if (p := check_template(t))]
+    return problems[0] if problems else (None if templates else "name at least one path, or leave it out")
 
 
 def either(words: Sequence[str]) -> str:
@@ -519,6 +545,33 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
 _SETTINGS_GROUPS = ("connection", "auth", "pipeline", "alert")
 
+#: `sniper gateway`'s own settings (group "gateway"; --backend, --nats and the NATS credentials are shared).
+#: A table of their own: they are no `Settings` field. Their variables are SNIPER_GATEWAY_*, and where the
+#: pipeline already has a flag name (--prefix: the subject prefix) the gateway's flag differs (--path-prefix).
+# fmt: off
+GATEWAY_OPTIONS: tuple[Option, ...] = (  # one option a line
+    Option("gateway_host", "address to listen on, 0.0.0.0 for all", default="127.0.0.1", check=_host_problem,
+           attr="host", group="gateway", flag="--host", metavar="HOST"),
+    Option("gateway_port", "port to listen on", _integer, 8080, PORT_BOUNDS, note="0: any free port", attr="port",
+           group="gateway", flag="--port", metavar="PORT"),
+    Option("gateway_prefix", "public path prefix stripped before forwarding", default="/gpts",
+           check=_gateway_prefix_problem, attr="prefix", group="gateway", flag="--path-prefix",
+           metavar="PATH"),
+    Option("gateway_allow", "forward only these path templates, comma-separated, e.g. /whales/alerts,/flows/{asset}",
+           _names, None, check=_templates_problem, shown="the paths of the backend's OpenAPI document",
+           attr="allow", group="gateway", flag="--allow", metavar="PATHS"),
+    Option("gateway_trusted_proxies", "proxies whose X-Forwarded-* are believed, comma-separated addresses or "
+           "networks", _networks, (), shown="none", attr="trusted_proxies", group="gateway", flag="--trusted-proxy",
+           metavar="NETS"),
+    Option("gateway_max_body", "largest request body forwarded", _integer, 1 << 20, GATEWAY_MAX_BODY_BOUNDS, "bytes",
+           attr="max_body_bytes", group="gateway", flag="--gateway-max-body"),
+    Option("gateway_connect_timeout", "time to connect to the backend", _number, 5.0, GATEWAY_TIMEOUT_BOUNDS,
+           "seconds", attr="connect_timeout", group="gateway", flag="--connect-timeout"),
+    Option("gateway_read_timeout", "time the backend may stay silent while answering", _number, 30.0,
+           GATEWAY_TIMEOUT_BOUNDS, "seconds", attr="read_timeout", group="gateway", flag="--read-timeout"),
+)
+# fmt: on
+
 
 def _defaults() -> dict[str, Any]:
     values: dict[str, Any] = {}
@@ -653,7 +706,7 @@ def add_options(
     accept the flags both before and after a sub-command).
     """
     where = parser.add_argument_group(title) if title else parser
-    for opt in OPTIONS:
+    for opt in (*OPTIONS, *GATEWAY_OPTIONS):
         if opt.group == group:
             kwargs: dict[str, Any] = {"dest": opt.name, "help": opt.describe()}
             if suppress:
@@ -691,7 +744,7 @@ def add_nats_auth_arguments(parser: argparse.ArgumentParser, *, suppress: bool =
 def _values(args: argparse.Namespace, env: Mapping[str, str], groups: Collection[str]) -> dict[str, Any]:
     """Each option of `groups` by attribute: the flag's value, else the variable's, else the default."""
     values: dict[str, Any] = {}
-    for opt in OPTIONS:
+    for opt in (*OPTIONS, *GATEWAY_OPTIONS):
         if opt.group in groups:
             given = getattr(args, opt.name, None)
             default = opt.follows(values) if opt.follows else opt.default
@@ -728,3 +781,19 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
         return Settings(**kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def gateway_config_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """`sniper gateway`'s configuration: its flags, then SNIPER_GATEWAY_* (and SNIPER_BACKEND, SNIPER_NATS)."""
+    from .gateway.app import GatewayConfig
+
+    values = _values(args, os.environ if environ is None else environ, ("connection", "auth", "gateway"))
+    for opt in (*OPTIONS, *GATEWAY_OPTIONS):
+        if opt.group in ("connection", "gateway"):
+            opt.validate(values[opt.attr])
+    if not values["backend"]:
+        raise ConfigError(f"{OPTIONS_BY_NAME['backend'].label} is required for 'sniper gateway'")
+    auth = NatsAuth(**_nested(values, "nats_auth"))
+    auth.check(values["nats"])
+    own = {opt.attr: values[opt.attr] for opt in GATEWAY_OPTIONS}
+    return GatewayConfig(backend=values["backend"], nats=values["nats"], nats_auth=auth, **own)

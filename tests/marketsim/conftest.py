@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from runtime.testing import wait_until as runtime_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the package lives at the repository root
@@ -87,11 +88,9 @@ def call(session: aiohttp.ClientSession) -> Callable[..., Awaitable[Reply]]:
 
 @pytest.fixture
 def wait_until() -> Callable[[Callable[[], bool]], Awaitable[None]]:
-    """Poll a condition (not a fixed sleep) until it holds, failing after 2 s."""
+    """The project's one `wait_until` (runtime.testing), bounded at 2 s for these loopback tests."""
 
     async def _wait(predicate: Callable[[], bool]) -> None:
-        async with asyncio.timeout(2.0):
-            while not predicate():  # noqa: ASYNC110  # bounded poll of a plain predicate (no event to await)
-                await asyncio.sleep(0.005)
+        await runtime_wait_until(predicate, timeout=2.0)
 
     return _wait
