@@ -60,6 +60,10 @@ __all__ = [
 ]
 
 
+#: How long teardown waits for cancelled tasks before cancelling the ones still running again (seconds).
+CANCEL_RETRY = 0.2
+
+
 class ActorState(enum.Enum):
     NEW = "new"
     STARTING = "starting"
@@ -367,17 +371,30 @@ class Actor:
         return crash
 
     async def _cancel_all(self, tasks: Iterable[asyncio.Task[Any]]) -> None:
-        """Cancel and await `tasks` and every child, until no child spawns another while unwinding."""
-        pending = list(tasks)
+        """Cancel `tasks` and every child until all are done, also those that swallow a cancellation.
+
+        Some library code catches CancelledError and goes on (nats-py's publish did): a task
+        cancelled once may keep running. So every task still running after `CANCEL_RETRY`
+        is cancelled again, and children spawned while unwinding join in. This actor's own
+        cancellation (a supervisor's deadline) is never suppressed here.
+        """
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        stubborn = 0
         while pending or self._children:
-            pending.extend(self._children)
+            pending |= self._children
             self._children.clear()
             for task in pending:
                 task.cancel()
-            for task in pending:
-                with contextlib.suppress(BaseException):
-                    await task
-            pending = []
+            with contextlib.suppress(TimeoutError):
+                await self.clock.timeout(CANCEL_RETRY, asyncio.wait(pending))
+            done = {t for t in pending if t.done()}
+            pending -= done
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a child's late error is not this run's crash
+            if pending and not stubborn:
+                self.log.warning("tasks_ignored_cancellation", tasks=len(pending), first=next(iter(pending)).get_name())
+            stubborn += bool(pending)
 
     # -- internals ---------------------------------------------------------------
     def _crash_with(self, exc: BaseException) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from asyncio import current_task
 from typing import TYPE_CHECKING, Any
 
 import nats
@@ -430,6 +431,12 @@ class NatsBus(Bus):
         except OutboundBufferLimitError as exc:  # disconnected and the reconnect buffer is full
             raise PublishError("buffer_full", subject=subject, size=len(data), detail=str(exc)) from None
         self.stats.published += 1
+        task = current_task()
+        if task is not None and task.cancelling():
+            # nats-py swallows a CancelledError raised while a publish waits for its flusher (the pending
+            # buffer over `pending_size`: Client._flush_pending catches it). The task was asked to stop
+            # and would otherwise go on: at 1,000 assets the scheduler ticked on after SIGTERM. Re-raise it.
+            raise asyncio.CancelledError()
 
     async def subscribe(
         self, subject: str, handler: Handler, *, queue: str | None = None, pending: int | None = None
@@ -491,11 +498,15 @@ class NatsBus(Bus):
         if self._nc.is_closed:
             return
         try:
-            await asyncio.wait_for(self._nc.drain(), 10)
+            await asyncio.wait_for(self._nc.drain(), DRAIN_TIMEOUT)
         except Exception as exc:  # drain failed (broker gone): close hard
             log.warning("NATS drain failed (%r); closing", exc)
             with contextlib.suppress(Exception):
                 await self._nc.close()
+
+
+#: How long closing waits for subscriptions to drain and publishes to flush (seconds); then it closes hard.
+DRAIN_TIMEOUT = 1.5
 
 
 class _Summarised:

@@ -29,6 +29,7 @@ from messages import ActorGaveUp, ActorRestarted, Message, encode
 from messages._base import MAX_ERROR
 
 from .actor import Actor, ActorState, Context
+from .clock import Clock
 from .errors import SetupError, StartupError
 from .logs import get_logger
 
@@ -58,6 +59,28 @@ class RestartPolicy:
         """Delay before restart number `attempt` (1-based) within the current period."""
         base = min(self.backoff_max, self.backoff_initial * self.backoff_factor ** min(attempt - 1, 64))
         return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+
+#: Longest a supervisor's stop takes (seconds), whatever its actors were doing. With the bus's
+#: drain (`runtime.nats_bus.DRAIN_TIMEOUT`) and the notifiers' it keeps `sniper run` under 5 s.
+STOP_DEADLINE = 3.0
+#: How long a hard cancel waits before cancelling a stubborn task again (seconds of the clock).
+_CANCEL_RETRY = 0.2
+
+
+#: How many times a hard cancel is repeated before the task is given up on.
+_CANCEL_ATTEMPTS = 5
+
+
+async def _cancel_until_done(task: asyncio.Task[None], clock: Clock) -> bool:
+    """Cancel `task` until it is done (a swallowed cancellation is repeated); False if it never ends."""
+    for _ in range(_CANCEL_ATTEMPTS):
+        if task.done():
+            return True
+        task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await clock.timeout(_CANCEL_RETRY, asyncio.wait({task}))
+    return task.done()
 
 
 class Supervisor:
@@ -114,16 +137,36 @@ class Supervisor:
             self._supervise(actor), name=f"supervise:{actor.name}"
         )
 
-    async def stop(self) -> None:
-        """Stop every actor cleanly and wait for them."""
+    async def stop(self, *, deadline: float = STOP_DEADLINE) -> None:
+        """Stop every actor, sources of work first, all within `deadline` seconds of the clock.
+
+        Actors stop in the reverse of their start order: the scheduler (which
+        makes the work) before the fetchers and the assembler (which do it), so
+        no tick goes out to a fetcher that is already gone. Each actor gets what
+        is left of the deadline to stop cleanly; past it, its task is cancelled
+        (again and again if something inside swallows the cancellation).
+        """
         self._stopping = True
-        for name, actor in self.actors.items():
+        clock = self.ctx.clock
+        ends = clock.monotonic() + deadline
+        for name, actor in reversed(self.actors.items()):
             await actor.stop()
             wake = self._wake.get(name)  # absent for actors a failed start never reached
             if wake is not None:
                 wake.set()  # cut a restart backoff short
-        if self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            task = self._tasks.get(name)
+            if task is None or task.done():
+                continue
+            try:
+                await clock.timeout(max(0.0, ends - clock.monotonic()), asyncio.shield(task))
+            except TimeoutError:
+                log.warning("actor_stop_deadline", actor=name, deadline=deadline)
+                if not await _cancel_until_done(task, clock):
+                    log.error("actor_abandoned", actor=name, reason="still running after repeated cancellation")
+            except Exception:  # the actor's crash was already logged and announced by its supervision
+                pass
+        # Only what has ended: an abandoned task must not hold the stop (and the process) forever.
+        await asyncio.gather(*(t for t in self._tasks.values() if t.done()), return_exceptions=True)
 
     async def wait(self) -> None:
         """Wait until every supervised actor has stopped or failed."""

@@ -23,7 +23,7 @@ from runtime.clock import Clock, SystemClock
 from .config import AlertSettings
 
 #: How long queued notifications may still go out while the pipeline stops.
-DRAIN_SECONDS = 5.0
+DRAIN_SECONDS = 0.5
 #: Alertmanager resolves an alert nobody re-posted within resolve_timeout; ours repeat every
 #: `--alert-repeat`, so a firing alert carries an endsAt this much beyond it.
 ALERTMANAGER_MARGIN = 300.0

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -278,7 +281,7 @@ async def run_pipeline(
             version=__version__,
         )
         supervisor = Supervisor(ctx, actors)
-        stack.push_async_callback(supervisor.stop)  # before start: a failed start stops what did start
+        stack.push_async_callback(_stop_actors, supervisor)  # before start: a failed start stops what did start
         await supervisor.start()
         if service.endpoints:  # this process answers commands: discoverable on $SRV.PING/INFO/STATS
             await service.start(bus)
@@ -290,6 +293,42 @@ async def run_pipeline(
             metrics=metrics_url,
         )
         yield Running(bus, supervisor, upstream, url, ctx, metrics_url)
+
+
+#: A process told to stop (SIGTERM, SIGINT) exits within this many seconds, whatever it was doing:
+#: the actors get `runtime.supervisor.STOP_DEADLINE`, the bus its drain; past this, a watchdog ends it.
+EXIT_BOUND = 5.0
+#: The exit status when the watchdog had to end the process (the orderly stop overran `EXIT_BOUND`).
+EXIT_STOP_OVERRAN = 4
+_WATCHDOG = False
+
+
+def exit_within_bound() -> None:
+    """Make this process (the `sniper` command, not a library user or a test) end hard if a stop overruns."""
+    global _WATCHDOG
+    _WATCHDOG = True
+
+
+def _arm_exit_watchdog() -> None:
+    """End the process with status 4 if the orderly stop has not finished within `EXIT_BOUND` (a daemon timer)."""
+
+    def overran() -> None:
+        sys.stderr.write(f"sniper: did not stop within {EXIT_BOUND:g} s; exiting hard\n")
+        sys.stderr.flush()
+        os._exit(EXIT_STOP_OVERRAN)
+
+    watchdog = threading.Timer(EXIT_BOUND, overran)
+    watchdog.daemon = True
+    watchdog.start()
+
+
+async def _stop_actors(supervisor: Supervisor) -> None:
+    """Stop the actors (sources of work first, within the supervisor's deadline) and say so, with how long."""
+    clock = supervisor.ctx.clock
+    started = clock.monotonic()
+    log.info("pipeline_stopping", actors=len(supervisor.actors))
+    await supervisor.stop()
+    log.info("pipeline_stopped", seconds=round(clock.monotonic() - started, 3))
 
 
 async def wait_for_stop(seconds: float | None, *, supervisor: Supervisor | None = None) -> None:
@@ -314,6 +353,8 @@ async def wait_for_stop(seconds: float | None, *, supervisor: Supervisor | None 
         else:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), seconds)
+        if stop.is_set() and _WATCHDOG:
+            _arm_exit_watchdog()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)

@@ -442,3 +442,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def console() -> None:
+    """The `sniper` command: `main`, in a process that exits within its stop bound (`sniper.app.EXIT_BOUND`)."""
+    from .app import exit_within_bound
+
+    exit_within_bound()
+    sys.exit(main())

@@ -356,7 +356,7 @@ class TestSeedTestPlan:
         """FEATURE_ETF=off: every cycle succeeds and the ETF route is never called."""
         harness.backend.fail(ETF, 402)
         async with harness.run(flags={**ALL_ON, "etf": False}):
-            await harness.clock.sleep(600)
+            await harness.clock.sleep(599)  # cycles 0..119; the 121st is due at exactly t=600
         assert etf_calls_at(harness) == 0 and len(harness.signals.messages) == 120
         assert {s.modules["etf"].status for s in harness.signals.messages} == {"disabled"}
         assert {h.state for h in harness.health.messages} == {"healthy"}
@@ -365,7 +365,7 @@ class TestSeedTestPlan:
         """FEATURE_ETF=on: the first 402 quarantines ETF; every cycle still yields a signal and no hard failure."""
         harness.backend.fail(ETF, 402)
         async with harness.run():
-            await harness.clock.sleep(600)
+            await harness.clock.sleep(599)  # cycles 0..119; the 121st is due at exactly t=600
         first = harness.circuits.messages[0]
         assert (first.module, first.state, first.cause) == ("etf", "quarantined", "entitlement")
         assert first.ts == pytest.approx(harness.clock.EPOCH, abs=1)
