@@ -27,6 +27,7 @@ Exit codes (errors are one clear line on stderr, not a traceback):
     2    usage or configuration error, an unreachable or malformed --nats / --backend
     3    an actor exceeded its restart intensity (`ActorGaveUp` was published):
          restart the process (systemd Restart=on-failure, compose restart:)
+    4    told to stop, did not finish within 5 s (`sniper.app.EXIT_BOUND`): ended hard
     130  interrupted (Ctrl-C before start-up finished)
 """
 
