@@ -32,8 +32,6 @@ batches go first).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +44,7 @@ from messages.alerts import Alert
 from runtime.clock import Clock
 from runtime.logs import get_logger
 
-from .telegram import NETWORK_ERRORS, AiohttpPost, JsonPost, backoff_delay
+from ._outbox import NETWORK_ERRORS, JsonPost, Outbox, backoff_delay
 
 
 def rfc3339(ts: float) -> str:
@@ -79,12 +77,15 @@ class _Batch:
     attempts: int = 0
 
 
-class AlertmanagerNotifier:
+class AlertmanagerNotifier(Outbox[_Batch]):
     """Posts alert batches to Alertmanager's v2 API (see the module doc).
 
     Counters: `sent` (batches), `alerts_sent`, `dropped_full`, `dropped_stale`,
     `dropped_failed` (retries exhausted), `dropped_rejected` (4xx), `retries`.
     """
+
+    kind = "alertmanager"
+    mask = "<password>"
 
     def __init__(
         self,
@@ -112,84 +113,28 @@ class AlertmanagerNotifier:
         if parts.query or parts.fragment:
             raise ValueError("bad Alertmanager URL: expected no query or fragment")
         path = parts.path.rstrip("/") + "/api/v2/alerts"
-        self.name = name
         self.url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         self.safe_url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], path, "", ""))  # for logs
-        self._secrets = tuple(dict.fromkeys(s for s in (parts.password, unquote(parts.password or "")) if s))
-        self.clock = clock
-        self.queue_size = queue_size
-        self.deadline = deadline
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.request_timeout = request_timeout
+        super().__init__(
+            name=name,
+            clock=clock,
+            log=get_logger("alertmanager", notifier=name, url=self.safe_url),
+            secrets=(parts.password or "", unquote(parts.password or "")),
+            session=session,
+            transport=transport,
+            queue_size=queue_size,
+            deadline=deadline,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            request_timeout=request_timeout,
+        )
         self.generator_url = generator_url
         self.firing_ttl = firing_ttl
-        self._aiohttp: AiohttpPost | None = None
-        if transport is None:
-            self._aiohttp = AiohttpPost(session)
-            transport = self._aiohttp
-        self._post: JsonPost = transport
-        self.log = get_logger("alertmanager", notifier=name, url=self.safe_url)
-        self.sent = 0
         self.alerts_sent = 0
-        self.dropped_full = 0
-        self.dropped_stale = 0
-        self.dropped_failed = 0
-        self.dropped_rejected = 0
-        self.retries = 0
-        self._queue: deque[_Batch] = deque()
-        self._current: _Batch | None = None
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"AlertmanagerNotifier(name={self.name!r}, url={self.safe_url!r})"
-
-    # -- lifecycle ----------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the sender task (idempotent). The wiring must call this, or use ``async with``."""
-        if self._closed:
-            raise RuntimeError("this AlertmanagerNotifier is closed")
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"notifier-{self.name}")
-
-    async def close(self, *, drain: float = 0.0) -> None:
-        """Stop the sender (after up to `drain` clock seconds for the queue to empty) and close an owned session."""
-        if drain > 0 and self._task is not None and not self._task.done():
-            with contextlib.suppress(TimeoutError):
-                await self.clock.timeout(drain, self.flush())
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self.pending:
-            self.log.warning("alertmanager_closed_with_pending", pending=self.pending)
-        self._queue.clear()
-        self._current = None
-        self._idle.set()
-        if self._aiohttp is not None:
-            await self._aiohttp.close()
-
-    async def __aenter__(self) -> AlertmanagerNotifier:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def flush(self) -> None:
-        """Wait until every queued batch was sent or dropped (no timeout of its own)."""
-        await self._idle.wait()
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue) + (self._current is not None)
 
     def counters(self) -> dict[str, int]:
         """Every counter by name (for metrics)."""
@@ -214,20 +159,10 @@ class AlertmanagerNotifier:
                 return
             now = self.clock.now()
             items = [postable(a, generator_url=self.generator_url, firing_ttl=self.firing_ttl, now=now) for a in alerts]
-            while len(self._queue) >= self.queue_size:
-                self._queue.popleft()
-                self.dropped_full += 1
+            for _ in self._enqueue(_Batch(items, self.clock.monotonic())):
                 self.log.warning("alertmanager_queue_full_dropped", queue_size=self.queue_size)
-            self._queue.append(_Batch(items, self.clock.monotonic()))
-            self._idle.clear()
-            self._wakeup.set()
         except Exception as exc:  # a bug here must not reach the alerter
             self.log.error("alertmanager_notify_failed", error=self.redact(repr(exc)))
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<password>")
-        return text
 
     # -- sending ----------------------------------------------------------------------------------------------------
     async def post(self, alerts: list[dict[str, Any]]) -> tuple[int | None, str]:
@@ -241,23 +176,6 @@ class AlertmanagerNotifier:
         except Exception as exc:
             return None, self.redact(repr(exc))[:300]
         return status, self.redact(body[:300].decode("utf-8", "replace"))
-
-    async def _run(self) -> None:
-        while True:
-            while not self._queue:
-                self._idle.set()
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch = self._current = self._queue.popleft()
-            try:
-                await self._deliver(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not end the sender
-                self.dropped_failed += 1
-                self.log.error("alertmanager_sender_failed", error=self.redact(repr(exc)))
-            finally:
-                self._current = None
 
     async def _deliver(self, batch: _Batch) -> None:
         while True:

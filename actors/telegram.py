@@ -44,8 +44,9 @@ the queue, and works without `start`.
 The transport is a seam (`JsonPost`: ``post(url, json) -> (status, body)``):
 `AiohttpPost` on one pooled session (yours via ``session=``, or its own) by
 default; tests pass an in-memory one so that timing runs in virtual time.
-`AiohttpPost`, `JsonPost` and `backoff_delay` are shared with
-`actors.alertmanager`.
+The queue, the sender task, the lifecycle and the transport are shared with
+`actors.alertmanager` (`actors._outbox`); `AiohttpPost`, `JsonPost`,
+`NETWORK_ERRORS` and `backoff_delay` are still importable from here.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ import json
 import math
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -69,60 +70,14 @@ from messages.alerts import Alert
 from runtime.clock import Clock
 from runtime.logs import get_logger
 
+from ._outbox import NETWORK_ERRORS as NETWORK_ERRORS
+from ._outbox import AiohttpPost as AiohttpPost
+from ._outbox import JsonPost as JsonPost
+from ._outbox import Outbox
+from ._outbox import backoff_delay as backoff_delay
+
 #: Longest message text Telegram accepts (characters after entity parsing).
 MAX_MESSAGE_CHARS = 4096
-#: Errors a transport may raise that mean "no answer": retried like a 5xx.
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError, TimeoutError)
-
-#: ``post(url, json) -> (status, body)``: how a notifier talks HTTP (raises one of NETWORK_ERRORS on no answer).
-JsonPost = Callable[[str, Any], Awaitable[tuple[int, bytes]]]
-
-_MAX_ANSWER = 1024 * 1024
-_CHUNK = 64 * 1024
-
-
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): base, 2 base, 4 base ... at most `cap`."""
-    return min(cap, base * 2.0 ** min(max(attempt - 1, 0), 62))
-
-
-class AiohttpPost:
-    """A `JsonPost` on one pooled aiohttp session: the one given (not closed here), else its own.
-
-    The caller bounds each call with its clock; the session's own timeout only
-    guards against a call nobody waits for. Answers are read up to 1 MiB.
-    """
-
-    def __init__(self, session: aiohttp.ClientSession | None = None, *, safety_timeout: float = 120.0) -> None:
-        self._session = session
-        self._owned = session is None
-        self._safety_timeout = safety_timeout
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owned and self._session.closed):
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._safety_timeout),
-                connector=aiohttp.TCPConnector(limit=8),
-                raise_for_status=False,
-            )
-        return self._session
-
-    async def __call__(self, url: str, payload: Any) -> tuple[int, bytes]:
-        async with self._get_session().post(url, json=payload, allow_redirects=False) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                size += len(chunk)
-                if size > _MAX_ANSWER:
-                    resp.close()
-                    break
-                chunks.append(chunk)
-            return resp.status, b"".join(chunks)
-
-    async def close(self) -> None:
-        """Close the session if this object created it (a borrowed one stays open)."""
-        if self._owned and self._session is not None:
-            await self._session.close()
 
 
 # -- chats ------------------------------------------------------------------------------------------
@@ -347,7 +302,7 @@ class _Window:
 
 
 # -- the notifier ------------------------------------------------------------------------------------------
-class TelegramNotifier:
+class TelegramNotifier(Outbox[_Outgoing]):
     """Sends alert batches to one or more Telegram chats, queued, rate-limited and retried (see the module doc).
 
     Counters (plain ints, for the wiring to export): `sent`, `dropped_full`,
@@ -355,6 +310,9 @@ class TelegramNotifier:
     (a 4xx other than 429 and parse errors), `retries` (every re-attempt: 429,
     5xx, network), `throttled` (429s), `plain_fallbacks`.
     """
+
+    kind = "telegram"
+    mask = "<token>"
 
     def __init__(
         self,
@@ -382,96 +340,36 @@ class TelegramNotifier:
             raise ValueError("bad Telegram bot token: expected something like 123456:ABC-DEF (from @BotFather)")
         if queue_size < 1 or max_attempts < 1 or deadline <= 0:
             raise ValueError("queue_size and max_attempts must be >= 1 and deadline > 0")
-        self.name = name
+        super().__init__(
+            name=name,
+            clock=clock,
+            log=get_logger("telegram", notifier=name),
+            secrets=(token, quote(token, safe=""), quote(token)),
+            session=session,
+            transport=transport,
+            queue_size=queue_size,
+            deadline=deadline,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            request_timeout=request_timeout,
+        )
         self.chats = TelegramChat.parse_many(chats)
-        self.clock = clock
         self.api = api.rstrip("/")
-        self.queue_size = queue_size
-        self.deadline = deadline
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.request_timeout = request_timeout
         self.per_chat_interval = per_chat_interval
         self.group_per_minute = group_per_minute
         self.overall_per_second = overall_per_second
         self.disable_notification = disable_notification
         self._token = token
-        self._secrets = tuple(dict.fromkeys(s for s in (token, quote(token, safe=""), quote(token)) if s))
-        self._aiohttp: AiohttpPost | None = None  # the default transport, closed by close()
-        if transport is None:
-            self._aiohttp = AiohttpPost(session)
-            transport = self._aiohttp
-        self._post: JsonPost = transport
-        self.log = get_logger("telegram", notifier=name)
-        # counters
-        self.sent = 0
-        self.dropped_full = 0
-        self.dropped_stale = 0
-        self.dropped_failed = 0
-        self.dropped_rejected = 0
-        self.retries = 0
         self.throttled = 0
         self.plain_fallbacks = 0
-        # state
-        self._queue: deque[_Outgoing] = deque()
-        self._current: _Outgoing | None = None
         self._hold_until = -math.inf
         self._per_chat: dict[int | str, float] = {}
         self._groups: dict[int | str, _Window] = {}
         self._overall = _Window()
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
 
     def __repr__(self) -> str:  # never the token
         return f"TelegramNotifier(name={self.name!r}, chats={[str(c) for c in self.chats]}, api={self.api!r})"
-
-    # -- lifecycle ------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the sender task (idempotent). The wiring must call this, or use ``async with``."""
-        if self._closed:
-            raise RuntimeError("this TelegramNotifier is closed")
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"notifier-{self.name}")
-
-    async def close(self, *, drain: float = 0.0) -> None:
-        """Stop the sender (after up to `drain` clock seconds for the queue to empty) and close an owned session."""
-        if drain > 0 and self._task is not None and not self._task.done():
-            with contextlib.suppress(TimeoutError):
-                await self.clock.timeout(drain, self.flush())
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        left = len(self._queue) + (self._current is not None)
-        if left:
-            self.log.warning("telegram_closed_with_pending", pending=left)
-        self._queue.clear()
-        self._current = None
-        self._idle.set()
-        if self._aiohttp is not None:
-            await self._aiohttp.close()
-
-    async def __aenter__(self) -> TelegramNotifier:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def flush(self) -> None:
-        """Wait until every queued message was sent or dropped (no timeout of its own)."""
-        await self._idle.wait()
-
-    @property
-    def pending(self) -> int:
-        """Messages queued or being sent."""
-        return len(self._queue) + (self._current is not None)
 
     def counters(self) -> dict[str, int]:
         """Every counter by name (for metrics)."""
@@ -500,28 +398,17 @@ class TelegramNotifier:
                 self.log.warning("telegram_batch_truncated", alerts=len(alerts), more=more)
             now = self.clock.monotonic()
             for chat in self.chats:
-                self._enqueue(_Outgoing(chat, text, now, more=more))
+                msg = _Outgoing(chat, text, now, more=more)
+                for old in self._enqueue(msg):
+                    self.log.warning(
+                        "telegram_queue_full_dropped",
+                        chat=str(old.chat),
+                        age=round(msg.enqueued_at - old.enqueued_at, 3),
+                    )
         except Exception as exc:  # a formatting bug must not reach the alerter
             self.log.error("telegram_notify_failed", error=self.redact(repr(exc)))
 
-    def _enqueue(self, msg: _Outgoing) -> None:
-        while len(self._queue) >= self.queue_size:
-            old = self._queue.popleft()
-            self.dropped_full += 1
-            self.log.warning(
-                "telegram_queue_full_dropped", chat=str(old.chat), age=round(msg.enqueued_at - old.enqueued_at, 3)
-            )
-        self._queue.append(msg)
-        self._idle.clear()
-        self._wakeup.set()
-
     # -- sending -----------------------------------------------------------------------------------------
-    def redact(self, text: str) -> str:
-        """`text` with the bot token (in any URL-encoding we use) replaced by ``<token>``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "<token>")
-        return text
-
     async def send_test(self, text: str, *, chat: TelegramChat | str | int | None = None) -> SendResult:
         """Send `text` (escaped, HTML mode) to `chat` (default: the first) now, bypassing the queue; never raises.
 
@@ -603,21 +490,9 @@ class TelegramNotifier:
         self._overall.add(now, 1.0)
 
     # -- the sender task ------------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        while True:
-            msg = await self._next()
-            self._current = msg
-            try:
-                await self._deliver(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not end the sender
-                self.dropped_failed += 1
-                self.log.error("telegram_sender_failed", chat=str(msg.chat), error=self.redact(repr(exc)))
-            finally:
-                self._current = None
-                if not self._queue:
-                    self._idle.set()
+    def _about(self, msg: _Outgoing) -> dict[str, Any]:
+        """A failed send is logged with its chat."""
+        return {"chat": str(msg.chat)}
 
     async def _next(self) -> _Outgoing:
         """The oldest queued message whose chat may be sent to now (per-chat order kept); waits for one."""
