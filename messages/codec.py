@@ -87,17 +87,36 @@ def encode(msg: Message) -> bytes:
 
 
 class Decoder(Generic[T]):
-    """A reusable typed decoder: a Message type, or a union of tagged Message types."""
+    """A reusable typed decoder: a Message type, or a union of tagged Message types.
 
-    __slots__ = ("_dec", "max_bytes", "type")
+    It remembers the last input it decoded, by identity: one NATS message is
+    handed to every local subscriber as the same bytes object (a tick to six
+    fetchers and the assembler, a report to the assembler and the circuit
+    supervisor), and they all share this decoder (`decoder_for`), so it is
+    checked and decoded once instead of once per subscriber. Sharing is safe
+    because messages are frozen facts nobody changes. Refused input is not
+    remembered: its `DecodeError` names each subscriber's own subject.
+    """
+
+    __slots__ = ("_dec", "_last", "max_bytes", "type")
 
     def __init__(self, type: Any, *, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.type = type
         self.max_bytes = max_bytes
         self._dec: msgspec.json.Decoder[T] = msgspec.json.Decoder(type)
+        self._last: tuple[bytes, T] | None = None  # (input, message), one tuple so it is read whole
 
     def decode(self, data: bytes, *, subject: str | None = None) -> T:
         """Decode `data` or raise DecodeError; never any other exception."""
+        last = self._last
+        if last is not None and last[0] is data:
+            return last[1]
+        msg = self._decode(data, subject)
+        if type(data) is bytes:  # immutable: the same object is the same input (a bytearray may change)
+            self._last = (data, msg)
+        return msg
+
+    def _decode(self, data: bytes, subject: str | None) -> T:
         if len(data) > self.max_bytes:
             raise DecodeError(
                 f"{len(data)} bytes exceeds the {self.max_bytes}-byte limit",

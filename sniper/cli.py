@@ -431,13 +431,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(replay_file(url, args.file, args.speed, args.subjects, auth=_nats_auth(args, url)))
         case "demo":
             from .demo import demo
+            from .process import run_process
 
-            return asyncio.run(demo(args))
+            return run_process(demo(args))
         case "run":
             from .demo import run
+            from .process import run_process, settle_after
 
             settings = settings_from(args)
-            return asyncio.run(run(settings, args.duration))
+            return run_process(run(settings, args.duration), settle=settle_after(settings.interval, settings.window))
     return 2  # pragma: no cover - argparse enforces a command
 
 
