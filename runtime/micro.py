@@ -234,7 +234,11 @@ class Service:
         return bool(self._subs)
 
     async def start(self, bus: Bus) -> None:
-        """Answer PING, INFO and STATS on `bus` (each on ``$SRV.<VERB>``, ``.<name>``, ``.<name>.<id>``)."""
+        """Answer PING, INFO and STATS on `bus` (each on ``$SRV.<VERB>``, ``.<name>``, ``.<name>.<id>``).
+
+        Returns once the server holds the subscriptions (a flush), so a PING
+        sent by any client after `start` returns reaches this instance.
+        """
         if self._subs:
             return
         self.started = self.clock.now()
@@ -244,6 +248,7 @@ class Service:
                 handler = self._answerer(bus, answers[verb])
                 for subject in micro_subjects(verb, self.name, self.id):
                     self._subs.append(await bus.subscribe(subject, handler, pending=DISCOVERY_PENDING))
+            await bus.flush()
         except BaseException:
             await self.stop()
             raise
