@@ -418,8 +418,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "gateway":
             from .config import gateway_config_from
             from .gateway.service import run_gateway
+            from .process import run_process
 
-            return asyncio.run(run_gateway(gateway_config_from(args), duration=args.duration))
+            return run_process(run_gateway(gateway_config_from(args), duration=args.duration))
         case "discover":
             from .control import discover_command
 
