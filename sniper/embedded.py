@@ -8,6 +8,11 @@ nats.py's own test helper waits), and it is stopped, and its directory
 removed, on exit, on Ctrl-C and on errors. On Linux the child also gets
 SIGTERM if this process dies without cleaning up (``PR_SET_PDEATHSIG``), so a
 killed demo leaves no orphan broker behind.
+
+`sniper.cluster.LocalCluster` runs several of these as one cluster (the
+cluster flags go in ``extra_args``): it gives each node a `store_dir` of its
+own that outlives a stop, so a node that is killed (`EmbeddedNats.kill`, a
+crash without a clean shutdown) and started again keeps its JetStream data.
 """
 
 from __future__ import annotations
@@ -33,18 +38,25 @@ _MONITOR = re.compile(rb"Starting http monitor on (\S+):(\d+)")
 _READY = b"Server is ready"
 _STORE_DIR = re.compile(r"(?m)^(\s*store_dir\s*[:=]\s*).*$")
 _WHERE = re.compile(r"(?m)^\s*(listen|port|http|http_port|https|https_port)\s*[:=].*$")
+_INCLUDE = re.compile(r"""(?m)^(\s*include\s+)(["']?)([^"'\s]+)\2""")
 
 
-def embeddable_config(text: str, store_dir: Path) -> str:
+def embeddable_config(text: str, store_dir: Path, moved: tuple[Path, Path] | None = None) -> str:
     """A copy of a server config that the launcher can run next to others.
 
     nats-server refuses ``-sd`` when the file sets ``store_dir`` ("Duplicate
     'store_dir'"), and a fixed ``listen``/``http`` port would collide between
     parallel servers. So the copy points ``store_dir`` at the temporary store
     and drops the listen and monitoring addresses; the launcher's flags choose
-    them. Everything else (limits, JetStream sizes, accounts) is kept.
+    them. Everything else (limits, JetStream sizes, accounts) is kept. `moved`
+    is (the original's directory, the copy's): nats-server reads an ``include``
+    relative to the including file, so those paths are rewritten to reach the
+    same files from the copy.
     """
     text = _WHERE.sub("", text)
+    if moved is not None:
+        original, copy = moved
+        text = _INCLUDE.sub(lambda m: f'{m.group(1)}"{os.path.relpath(original / m.group(3), copy)}"', text)
     if _STORE_DIR.search(text):
         return _STORE_DIR.sub(lambda m: f'{m.group(1)}"{store_dir}"', text)
     return text
@@ -90,6 +102,7 @@ class EmbeddedNats:
         binary: str | None = None,
         extra_args: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
+        store_dir: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -103,7 +116,10 @@ class EmbeddedNats:
         #: Extra environment for the server, over this process's (a config's ``$NATS_..._PASSWORD``).
         self.env = dict(env or {})
         self.process: asyncio.subprocess.Process | None = None
-        self.store_dir: Path | None = None
+        #: Where the config copy and JetStream's data live: a fresh temporary directory per start, removed on
+        #: stop; or the `store_dir` given, kept across stops (its owner removes it).
+        self.store_dir: Path | None = Path(store_dir) if store_dir is not None else None
+        self._owns_store = store_dir is None
         self.url = ""
         self.monitor_url = ""
         self.log_tail: list[str] = []
@@ -117,7 +133,8 @@ class EmbeddedNats:
         if self.config:
             text = self.config.read_text()
             copy = self.store_dir / "nats.conf"
-            copy.write_text(embeddable_config(text, self.store_dir / "js"))
+            moved = (self.config.resolve().parent, self.store_dir.resolve())
+            copy.write_text(embeddable_config(text, self.store_dir / "js", moved))
             store_in_config = bool(_STORE_DIR.search(text))
             argv += ["-c", str(copy)]
         argv += ["-a", self.host, "-p", str(self.port)]
@@ -133,7 +150,11 @@ class EmbeddedNats:
         """Start the server and return its client URL once it is ready."""
         if self.config and not self.config.is_file():
             raise EmbeddedServerError(f"NATS config {self.config} does not exist")
-        self.store_dir = Path(tempfile.mkdtemp(prefix="sniper-nats-"))
+        if self._owns_store:
+            self.store_dir = Path(tempfile.mkdtemp(prefix="sniper-nats-"))
+        else:
+            assert self.store_dir is not None
+            self.store_dir.mkdir(parents=True, exist_ok=True)
         try:
             argv = self.command()
         except (OSError, EmbeddedServerError):
@@ -216,8 +237,16 @@ class EmbeddedNats:
             self._reader = None
         self._remove_store()
 
+    async def kill(self) -> None:
+        """End the server with SIGKILL, as a crash would (no shutdown, no leader handover); then clean up as `stop`."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        await self.stop()
+
     def _remove_store(self) -> None:
-        if self.store_dir is not None:
+        if self.store_dir is not None and self._owns_store:
             shutil.rmtree(self.store_dir, ignore_errors=True)
 
     async def __aenter__(self) -> EmbeddedNats:

@@ -55,8 +55,9 @@ RANGES: list[tuple[str, str, tuple[float, float], str, list[str]]] = [
     ("--depth", "SNIPER_DEPTH", config.DEPTH_BOUNDS, "levels", []),
     ("--max-body-bytes", "SNIPER_MAX_BODY_BYTES", config.MAX_BODY_BYTES_BOUNDS, "bytes", []),
     ("--metrics-port", "SNIPER_METRICS_PORT", config.PORT_BOUNDS, "", []),
+    ("--replicas", "SNIPER_REPLICAS", config.REPLICAS_BOUNDS, "replicas", []),
 ]
-INTEGER_FLAGS = {"--circuit-probes", "--depth", "--max-body-bytes", "--metrics-port"}
+INTEGER_FLAGS = {"--circuit-probes", "--depth", "--max-body-bytes", "--metrics-port", "--replicas"}
 
 
 def bad_values(flag: str, bounds: tuple[float, float]) -> list[str]:
@@ -155,9 +156,10 @@ class TestNumericBounds:
 
 class TestNewSettings:
     def test_defaults(self) -> None:
-        """max_clock_skew 30 s, max_body_bytes 4 MiB, metrics on loopback."""
+        """max_clock_skew 30 s, max_body_bytes 4 MiB, metrics on loopback, one replica."""
         s = load([])
         assert (s.max_clock_skew, s.max_body_bytes, s.metrics_host) == (30.0, 4 * 1024 * 1024, "127.0.0.1")
+        assert s.replicas == 1
         assert (DEFAULT_MAX_CLOCK_SKEW, DEFAULT_MAX_BODY_BYTES) == (30.0, 4_194_304)
 
     @pytest.mark.parametrize(
@@ -166,6 +168,7 @@ class TestNewSettings:
             ("max_clock_skew", "--max-clock-skew", "SNIPER_MAX_CLOCK_SKEW", "5", "120", 5.0, 120.0),
             ("max_body_bytes", "--max-body-bytes", "SNIPER_MAX_BODY_BYTES", "65536", "1048576", 65536, 1048576),
             ("metrics_host", "--metrics-host", "SNIPER_METRICS_HOST", "0.0.0.0", "::1", "0.0.0.0", "::1"),
+            ("replicas", "--replicas", "SNIPER_REPLICAS", "3", "5", 3, 5),
         ],
     )
     def test_flag_then_environment(
