@@ -22,6 +22,11 @@ Every alert is also published on ``alert.<name>`` (firing, resolved) for
 other bots. Notifiers (Telegram, Alertmanager, the log) get batches; they
 must queue and return at once, so a slow or dead notifier never slows the
 pipeline. ``mute(seconds)`` silences notifiers (not the NATS events).
+
+Several processes may run an alerter: every one follows health and signals,
+only the one holding the lease (`runtime.lease`) evaluates, publishes (its
+term as each alert's `fence`) and notifies. One that takes over first reads
+the notification log again, so it goes on with the incidents already told.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.bus import Envelope
 from runtime.errors import BusError
 from runtime.kv import KeyValue, KVConflict
+from runtime.lease import Leadership
 
 from .metrics import metrics_of
 
@@ -107,6 +113,7 @@ class Alerter(Actor):
         self._active: dict[str, _Active] = {}
         self._outbox = _Outbox()
         self.notifications_sent = 0
+        self.leadership: Leadership = Leadership(self.name)
 
     def subscriptions(self) -> Iterable[Sub]:
         s = self.subjects
@@ -151,6 +158,11 @@ class Alerter(Actor):
         await self._restore()
 
     async def run(self) -> None:
+        await self.leadership.hold(self, self._evaluate_while_leading)
+
+    async def _evaluate_while_leading(self, term: int) -> None:
+        if self.leadership.elections > 1:  # a takeover: the log says what the last leader told
+            await self._restore()
         while True:
             await self.evaluate()
             await self.clock.sleep(self.policy.evaluate_every)
@@ -197,6 +209,7 @@ class Alerter(Actor):
             starts_at=since,
             summary=summary,
             ts=now,
+            fence=self.leadership.fence,
         )
 
     async def _start(self, fp: str, alert: Alert) -> None:
@@ -215,6 +228,7 @@ class Alerter(Actor):
             ends_at=now,
             summary=active.alert.summary,
             ts=now,
+            fence=self.leadership.fence,
         )
         self.log.info("alert_resolved", alert=resolved.name, fingerprint=fp, **resolved.labels)
         await self.publish(self.subjects.alert(resolved.name), resolved)

@@ -21,6 +21,13 @@ tick are refused (counted as bad messages). So no flood, however forged, can
 grow memory, metric labels or a signal beyond the configured assets and
 modules.
 
+Several processes may run an assembler: each builds every window, only the
+one holding the lease (`runtime.lease`) publishes, with its term as the
+signal's `fence`. The others watch the signals go out, so one that takes
+over never publishes an (asset, epoch, cycle) its predecessor already did.
+Ticks fenced below the newest scheduler term seen are refused (a deposed
+scheduler's).
+
 Deadlines: the tick carries the scheduler's deadline in wall time. If that
 deadline is wildly off this process's clock (a replay of an old recording, or
 skew between hosts), the window is measured from arrival instead, with the
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field
 from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
 from messages.cycle import ModuleStatusName
 from runtime.actor import Actor, Sub, subs_for
+from runtime.lease import Fencer, Leadership
 from runtime.stream import MSG_ID, StreamSpec, StreamUnavailable
 
 from .metrics import metrics_of
@@ -93,6 +101,10 @@ class SignalAssembler(Actor):
         self._closed_upto: dict[str, int] = {}
         self._last_tick: dict[str, float] = {}
         self._early: dict[str, int] = {}  # per asset: open windows still waiting for their tick
+        self.withheld = 0  # signals built while another process held the lease: not published
+        self._published: dict[str, tuple[int, int]] = {}  # per asset: the newest (epoch, cycle) seen published
+        self._ticks = Fencer()
+        self.leadership: Leadership = Leadership(self.name)
 
     def subscriptions(self) -> Iterable[Sub]:
         s = self.subjects
@@ -100,7 +112,11 @@ class SignalAssembler(Actor):
             *subs_for(s.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick),
             *subs_for(s.data_for(self.assets, self.modules), ModuleData, self.on_report, accept=self.accept_report),
             *subs_for(s.degraded_for(self.assets, self.modules), Degraded, self.on_report, accept=self.accept_report),
+            *subs_for(s.signals_for(self.assets), Signal, self.on_published),
         ]
+
+    async def run(self) -> None:
+        await self.leadership.hold(self)
 
     # -- what is accepted -----------------------------------------------------------
     def _unknown_asset(self, asset: str) -> str | None:
@@ -112,7 +128,11 @@ class SignalAssembler(Actor):
         unknown = set(tick.modules) - self.modules
         if unknown:
             return f"unknown_module: {sorted(unknown)[:3]} not configured here"
-        return self._unknown_asset(tick.asset) or self.off_clock(tick.ts, "tick ts")
+        return (
+            self._unknown_asset(tick.asset)
+            or self.off_clock(tick.ts, "tick ts")
+            or self._ticks.problem(tick.fence, "tick")
+        )
 
     def accept_report(self, report: Report) -> str | None:
         if report.module not in self.modules:
@@ -179,6 +199,16 @@ class SignalAssembler(Actor):
         win.reports.setdefault(report.module, report)  # first answer wins; duplicates ignored
         await self._maybe_complete(win)
 
+    async def on_published(self, signal: Signal) -> None:
+        """Remember the newest cycle another assembler published per asset, not to repeat it on a takeover."""
+        if self.assets is not None and signal.asset not in self.assets:
+            return
+        if self.leadership.leading and signal.fence == self.leadership.term:
+            return  # our own
+        seen = (signal.epoch, signal.cycle)
+        if seen > self._published.get(signal.asset, (-1, -1)):
+            self._published[signal.asset] = seen
+
     # -- windows ------------------------------------------------------------------
     def _is_closed(self, asset: str, cycle: int) -> bool:
         return cycle <= self._closed_upto.get(asset, -1)
@@ -226,6 +256,9 @@ class SignalAssembler(Actor):
             self.dropped_bus_down += 1
             self.log.warning("signal_dropped_bus_down", asset=win.asset, cycle=win.cycle)
             return
+        if not self.leadership.leading or (win.epoch, win.cycle) <= self._published.get(win.asset, (-1, -1)):
+            self.withheld += 1  # another assembler leads, or already published this cycle
+            return
         signal = self.build(win)
         await self.publish(self.subjects.signal(win.asset), signal, headers={MSG_ID: signal.msg_id})
         self.signals += 1
@@ -267,4 +300,5 @@ class SignalAssembler(Actor):
             components=components,
             complete=all(st.status != "missing" for st in statuses.values()),
             epoch=win.epoch,
+            fence=self.leadership.fence,
         )

@@ -28,6 +28,12 @@ published as `CircuitState` on ``circuit.<module>`` and stored in the
 ``circuits`` key-value bucket, so a restarted process, or a fetcher on another
 host, starts from the same state. Fetchers hold a `CircuitView` built from
 both and make no upstream call while a breaker is open.
+
+Several processes may run a supervisor: every one follows the outcomes and
+keeps the breakers warm, only the one holding the lease (`runtime.lease`)
+publishes, stores and answers ``cmd.circuit`` (no queue group: every
+supervisor hears a command, the leader acts on it). Its term is each state's
+`fence`; fetchers ignore states fenced below the newest term they have seen.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.bus import Envelope
 from runtime.errors import BusError
 from runtime.kv import KVEntry
+from runtime.lease import Leadership
 from runtime.micro import Endpoint
 
 from .flags import flag_module
@@ -204,23 +211,27 @@ class CircuitSupervisor(Actor):
         self.rng = rng or random.Random()
         self.breakers: dict[tuple[str, str], _Breaker] = {}
         self._flags: dict[str, bool] = {}
+        self.leadership: Leadership = Leadership(self.name)
 
     def subscriptions(self) -> Iterable[Sub]:
         s = self.subjects
         return [
             *subs_for(s.data_for(self.assets, self.modules), ModuleData, self.on_outcome, accept=self.accept_outcome),
             *subs_for(s.degraded_for(self.assets, self.modules), Degraded, self.on_outcome, accept=self.accept_outcome),
+            Sub(s.circuit_all(), CircuitState, self.on_leader_state, pending=CONTROL_PENDING, max_rate=CONTROL_RATE),
             Sub(
                 self.subjects.command("circuit"),
                 CircuitCommand,
                 self.on_command,
-                queue="circuits",
                 on_bad=self.on_bad_command,
                 pending=CONTROL_PENDING,
                 max_rate=CONTROL_RATE,
                 endpoint=Endpoint("circuit", endpoint_metadata("circuit"), failed=reply_error),
             ),
         ]
+
+    async def run(self) -> None:
+        await self.leadership.hold(self)
 
     def _known_module(self, module: str) -> bool:
         """A configured module (any subject-safe name when none are configured)."""
@@ -389,6 +400,7 @@ class CircuitSupervisor(Actor):
             detail=detail[:200],
             opens=(0 if state == "closed" else b.state.opens) if opens is None else opens,
             probes=self.policy.probes,
+            fence=self.leadership.fence,
         )
         b.state = new
         b.outcomes.clear()
@@ -401,6 +413,8 @@ class CircuitSupervisor(Actor):
             self._arm(new)
         elif state == "half_open":
             self.spawn(self._reprobe_after(new), name=f"reprobe:{new.module}:{new.scope}")
+        if not self.leadership.leading:
+            return  # a standby keeps its breakers warm; the leader tells the fetchers
         await self.publish(self.subjects.circuit(new.module), new)
         try:
             await (await self.bucket(CIRCUITS_BUCKET)).put(kv_key(new.module, new.scope), encode(new))
@@ -427,6 +441,29 @@ class CircuitSupervisor(Actor):
         if b is not None and b.state is st:
             await self._move(b, "half_open", cause=st.cause, detail="no answer to the last probe; probing again")
 
+    async def on_leader_state(self, state: CircuitState) -> None:
+        """A standby follows the leader's breakers, so it takes over with the states the fetchers hold."""
+        if self.leadership.leading or state.fence < self.leadership.term:
+            return
+        refusal = circuit_problem(
+            state,
+            now=self.clock.now(),
+            skew=self.ctx.max_clock_skew,
+            max_hold=self.policy.max_hold,
+            modules=self.modules,
+            assets=self.assets,
+            live=True,
+        )
+        if refusal is not None:
+            return
+        if state.scope == ALL and state.state == "closed" and state.cause in ("reset", "flag_changed"):
+            await self.reset(state.module, state.cause)  # a standby's reset publishes nothing
+            return
+        self.breakers[(state.module, state.scope)] = b = _Breaker(state)
+        self._gauge(state)
+        if state.state in ("open", "quarantined") and state.until is not None:
+            self._arm(b.state)
+
     # -- operator commands ---------------------------------------------------------
     async def reset(self, module: str, cause: CircuitCause) -> list[CircuitState]:
         """Close every breaker of `module`: ours, and whatever any fetcher or the store holds."""
@@ -436,9 +473,17 @@ class CircuitSupervisor(Actor):
                 await self._move(b, "closed", cause=cause, detail=f"{cause} by operator")
                 changed.append(b.state)
         marker = CircuitState(
-            module=module, scope=ALL, state="closed", ts=self.clock.now(), cause=cause, detail=f"{cause}: all cleared"
+            module=module,
+            scope=ALL,
+            state="closed",
+            ts=self.clock.now(),
+            cause=cause,
+            detail=f"{cause}: all cleared",
+            fence=self.leadership.fence,
         )
         self.breakers[(module, ALL)] = _Breaker(marker)
+        if not self.leadership.leading:
+            return changed
         await self.publish(self.subjects.circuit(module), marker)
         try:
             store = await self.bucket(CIRCUITS_BUCKET)
@@ -469,6 +514,8 @@ class CircuitSupervisor(Actor):
             await self.reset(module, "flag_changed")
 
     async def on_command(self, cmd: CircuitCommand, env: Envelope) -> None:
+        if not self.leadership.leading:
+            return  # every supervisor hears it (no queue group); the leader answers
         if cmd.action == "list":
             # Bounded by construction: the breakers that are not closed first, at most MAX_LISTED.
             states = sorted((b.state for b in self.breakers.values()), key=lambda s: (s.state == "closed", s.module))
@@ -487,4 +534,6 @@ class CircuitSupervisor(Actor):
         await self.reply(env, CircuitReply(ok=True, circuits=changed))
 
     async def on_bad_command(self, err: DecodeError, env: Envelope) -> None:
+        if not self.leadership.leading:
+            return
         await self.reply(env, CircuitReply(ok=False, error=f"bad command: {err.reason}"))

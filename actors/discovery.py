@@ -12,6 +12,11 @@ the spec does not cover or when there is no spec. The result is a `RouteMap`
 published on ``routes`` and stored in the ``routes`` key-value bucket: a
 fetcher on any host, or a restarted process, starts from the last good map.
 If discovery fails outright (backend unreachable), the last good map stays.
+
+Several processes may run discovery; only the one holding the lease
+(`runtime.lease`) discovers, with its term as the map's `fence`. The others
+follow the published maps, so one that takes over goes on from the current
+map (and its revision) instead of discovering again at once.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from messages._base import MAX_DETAIL, MAX_ITEMS, MAX_TERM
 from messages.errors import DecodeError
 from messages.routes import Route, RouteSource
 from messages.subjects import ROUTES_BUCKET, ROUTES_KEY
-from runtime.actor import Actor, Sub, subs_for
+from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.clock import Clock
 from runtime.errors import BusError
+from runtime.lease import Leadership
 
 from .capabilities import Binding, match_spec, probe_aliases
 from .openapi import Operation, SpecError, load_operations
@@ -148,7 +154,7 @@ def _fits(route: Route) -> str | None:
     return None
 
 
-def route_map(found: Discovery, clock: Clock, revision: int) -> RouteMap:
+def route_map(found: Discovery, clock: Clock, revision: int, fence: int = 0) -> RouteMap:
     """The map to publish, bounded by construction: whatever the spec says, it decodes everywhere.
 
     Texts copied from the backend's spec (reasons, notes, the version) are cut
@@ -173,6 +179,7 @@ def route_map(found: Discovery, clock: Clock, revision: int) -> RouteMap:
         notes={m: [n[:MAX_DETAIL] for n in b.notes[:MAX_ITEMS]] for m, b in found.bindings.items() if b.notes},
         spec_version=found.spec_version[:MAX_TERM] if found.spec_version else None,
         revision=revision,
+        fence=fence,
     )
 
 
@@ -214,14 +221,25 @@ class DiscoveryActor(Actor):
         self._last_demand = float("-inf")
         self._refreshed_at = float("-inf")
         self._latest_trigger = float("-inf")
+        self.leadership: Leadership = Leadership(self.name)
 
     def subscriptions(self) -> Iterable[Sub]:
-        return subs_for(
-            self.subjects.degraded_for(self.assets, self.modules),
-            Degraded,
-            self.on_degraded,
-            accept=self.accept_degraded,
-        )
+        return [
+            *subs_for(
+                self.subjects.degraded_for(self.assets, self.modules),
+                Degraded,
+                self.on_degraded,
+                accept=self.accept_degraded,
+            ),
+            Sub(self.subjects.routes(), RouteMap, self.on_routes, pending=CONTROL_PENDING, max_rate=CONTROL_RATE),
+        ]
+
+    async def on_routes(self, routes: RouteMap) -> None:
+        """A standby follows the leader's maps: a takeover goes on from the current one."""
+        if self.leadership.leading or routes.fence < self.leadership.term or routes.ts > self.clock.now() + 1:
+            return
+        if self.current is None or routes.ts >= self.current.ts:
+            self.current = routes
 
     def accept_degraded(self, msg: Degraded) -> str | None:
         if msg.module not in self.modules:
@@ -241,9 +259,11 @@ class DiscoveryActor(Actor):
             except DecodeError as err:
                 self.log.warning("bad_stored_routes", reason=err.reason)
         # The first discovery runs before the next actors start (the supervisor
-        # starts children in order), bounded so a dead backend cannot stall start-up.
+        # starts children in order), bounded so a dead backend cannot stall start-up;
+        # only by the leader (a standby has the stored map, and follows the leader's).
         try:
-            await self.clock.timeout(self.initial_timeout, self.refresh())
+            if await self.clock.timeout(self.initial_timeout, self.leadership.try_lead(self)):
+                await self.clock.timeout(self.initial_timeout, self.refresh())
         except TimeoutError:
             self.log.warning("initial_discovery_timed_out", seconds=self.initial_timeout)
 
@@ -261,6 +281,12 @@ class DiscoveryActor(Actor):
         self._wake.set()
 
     async def run(self) -> None:
+        await self.leadership.hold(self, self._keep_current)
+
+    async def _keep_current(self, term: int) -> None:
+        """While leading: discover now if no map is known yet, then on schedule and on demand."""
+        if self.current is None and self.runs == 0:  # took over before any map was made or stored
+            await self.refresh()
         while True:
             with contextlib.suppress(TimeoutError):  # timing out is the scheduled refresh
                 await self.clock.timeout(self.refresh_interval, self._wake.wait())
@@ -288,13 +314,13 @@ class DiscoveryActor(Actor):
             self.log.exception("discovery_failed", error=repr(exc))
             return None
         revision = (self.current.revision if self.current else 0) + 1
-        new = route_map(found, self.clock, revision)
+        new = route_map(found, self.clock, revision, self.leadership.fence)
         if not new.routes:
             # Nothing usable (backend down?): keep the last map, or the built-in routes.
             self.log.warning("discovery_found_nothing", problem=found.spec_problem, keeping=self.current is not None)
             return None
         if self.current is not None and same_routes(self.current, new):
-            self.current = msgspec.structs.replace(self.current, ts=new.ts)
+            self.current = msgspec.structs.replace(self.current, ts=new.ts, fence=new.fence)
             await self.publish(self.subjects.routes(), self.current)
             self._refreshed_at = self.clock.now()
             return self.current

@@ -17,7 +17,9 @@ Why the pieces:
   enforced with the injected clock, so a slow backend yields ``timeout`` in
   time for the assembler instead of a late answer nobody uses.
 * Requests for one key are single-flight and may be cached for `cache_ttl`
-  (ETF flows are daily data shared by every asset), so N assets cost one call.
+  (ETF flows are daily data shared by every asset), so N assets cost one call;
+  for such a module the call and the cache are shared with the fetchers of
+  every process through the ``cache`` bucket (`actors.shared_fetch`).
 * The module's feature flag and circuit breakers are consulted first: a
   disabled module answers ``disabled`` and an open breaker ``circuit_open``,
   without an upstream call. The flag is watched in the ``flags`` bucket and
@@ -25,6 +27,11 @@ Why the pieces:
   ``circuit.<module>`` events after (the CircuitSupervisor owns them).
 * A payload that does not decode into the module's Struct is ``bad_payload``.
   Nothing an upstream does can raise out of here.
+* Fetchers of one module in several processes share the ticks: they
+  subscribe in one queue group (named after the fetcher), so NATS hands each
+  tick to one of them and each (module, asset, cycle) costs one upstream call.
+  Ticks, breaker states and route maps fenced below the newest term seen from
+  their singleton are refused (a deposed leader's, `runtime.lease`).
 * A payload that decodes is checked (`check`), then trimmed to the module's
   caps (`normalise`, declared in the module's file), so what is published stays
   small whatever the backend sends: a valid 10^6-level book is trimmed to the
@@ -56,15 +63,18 @@ from messages import (
 from messages.errors import DecodeError
 from messages.modules import DEFAULT_ROUTES
 from messages.routes import Route
-from messages.subjects import CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY
+from messages.subjects import CACHE_BUCKET, CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY
 from runtime.actor import CONTROL_PENDING, CONTROL_RATE, Actor, Sub, subs_for
 from runtime.errors import BusError
+from runtime.flow import RateLimitedWarning
 from runtime.kv import KVEntry
+from runtime.lease import Fencer
 
 from .circuit import CircuitPolicy, CircuitView, circuit_problem
 from .flags import flag_name
 from .metrics import metrics_of
 from .routing import RequestSettings, RouteError, build_request
+from .shared_fetch import SharedCall
 from .upstream import Outcome, UpstreamClient, bad_payload
 
 #: Largest encoded payload a fetcher publishes: the broker's limit less room for the ModuleData envelope.
@@ -148,6 +158,8 @@ class ModuleFetcher(Actor):
         self._requests_for: tuple[Route, RequestSettings] | None = None
         self._slots = asyncio.Semaphore(max_concurrency)
         self._routes_ts = 0.0
+        self._fences = {"tick": Fencer(), "breaker state": Fencer(), "route map": Fencer()}
+        self._cache_unreachable = RateLimitedWarning(self.log, "shared_cache_unavailable", burst=1, period=60.0)
 
     # -- per-module hooks ------------------------------------------------------
     def key_for(self, asset: str) -> str:
@@ -165,7 +177,10 @@ class ModuleFetcher(Actor):
     # -- actor wiring -------------------------------------------------------------
     def subscriptions(self) -> Iterable[Sub]:
         return [
-            *subs_for(self.subjects.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick),
+            # One queue group per module across processes: each tick reaches one of its fetchers.
+            *subs_for(
+                self.subjects.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick, queue=self.name
+            ),
             Sub(
                 self.subjects.routes(),
                 RouteMap,
@@ -187,15 +202,17 @@ class ModuleFetcher(Actor):
     def accept_tick(self, tick: Tick) -> str | None:
         if self.assets is not None and tick.asset not in self.assets:
             return f"unknown_asset: {tick.asset} is not configured here"
-        return self.off_clock(tick.ts, "tick ts")
+        return self.off_clock(tick.ts, "tick ts") or self._fences["tick"].problem(tick.fence, "tick")
 
     def accept_routes(self, routes: RouteMap) -> str | None:
         # Maps are ordered by their time: one dated ahead would win over every real
         # one. Old ones are fine (the store, a late event): the newest still wins.
-        return self.off_clock(routes.ts, "route map ts") if routes.ts > self.clock.now() else None
+        if routes.ts > self.clock.now() and (refusal := self.off_clock(routes.ts, "route map ts")):
+            return refusal
+        return self._fences["route map"].problem(routes.fence, "route map")
 
     def accept_circuit(self, state: CircuitState, *, live: bool = True) -> str | None:
-        return circuit_problem(
+        refusal = circuit_problem(
             state,
             now=self.clock.now(),
             skew=self.ctx.max_clock_skew,
@@ -204,6 +221,9 @@ class ModuleFetcher(Actor):
             assets=self.assets,
             live=live,
         )
+        if refusal is not None or not live:  # stored states outlive their writer's term: each key is current
+            return refusal
+        return self._fences["breaker state"].problem(state.fence, "breaker state")
 
     async def on_start(self) -> None:
         """Start from the shared state: breakers, flag, last route map (each best-effort).
@@ -328,7 +348,7 @@ class ModuleFetcher(Actor):
         future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._call(key, budget)
+            result = await (self._shared_call(key, budget) if self.cache_ttl > 0 else self._call(key, budget))
             future.set_result(result)
         except BaseException as exc:
             future.set_exception(exc)
@@ -339,6 +359,23 @@ class ModuleFetcher(Actor):
         if result.payload is not None and self.cache_ttl > 0:
             self._cache[key] = (self.clock.monotonic() + self.cache_ttl, result)
         return result
+
+    async def _shared_call(self, key: str, budget: float) -> _Result:
+        """A cached module's call, shared with the fetchers of every process (`actors.shared_fetch`)."""
+        deadline = self.clock.monotonic() + budget
+        try:
+            shared = SharedCall(
+                self.module, await self.bucket(CACHE_BUCKET), self.ctx.instance, self.clock, self.cache_ttl
+            )
+            payload, outcome = await shared.call(key, budget, self._call_for_shared)
+        except BusError as exc:  # no shared cache: this process calls on its own
+            self._cache_unreachable(self.clock.monotonic(), module=self.module, error=str(exc))
+            return await self._call(key, max(0.0, deadline - self.clock.monotonic()))
+        return _Result(payload, outcome)
+
+    async def _call_for_shared(self, key: str, budget: float) -> tuple[ModulePayload | None, Outcome]:
+        result = await self._call(key, budget)
+        return result.payload, result.outcome
 
     async def _call(self, key: str, budget: float) -> _Result:
         if self.route is None:

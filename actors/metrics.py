@@ -124,6 +124,18 @@ class Metrics(RuntimeHooks):
             ["bucket"],
             registry=r,
         )
+        self.leader = Gauge(
+            "sniper_leader", "1 while this process holds the singleton's lease (runs it), else 0", ["role"], registry=r
+        )
+        self.leader_term = Gauge(
+            "sniper_leader_term", "The lease term this process last held or saw", ["role"], registry=r
+        )
+        self.leader_changes = Counter(
+            "sniper_leader_changes",
+            "Times this process took (took=yes) or lost (took=no) a singleton's lease",
+            ["role", "took"],
+            registry=r,
+        )
         self.cycle_latency = Histogram(
             "sniper_cycle_latency_seconds",
             "From a cycle's start (its tick) to its signal",
@@ -173,6 +185,11 @@ class Metrics(RuntimeHooks):
     def actor_restarted(self, actor: str) -> None:
         self.actor_restarts.labels(actor).inc()
 
+    def leader_changed(self, role: str, leading: bool, term: int) -> None:
+        self.leader.labels(role).set(1 if leading else 0)
+        self.leader_term.labels(role).set(term)
+        self.leader_changes.labels(role, "yes" if leading else "no").inc()
+
     def watch_bus(self, stats: BusStats) -> None:
         """Export a bus's own counters (`BUS_COUNTERS`), read from `stats` at every scrape."""
         self.registry.register(_BusCollector(stats))
@@ -218,6 +235,11 @@ class Metrics(RuntimeHooks):
             self.alerts_firing.labels(alertname)
         for bucket in values.get("buckets", ()):
             self.bad_stored.labels(bucket)
+        for role in values.get("roles", ()):
+            self.leader.labels(role)
+            self.leader_term.labels(role)
+            for took in ("yes", "no"):
+                self.leader_changes.labels(role, took)
         for actor in values.get("actors", ()):
             self.bad_messages.labels(actor)
             self.shed_messages.labels(actor)

@@ -24,6 +24,13 @@ and the failure count and backoff stay as they were. When the bus is back,
 every asset's next cycle starts within one interval, at its stagger offset,
 even if a backoff sleep begun before the outage had longer to run.
 
+Several processes may run a scheduler; one leads (`runtime.lease`), and its
+term is the `fence` of every tick and health verdict. The others follow its
+ticks, so a scheduler that takes over keeps the epoch and goes on counting
+each asset's cycles where the last leader stopped: (asset, epoch, cycle) stays
+unique, and every asset's next cycle is due one interval after its last tick
+(at once, spread over a tenth of the interval, when that has passed).
+
 The interval may differ outside the trading-hours window, which is evaluated
 in Asia/Jakarta (UTC+7, no DST); entering and leaving the window is logged as
 ``Active trading hours - Jakarta: ...``. All timing goes through the clock.
@@ -42,10 +49,13 @@ from zoneinfo import ZoneInfo
 from messages import ConfigError, Health, Signal, Tick
 from messages.modules import DEFAULT_CORE
 from runtime.actor import Actor, Sub, subs_for
+from runtime.lease import Fencer, Leadership
 
 from .metrics import metrics_of
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
+#: On a takeover, the assets whose next cycle is overdue start within this share of the interval.
+CATCH_UP_SPREAD = 0.1
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -151,20 +161,45 @@ class Scheduler(Actor):
         self.epoch: int | None = None
         self._inside: bool | None = None
         self.cycles_skipped = 0  # cycles a broker outage overlapped: dropped, never judged
+        self.leadership: Leadership = Leadership(self.name)
+        self._ticks = Fencer()
+        self._last_tick: dict[str, float] = {}  # monotonic, the leader's last tick per asset (followed as standby)
 
     def subscriptions(self) -> Iterable[Sub]:
-        return subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal)
+        return [
+            *subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal),
+            *subs_for(self.subjects.ticks_for(self.assets), Tick, self.on_tick),
+        ]
 
     async def run(self) -> None:
+        await self.leadership.hold(self, self._lead)
+
+    async def _lead(self, term: int) -> None:
+        """Tick every asset for as long as this process holds the lease (cancelled when it is lost)."""
         if self.epoch is None:
             self.epoch = int(self.clock.now() * 1000)
+        self.log.info("scheduler_leading", term=term, epoch=self.epoch, followed=len(self._last_tick))
         self.current_interval()  # logs "Active trading hours - Jakarta: ..." once at start
-        base = self.clock.monotonic()
-        for i, asset in enumerate(self.assets):
-            # Staggered starts spread N assets' requests over the interval instead
-            # of bursting them at one instant (kinder to the backend, flatter latency).
-            offset = i * self.interval / len(self.assets) if self.stagger else 0.0
-            self.spawn(self._cycle_loop(asset, offset, base + offset), name=f"schedule:{asset}")
+        base = now = self.clock.monotonic()
+        async with asyncio.TaskGroup() as loops:
+            for i, asset in enumerate(self.assets):
+                # Staggered starts spread N assets' requests over the interval instead
+                # of bursting them at one instant (kinder to the backend, flatter latency).
+                offset = i * self.interval / len(self.assets) if self.stagger else 0.0
+                due = base + offset
+                if (last := self._last_tick.get(asset)) is not None:  # taking over: go on from the last tick
+                    due = last + self.interval if last + self.interval >= now else now + offset * CATCH_UP_SPREAD
+                loops.create_task(self._cycle_loop(asset, offset, due), name=f"schedule:{asset}")
+
+    async def on_tick(self, tick: Tick) -> None:
+        """Follow the leading scheduler's ticks (ours included): its epoch, and where each asset's count is."""
+        if not self._ticks.admit(tick.fence) or tick.asset not in self.health:
+            return
+        if self.leadership.leading and tick.fence == self.leadership.term:
+            return  # our own
+        self.epoch = tick.epoch
+        self._cycles[tick.asset] = max(self._cycles[tick.asset], tick.cycle + 1)
+        self._last_tick[tick.asset] = self.clock.monotonic()
 
     async def on_signal(self, signal: Signal) -> None:
         state = self.health.get(signal.asset)
@@ -194,11 +229,10 @@ class Scheduler(Actor):
         """
         state = self.health[asset]
         link = self.bus.connection
-        if offset:
-            if due is None:
-                await self.clock.sleep(offset)
-            else:
-                await self.clock.sleep_until(due)
+        if due is not None:
+            await self.clock.sleep_until(due)
+        elif offset:
+            await self.clock.sleep(offset)
         while True:
             if not self.bus.connected:
                 await self._resume_after_outage(asset, offset)
@@ -223,6 +257,7 @@ class Scheduler(Actor):
                     deadline=now + self.window,
                     modules=self.modules,
                     epoch=self.epoch or 0,
+                    fence=self.leadership.fence,
                 ),
             )
             try:
@@ -328,4 +363,5 @@ class Scheduler(Actor):
             next_delay=round(delay, 6),
             failed=failed,
             ok=ok,
+            fence=self.leadership.fence,
         )

@@ -51,11 +51,12 @@ from .modules import (
     OrderBook,
     Payload,
     Reason,
+    SharedFetch,
     WhaleAlert,
     WhaleAlerts,
 )
 from .routes import ParamBinding, Route, RouteMap
-from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
+from .runtime import ActorGaveUp, ActorRestarted, Heartbeat, LeaderChanged, Lease
 from .subjects import DEFAULT_PREFIX, Subjects
 
 #: Every message type that travels on the bus (for record/replay and schema).
@@ -82,6 +83,9 @@ AnyMessage = (
     | AlertCommand
     | AlertReply
     | Mute
+    | Lease
+    | LeaderChanged
+    | SharedFetch
 )
 ALL_MESSAGE_TYPES = AnyMessage
 
@@ -123,6 +127,8 @@ __all__ = [
     "HealthState",
     "Heartbeat",
     "InstitutionalBias",
+    "LeaderChanged",
+    "Lease",
     "LiquidationHeatmap",
     "LiquidationLevel",
     "Message",
@@ -137,6 +143,7 @@ __all__ = [
     "Reason",
     "Route",
     "RouteMap",
+    "SharedFetch",
     "Signal",
     "SniperError",
     "StatusQuery",

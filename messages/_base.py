@@ -138,6 +138,12 @@ Cycle = Annotated[
     int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="Per-asset cycle number, starting at 0 (below 2^53)")
 ]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="A count or revision (below 2^53)")]
+#: A fencing token: the lease term of the singleton that published a message (0: published without a lease).
+#: Receivers ignore a message whose fence is below the highest they have seen from that singleton.
+Fence = Annotated[
+    int,
+    msgspec.Meta(ge=0, le=MAX_SAFE_INT, description="Fencing token: the publisher's lease term (0: no lease)"),
+]
 HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=999, description="An HTTP status code")]
 ActorName = Annotated[
     str,

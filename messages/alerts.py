@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from ._base import Count, Detail, ErrorText, Message, Timestamp
+from ._base import Count, Detail, ErrorText, Fence, Message, Timestamp
 
 AlertName = Literal["core_down", "backend_down", "test"]
 AlertState = Literal["firing", "resolved"]
@@ -51,6 +51,8 @@ class Alert(Message, frozen=True, kw_only=True):
     ends_at: Timestamp | None = None
     summary: Detail = ""
     ts: Timestamp
+    #: The alerter's lease term: ignore an alert fenced below the highest seen (a deposed alerter's).
+    fence: Fence = 0
 
 
 class AlertLog(Message, frozen=True, kw_only=True):

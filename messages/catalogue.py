@@ -30,10 +30,20 @@ from .control import (
     StatusReply,
 )
 from .cycle import Health, Signal, Tick
-from .modules import Degraded, ModuleData
+from .modules import Degraded, ModuleData, SharedFetch
 from .routes import RouteMap
-from .runtime import ActorGaveUp, ActorRestarted, Heartbeat
-from .subjects import ALERTS_BUCKET, CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY, BucketName, Subjects
+from .runtime import ActorGaveUp, ActorRestarted, Heartbeat, LeaderChanged, Lease
+from .subjects import (
+    ALERTS_BUCKET,
+    CACHE_BUCKET,
+    CIRCUITS_BUCKET,
+    FLAGS_BUCKET,
+    LEASES_BUCKET,
+    ROUTES_BUCKET,
+    ROUTES_KEY,
+    BucketName,
+    Subjects,
+)
 
 #: What each channel parameter means (one description per name).
 PARAMETERS = {
@@ -44,6 +54,8 @@ PARAMETERS = {
     "scope": "Breaker scope: 'all' (module-wide) or an asset",
     "alertname": "Alert name: core_down, backend_down or test",
     "key": "An alert's fingerprint (16 hex digits), or `mute`",
+    "cachekey": "The upstream key a module is asked for, e.g. BTC for ETF flows",
+    "role": "A singleton actor: scheduler, assembler, circuits, discovery or alerter",
 }
 
 
@@ -126,6 +138,14 @@ CHANNELS: tuple[Channel, ...] = (
         "A feature flag changed: who, when, why.",
     ),
     Channel("routes", lambda s: s.routes(), (), (RouteMap,), True, "Discovery's current route map."),
+    Channel(
+        "leader",
+        Subjects.leader_all,
+        ("role",),
+        (LeaderChanged,),
+        True,
+        "A process took over a singleton actor's lease (a new term): leadership moved, or was first taken.",
+    ),
     Channel("heartbeat", Subjects.heartbeat_all, ("actor",), (Heartbeat,), True, "Every actor, every few seconds."),
     Channel(
         "actorEvent",
@@ -151,9 +171,9 @@ CHANNELS: tuple[Channel, ...] = (
         (),
         (CircuitCommand,),
         False,
-        'List breakers (`{"action": "list"}`) or reset a module\'s (`{"action": "reset", "module": "etf"}`).',
+        'List breakers (`{"action": "list"}`) or reset a module\'s (`{"action": "reset", "module": "etf"}`). '
+        "Every circuit supervisor hears it (no queue group); the one holding the lease answers.",
         reply=CircuitReply,
-        queue="circuits",
     ),
     Channel(
         "cmdStatus",
@@ -210,6 +230,25 @@ CHANNELS: tuple[Channel, ...] = (
         True,
         "The alerts bucket, the alerter's notification log: one AlertLog per alert fingerprint (who was told "
         "what, when), and `mute` holding the current Mute.",
+    ),
+    Channel(
+        "kvLeases",
+        _kv(LEASES_BUCKET, "*"),
+        ("role",),
+        (Lease,),
+        True,
+        "The leases bucket: one Lease per singleton actor (scheduler, assembler, circuits, discovery, alerter): "
+        "which process runs it, its term (the fencing token in what it publishes) and when it last renewed.",
+    ),
+    Channel(
+        "kvCache",
+        _kv(CACHE_BUCKET, "*", "*"),
+        ("module", "cachekey"),
+        (SharedFetch,),
+        True,
+        "The cache bucket: per (module, key) of a module many assets share (ETF flows by BTC/ETH), the one "
+        "upstream call every process's fetchers share: claimed by one, then its answer (fresh for the "
+        "module's cache lifetime).",
     ),
     Channel(
         "kvRoutes",

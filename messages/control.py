@@ -21,6 +21,7 @@ from ._base import (
     Count,
     Detail,
     ErrorText,
+    Fence,
     FlagArgument,
     FlagName,
     Message,
@@ -43,6 +44,8 @@ class CircuitState(Message, frozen=True, kw_only=True):
     an asset for an asset-specific one (transient errors). While `state` is
     open or quarantined, fetchers make no upstream call before `until`; in
     half_open they let `probes` calls through. `detail` is at most 500 characters.
+    `fence` is the circuit supervisor's lease term: fetchers ignore a state
+    fenced below the highest they have seen (a deposed supervisor's).
     """
 
     module: Module
@@ -54,6 +57,7 @@ class CircuitState(Message, frozen=True, kw_only=True):
     detail: Detail = ""
     opens: Count = 0
     probes: Count = 1
+    fence: Fence = 0
 
 
 class FlagChanged(Message, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ from ._base import (
     CycleAsset,
     CycleModule,
     Detail,
+    Fence,
     LatencyMs,
     Message,
     Modules,
@@ -41,6 +42,8 @@ class Tick(Message, frozen=True, kw_only=True):
     The tick carries the window so every fetcher can size its HTTP timeout to
     fit inside it, and the list of modules the assembler should wait for.
     `deadline` is after `ts`: a tick that ends before it starts is rejected.
+    `fence` is the scheduler's lease term: fetchers and assemblers ignore a
+    tick fenced below the highest they have seen (a deposed scheduler's).
     """
 
     asset: CycleAsset
@@ -49,6 +52,7 @@ class Tick(Message, frozen=True, kw_only=True):
     deadline: Timestamp
     modules: Annotated[tuple[CycleModule, ...], msgspec.Meta(max_length=MAX_MODULES)] = ()
     epoch: Epoch = 0
+    fence: Fence = 0
 
     def __post_init__(self) -> None:
         # On decode, msgspec turns these ValueErrors into a ValidationError (a DecodeError).
@@ -83,7 +87,9 @@ class Signal(Message, frozen=True, kw_only=True):
     `score` is the weighted mean of the module sub-scores present; `confidence`
     is the share of total weight that was present (see README, "Scoring").
     `modules` and `components` are keyed by module name, at most 32 entries.
-    `epoch` is the scheduler's start (ms): (asset, epoch, cycle) is unique across restarts.
+    `epoch` is the scheduler's start (ms): (asset, epoch, cycle) is unique across restarts
+    (a scheduler that takes over from another keeps its epoch and goes on counting).
+    `fence` is the assembler's lease term: ignore a signal fenced below the highest seen.
     """
 
     asset: Asset
@@ -98,6 +104,7 @@ class Signal(Message, frozen=True, kw_only=True):
     components: ByModule[UnitScore] = msgspec.field(default_factory=dict)
     complete: bool = False
     epoch: Epoch = 0
+    fence: Fence = 0
 
     @property
     def msg_id(self) -> str:
@@ -123,3 +130,4 @@ class Health(Message, frozen=True, kw_only=True):
     next_delay: Seconds
     failed: Modules = ()
     ok: Modules = ()
+    fence: Fence = 0

@@ -19,6 +19,7 @@ from ._base import (
     ByModule,
     Count,
     Detail,
+    Fence,
     Message,
     Module,
     Term,
@@ -79,3 +80,5 @@ class RouteMap(Message, frozen=True, kw_only=True):
     notes: ByModule[Notes] = msgspec.field(default_factory=dict)
     spec_version: Term | None = None
     revision: Count = 0
+    #: Discovery's lease term: fetchers ignore a map fenced below the highest they have seen.
+    fence: Fence = 0

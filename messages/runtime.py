@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from ._base import ActorName, Count, ErrorText, Hostname, Message, Seconds, Timestamp
+import msgspec
+
+from ._base import ActorName, Count, ErrorText, Fence, Hostname, Message, Seconds, Timestamp
 
 ActorStateName = Literal["new", "starting", "running", "stopping", "stopped", "crashed", "failed"]
 
@@ -51,3 +53,43 @@ class ActorGaveUp(Message, frozen=True, kw_only=True):
     restarts: Count
     period: Seconds
     error: ErrorText
+
+
+#: Who holds a lease: ``<host>-<pid>-<random>``, unique per process.
+Holder = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,128}(?!\n)$", description="A process instance, host-pid-random")
+]
+
+
+class Lease(Message, frozen=True, kw_only=True):
+    """Who may act as the singleton `role`, stored under key `role` in the leases bucket.
+
+    `term` is the fencing token: it grows by one each time the lease changes
+    hands (never on a renewal), and the holder puts it in what it publishes
+    (`fence`), so receivers can ignore a deposed holder's late messages. The
+    holder rewrites the entry every ttl/4 (`renewed`); any process may take it
+    over once `renewed + ttl` has passed on its own clock, or at once when
+    `released` (a clean stop). Takeovers and renewals are compare-and-set
+    writes on the entry's revision: two contenders cannot both win a term.
+    """
+
+    role: ActorName
+    holder: Holder
+    term: Fence
+    renewed: Timestamp
+    ttl: Seconds
+    released: bool = False
+
+
+class LeaderChanged(Message, frozen=True, kw_only=True):
+    """A process took the lease of singleton `role` (published on ``leader.<role>`` by the new holder).
+
+    `previous` is the holder it took over from ("" for a free or released lease).
+    """
+
+    role: ActorName
+    holder: Holder
+    term: Fence
+    ts: Timestamp
+    previous: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    host: Hostname = ""

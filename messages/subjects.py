@@ -21,6 +21,7 @@ Layout (with the default prefix ``sniper``)::
     sniper.cmd.<command>                request/reply commands (flags, circuit, status)
     sniper.routes                       RouteMap from discovery
     sniper.alert.<name>                 Alert (firing / resolved) from the alerter
+    sniper.leader.<role>                LeaderChanged: a process took a singleton's lease
 
 The commands are also a NATS micro service (`Subjects.service_name`, ``sniper``):
 every process serving one answers the protocol's discovery requests on
@@ -34,6 +35,8 @@ are part of the contract too, since other bots read them::
     circuits   <module>.<scope>             CircuitState
     routes     current (ROUTES_KEY)         RouteMap
     alerts     <fingerprint>                AlertLog (the alerter's notification log)
+    leases     <role>, e.g. scheduler        Lease (who runs the singleton actor `role`)
+    cache      <module>.<key>, e.g. etf.BTC SharedFetch (one upstream call for every process)
 """
 
 from __future__ import annotations
@@ -52,11 +55,13 @@ DEFAULT_PREFIX = "sniper"
 PER_ASSET_MAX = 64
 
 #: The key-value buckets a pipeline owns; nothing else gets a bucket name.
-BucketName = Literal["flags", "circuits", "routes", "alerts"]
+BucketName = Literal["flags", "circuits", "routes", "alerts", "leases", "cache"]
 FLAGS_BUCKET: Final[BucketName] = "flags"
 CIRCUITS_BUCKET: Final[BucketName] = "circuits"
 ROUTES_BUCKET: Final[BucketName] = "routes"
 ALERTS_BUCKET: Final[BucketName] = "alerts"
+LEASES_BUCKET: Final[BucketName] = "leases"
+CACHE_BUCKET: Final[BucketName] = "cache"
 #: The one key of the routes bucket: the latest route map.
 ROUTES_KEY: Final = "current"
 #: Durable streams sniper creates (prefix-scoped like the buckets: `Subjects.stream`).
@@ -223,6 +228,12 @@ class Subjects:
 
     def alert_all(self) -> str:
         return self._join("alert", "*")
+
+    def leader(self, role: str) -> str:
+        return self._join("leader", token(role, "role"))
+
+    def leader_all(self) -> str:
+        return self._join("leader", "*")
 
     def kv_bucket(self, name: BucketName) -> str:
         """Name of a JetStream key-value bucket owned by this pipeline (prefix-scoped).

@@ -44,6 +44,7 @@ from .errors import BusError, PublishError
 from .flow import RateLimitedWarning
 from .hooks import RuntimeHooks
 from .kv import KeyValue
+from .lease import Leadership, new_instance_id
 from .logs import StructLogger, get_logger
 from .micro import Service, replied
 
@@ -108,6 +109,10 @@ class Context:
     max_clock_skew: float = 30.0
     #: The process's NATS micro service: lists and counts every `Sub` declared with an endpoint (`runtime.micro`).
     service: Service | None = None
+    #: Seconds a singleton's lease lasts unrenewed (`runtime.lease`); None: no leases, every singleton leads.
+    lease_ttl: float | None = None
+    #: This process, as a lease holder (``<host>-<pid>-<random>``).
+    instance: str = field(default_factory=new_instance_id)
 
 
 class Actor:
@@ -117,6 +122,8 @@ class Actor:
     name: str = "actor"
     #: Seconds between heartbeats; None disables them.
     heartbeat_interval: float | None = 5.0
+    #: A singleton's lease (`runtime.lease`): set in __init__ by actors of which one process may act at a time.
+    leadership: Leadership | None = None
 
     def __init__(self, *, name: str | None = None) -> None:
         self.name = token(name or type(self).name, "actor name")
@@ -306,6 +313,8 @@ class Actor:
         if crash is not None:
             raise crash
         try:
+            if self.leadership is not None:
+                await self.leadership.release(self)  # after its work stopped: the next holder takes over now
             await self.on_stop()
         finally:
             self._set_lifecycle(ActorState.STOPPED)

@@ -197,6 +197,14 @@ class Bus(ABC):
     async def key_value(self, bucket: str) -> KeyValue:
         """The named key-value bucket, created on first use (see actors.kv)."""
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether this bus can keep key-value buckets at all (False: a NATS server without JetStream).
+
+        A bucket can still be unreachable for a while where this is True (an election in a cluster).
+        """
+        return True
+
     # -- durable streams (runtime.stream) ------------------------------------------
     async def ensure_stream(self, spec: StreamSpec) -> None:
         """Create the stream, or bring it to `spec`; StreamUnavailable where this bus keeps none."""

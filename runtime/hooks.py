@@ -43,3 +43,6 @@ class RuntimeHooks:
 
         A handler that raised is not timed: the actor crashed, and the restart is counted instead.
         """
+
+    def leader_changed(self, role: str, leading: bool, term: int) -> None:
+        """This process took (`leading`) or lost the lease of singleton `role`; `term` is the lease's term."""

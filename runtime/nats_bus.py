@@ -18,6 +18,10 @@ What this adds over a bare ``nats.connect()`` (each point is a pitfall seen with
 * Quiet outages: one line when the link drops, one when it is back (or
   closed), and in between at most one summary every `OUTAGE_SUMMARY_EVERY`
   seconds instead of an error per reconnect attempt.
+* Replicated buckets on a cluster: the key-value buckets this bus creates
+  keep `replicas` copies (``connect(..., replicas=3)``: a three-node cluster
+  survives losing one). A bucket that already exists is used as it is; if its
+  replication differs, one warning says both numbers.
 
 Time here is network I/O time (the connect deadline, request timeouts), not
 actor time, so it uses the event loop directly rather than the injected clock.
@@ -51,6 +55,8 @@ from .nats_fanout import Fanout, FanoutMember
 from .stream import StreamSpec
 
 if TYPE_CHECKING:
+    from nats.js.kv import KeyValue as JsKeyValue
+
     from .nats_kv import NatsKeyValue
 
 log = logging.getLogger("sniper.bus.nats")
@@ -149,8 +155,12 @@ class _NatsSubscription(Subscription):
 class NatsBus(Bus):
     """A `Bus` over one nats-py connection. Build it with `NatsBus.connect`."""
 
-    def __init__(self, nc: Client, url: str) -> None:
+    def __init__(self, nc: Client, url: str, *, replicas: int = 1) -> None:
+        if replicas < 1:
+            raise ValueError(f"a bucket has at least 1 replica, not {replicas}")
         self._nc = nc
+        #: How many copies of each key-value bucket it creates JetStream keeps (one per cluster node at most).
+        self.replicas = replicas
         #: The server URL(s) as they may be printed: passwords and tokens redacted.
         self.url = redact_url(url)
         self._secrets = _url_secrets(url)
@@ -188,17 +198,25 @@ class NatsBus(Bus):
         password: str | None = None,
         token: str | None = None,
         creds: str | None = None,
+        replicas: int = 1,
     ) -> NatsBus:
         """Connect to `url` (comma-separated for a cluster) within `connect_deadline` seconds.
 
         Credentials: in the URL (``nats://user:pass@host:4222``), or `user` and
         `password`, or `token`, or `creds`, the path of a NATS ``.creds`` file
         (JWT and nkey seed; needs the ``nkeys`` package). Errors and log lines
-        name the URL with its secrets redacted.
+        name the URL with its secrets redacted. `replicas`: copies of each
+        key-value bucket this bus creates (see `key_value`).
+
+        The servers of a list are tried in the order given, first to last, on
+        the first connect and on every reconnect (nats-py would shuffle them):
+        a process lists its own host's node first, so it talks to the node that
+        shares its fate (a partition cuts both, not one half of a pair).
         """
-        bus = cls(Client(), url)
+        bus = cls(Client(), url, replicas=replicas)
         options: dict[str, Any] = dict(
             servers=[u.strip() for u in url.split(",") if u.strip()],
+            dont_randomize=True,
             name=name,
             connect_timeout=max(1, int(connect_deadline)),
             allow_reconnect=True,
@@ -388,29 +406,56 @@ class NatsBus(Bus):
         return not self._closed and self._nc.is_connected
 
     @property
+    def keeps_state(self) -> bool:
+        """Whether the server we are connected to runs JetStream (its INFO says so)."""
+        return bool(getattr(self._nc, "_server_info", {}).get("jetstream", False))
+
+    @property
     def client(self) -> Client:
         """The underlying nats-py client (JetStream, KV and micro services use it)."""
         return self._nc
 
     async def key_value(self, bucket: str) -> NatsKeyValue:
-        """A JetStream KV bucket (created if missing, history of 5 per key)."""
-        from nats.js.api import KeyValueConfig
-
+        """A JetStream KV bucket (created if missing: history of 5 per key, `replicas` copies)."""
         from .kv import KVUnavailable
         from .nats_kv import NatsKeyValue
 
         self._check_open()
         if bucket not in self._buckets:
-            js = self._nc.jetstream(timeout=5)
             try:
-                try:
-                    kv = await js.key_value(bucket)
-                except nats.js.errors.BucketNotFoundError:
-                    kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=5))
+                kv = await self._open_bucket(bucket)
             except (TimeoutError, nats.errors.Error) as exc:
                 raise KVUnavailable(f"bucket {bucket}: {type(exc).__name__}: {exc} (is JetStream enabled?)") from None
             self._buckets[bucket] = NatsKeyValue(bucket, kv)
         return self._buckets[bucket]
+
+    async def _open_bucket(self, bucket: str) -> JsKeyValue:
+        """Open `bucket`, or create it with `replicas` copies; an existing one is kept as it is.
+
+        Its replication is not changed here (that is the operator's call: it moves
+        data between nodes), but a difference is logged once, with both numbers.
+        """
+        from nats.js.api import KeyValueConfig
+
+        js = self._nc.jetstream(timeout=5)
+        try:
+            kv = await js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            try:
+                return await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, replicas=self.replicas))
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != nats_stream.STREAM_NAME_IN_USE:
+                    raise
+            kv = await js.key_value(bucket)  # created meanwhile by another process, with another configuration
+        info = await js.stream_info(f"KV_{bucket}")
+        if info.config.num_replicas != self.replicas:
+            log.warning(
+                "KV bucket %s has %s replica(s), not the %d this process asks for; using it as it is",
+                bucket,
+                info.config.num_replicas,
+                self.replicas,
+            )
+        return kv
 
     def _check_open(self) -> None:
         if self.is_closed:

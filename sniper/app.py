@@ -178,6 +178,7 @@ def signal_stream(settings: Settings) -> StreamSpec | None:
         max_age=settings.stream_max_age,
         max_bytes=settings.stream_max_bytes,
         max_msgs_per_subject=settings.stream_per_subject,
+        replicas=settings.replicas,
     )
 
 
@@ -200,16 +201,32 @@ class Running:
         raise KeyError(name)
 
 
+#: A singleton's lease lasts at least this long unrenewed (renewals, a quarter of it, stay cheap).
+MIN_LEASE_TTL = 1.0
+
+
+def lease_ttl_for(settings: Settings) -> float:
+    """How long a singleton's lease lasts unrenewed: one interval (at least `MIN_LEASE_TTL`).
+
+    So a standby takes over at most ~1.25 intervals after the leader's last
+    renewal (a ttl, then its next poll), within the two intervals promised.
+    """
+    return max(MIN_LEASE_TTL, settings.interval)
+
+
 @contextlib.asynccontextmanager
 async def open_bus(
-    nats_url: str | None, *, name: str, auth: NatsAuth | None = None
+    nats_url: str | None, *, name: str, auth: NatsAuth | None = None, replicas: int = 1
 ) -> AsyncIterator[tuple[NatsBus, str]]:
-    """Connect to `nats_url` (with `auth`), or start an embedded nats-server (loopback, no auth) when it is None."""
+    """Connect to `nats_url` (with `auth`), or start an embedded nats-server (loopback, no auth) when it is None.
+
+    `replicas`: copies of each key-value bucket the bus creates (``--replicas``).
+    """
     async with contextlib.AsyncExitStack() as stack:
         if nats_url is None:
             server = await stack.enter_async_context(EmbeddedNats())
             nats_url = server.url
-        bus = await NatsBus.connect(nats_url, name=name, **(auth.options() if auth else {}))
+        bus = await NatsBus.connect(nats_url, name=name, replicas=replicas, **(auth.options() if auth else {}))
         stack.push_async_callback(bus.close)
         yield bus, nats_url
 
@@ -241,7 +258,9 @@ async def run_pipeline(
     async with contextlib.AsyncExitStack() as stack:
         url: str | None = None
         if bus is None:
-            nats, url = await stack.enter_async_context(open_bus(settings.nats, name="sniper", auth=settings.nats_auth))
+            nats, url = await stack.enter_async_context(
+                open_bus(settings.nats, name="sniper", auth=settings.nats_auth, replicas=settings.replicas)
+            )
             bus = nats
         upstream = UpstreamClient(
             settings.backend, transport or AiohttpTransport(), clock=clock, max_body=settings.max_body_bytes
@@ -250,7 +269,12 @@ async def run_pipeline(
         metrics = Metrics()
         metrics.watch_bus(bus.stats)
         ctx = Context(
-            bus=bus, clock=clock, subjects=settings.subjects, max_clock_skew=settings.max_clock_skew, hooks=metrics
+            bus=bus,
+            clock=clock,
+            subjects=settings.subjects,
+            max_clock_skew=settings.max_clock_skew,
+            hooks=metrics,
+            lease_ttl=lease_ttl_for(settings),
         )
         ctx.service = service = command_service(ctx)
         stack.push_async_callback(service.stop)  # pushed first, so it runs after the supervisor stopped the actors
@@ -278,6 +302,7 @@ async def run_pipeline(
             buckets=get_args(BucketName),
             alertnames=get_args(AlertName),
             actors=[a.name for a in actors],
+            roles=[a.name for a in actors if a.leadership is not None],
             version=__version__,
         )
         supervisor = Supervisor(ctx, actors)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias, Union
 from .._base import (
     ASSET_NAMES,
     MODULE_NAMES,
+    Asset,
     Cycle,
     CycleAsset,
     CycleModule,
@@ -32,6 +33,7 @@ from .._base import (
     Timestamp,
 )
 from ..routes import Route
+from ..runtime import Holder
 from ._kit import MAX_MAGNITUDE, ModuleSpec, Payload
 from .bias import InstitutionalBias
 from .etf import MAX_ETF_ISSUERS, EtfFlows, EtfIssuerFlow
@@ -126,6 +128,38 @@ class Degraded(Message, frozen=True, kw_only=True):
         ASSET_NAMES.check(self.asset)
 
 
+SharedFetchState = Literal["claimed", "answered"]
+
+
+class SharedFetch(Message, frozen=True, kw_only=True):
+    """One upstream call for (module, key) shared by every process: the ``cache`` bucket's ``<module>.<key>``.
+
+    A fetcher about to call for a key many assets share (ETF flows, keyed by
+    BTC or ETH) first claims the entry compare-and-set (``claimed`` by
+    `holder`, lapsing at `until`); fetchers of other processes then wait for
+    its answer instead of calling too. The claimant writes the answer
+    (``answered``): a `payload`, fresh until `until` (the module's cache
+    lifetime), or a failure's `reason`, fresh for no time (it answers only
+    those who waited for that call).
+    """
+
+    module: CycleModule
+    key: Asset
+    holder: Holder
+    state: SharedFetchState
+    ts: Timestamp
+    until: Timestamp
+    payload: ModulePayload | None = None
+    latency_ms: LatencyMs = 0.0
+    reason: Reason | None = None
+    detail: Detail = ""
+    status: HttpStatus | None = None
+    retry_after: Seconds | None = None
+
+    def __post_init__(self) -> None:
+        MODULE_NAMES.check(self.module)
+
+
 __all__ = [
     "DEFAULT_CORE",
     "DEFAULT_ROUTES",
@@ -150,6 +184,7 @@ __all__ = [
     "OrderBook",
     "Payload",
     "Reason",
+    "SharedFetch",
     "WhaleAlert",
     "WhaleAlerts",
 ]

@@ -7,7 +7,15 @@ import pytest
 from messages import ALL_MESSAGE_TYPES, Subjects
 from messages.asyncapi import asyncapi_document
 from messages.catalogue import CHANNELS, PARAMETERS, Channel
-from messages.subjects import ALERTS_BUCKET, CIRCUITS_BUCKET, FLAGS_BUCKET, ROUTES_BUCKET, ROUTES_KEY
+from messages.subjects import (
+    ALERTS_BUCKET,
+    CACHE_BUCKET,
+    CIRCUITS_BUCKET,
+    FLAGS_BUCKET,
+    LEASES_BUCKET,
+    ROUTES_BUCKET,
+    ROUTES_KEY,
+)
 
 SUBJECTS = Subjects()
 #: A concrete value per parameter, to fill an address in and compare it with the subject builder's result.
@@ -19,6 +27,8 @@ SAMPLE = {
     "scope": "all",
     "alertname": "core_down",
     "key": "mute",
+    "role": "scheduler",
+    "cachekey": "BTC",
 }
 BUILT = {
     "signal": SUBJECTS.signal("SOL"),
@@ -40,6 +50,9 @@ BUILT = {
     "alert": SUBJECTS.alert("core_down"),
     "cmdAlerts": SUBJECTS.command("alerts"),
     "kvAlerts": f"$KV.{SUBJECTS.kv_bucket(ALERTS_BUCKET)}.mute",
+    "leader": SUBJECTS.leader("scheduler"),
+    "kvLeases": f"$KV.{SUBJECTS.kv_bucket(LEASES_BUCKET)}.scheduler",
+    "kvCache": f"$KV.{SUBJECTS.kv_bucket(CACHE_BUCKET)}.spot_ob.BTC",
 }
 
 
@@ -73,7 +86,7 @@ class TestCatalogue:
 
 class TestAsyncApi:
     def test_commands_are_request_reply_and_the_rest_is_published(self) -> None:
-        """Commands are `receive` operations with a reply and a queue group; everything else is `send`."""
+        """Commands are `receive` operations with a reply (most in a queue group); everything else is `send`."""
         ops = asyncapi_document()["operations"]
         assert {n for n, op in ops.items() if op["action"] == "receive"} == {
             "answerCmdFlags",
@@ -83,8 +96,9 @@ class TestAsyncApi:
         }
         receive = {n: op for n, op in ops.items() if op["action"] == "receive"}
         assert all("reply" in op for op in receive.values())
-        assert all(op["bindings"]["nats"]["queue"] for n, op in receive.items() if n != "answerCmdAlerts")
-        assert "bindings" not in receive["answerCmdAlerts"], "every alerter answers: no queue group"
+        shared = {"answerCmdAlerts", "answerCmdCircuit"}  # every alerter, every circuit supervisor hears them
+        assert all(op["bindings"]["nats"]["queue"] for n, op in receive.items() if n not in shared)
+        assert all("bindings" not in receive[n] for n in shared), "no queue group"
 
     def test_schemas_are_draft_7_with_component_refs(self) -> None:
         """No 2020-12-only keyword or $defs reference is left in the components."""

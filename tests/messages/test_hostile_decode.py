@@ -109,6 +109,9 @@ EXAMPLES: tuple[m.Message, ...] = (
     m.AlertCommand(action="mute", seconds=3600),
     m.AlertReply(ok=True, firing=[ALERT], muted_until=T0 + 3600),
     m.Mute(until=T0 + 3600),
+    m.Lease(role="scheduler", holder="host-1-abc123", term=3, renewed=T0, ttl=5.0),
+    m.LeaderChanged(role="scheduler", holder="host-1-abc123", term=3, ts=T0, previous="host-2-def456", host="h"),
+    m.SharedFetch(module="etf", key="BTC", holder="host-1-abc123", state="claimed", ts=T0, until=T0 + 3),
 )
 
 
@@ -392,6 +395,13 @@ class TestBounds:
             (EXAMPLES[11], "flag", "spot_ob", "spot-ob"),
             (EXAMPLES[8], "revision", MAX_SAFE_INT, 2**63),
             (EXAMPLES[13], "module", "etf", "ETF"),
+            (EXAMPLES[-3], "term", MAX_SAFE_INT, MAX_SAFE_INT + 1),
+            (EXAMPLES[-3], "holder", "h" * 128, "h" * 129),
+            (EXAMPLES[-3], "holder", "host-1.x_y", "host 1"),
+            (EXAMPLES[-2], "role", "scheduler", "sched.uler"),
+            (EXAMPLES[-1], "state", "answered", "done"),
+            (EXAMPLES[-1], "key", "BTC", "btc.x"),
+            (EXAMPLES[0], "fence", MAX_SAFE_INT, -1),
         ],
         ids=lambda x: x if isinstance(x, str) and len(x) < 30 else None,
     )

@@ -221,6 +221,19 @@ class TestFailover:
                 await publish_until_delivered(publisher, "failover.x", b"after", got)
             assert bus.stats.disconnects == 1
 
+    @pytest.mark.parametrize("first", [0, 1, 2])
+    async def test_the_servers_are_tried_in_the_order_given(self, cluster: LocalCluster, first: int) -> None:
+        """The first URL of the list is the node a bus connects to (its own host's), never a shuffled one."""
+        order = [cluster.urls[(first + i) % 3] for i in range(3)]
+        async with connected(",".join(order)) as bus:
+            assert node_of(bus, cluster) == first
+
+    async def test_a_dead_first_server_is_skipped(self, cluster: LocalCluster) -> None:
+        """With the first node of the list down, the bus connects to the next one in order."""
+        await cluster.kill_node(0)
+        async with connected(",".join(cluster.urls)) as bus:
+            assert node_of(bus, cluster) == 1
+
 
 class TestClusterCommand:
     @pytest.mark.slow

@@ -58,7 +58,8 @@ def check_info(info: ServiceInfo) -> None:
     assert sorted(by_name) == sorted(COMMANDS)
     for name, endpoint in by_name.items():
         _, reply = COMMANDS[name]
-        assert endpoint.subject == f"sniper.cmd.{name}" and endpoint.queue_group == QUEUES[endpoint.subject]
+        # No queue group (the circuit command: every supervisor hears it, the leader answers) is "" on the wire.
+        assert endpoint.subject == f"sniper.cmd.{name}" and endpoint.queue_group == (QUEUES[endpoint.subject] or "")
         assert json.loads(endpoint.metadata["request_schema"]) == one_message_schema(REQUESTS[name])
         assert json.loads(endpoint.metadata["response_schema"]) == one_message_schema(reply.__name__)
         assert endpoint.metadata["description"]
@@ -118,7 +119,8 @@ class TestOverRealNats:
                 finally:
                     await asker.close()
                 subscribers = await command_subscriptions(server.monitor_url)
-        # The service's commands: one subscription each, in its queue group. cmd.alerts is no endpoint:
+        # The service's commands: one subscription each, in its queue group (cmd.circuit in none: every
+        # circuit supervisor hears it, the one holding the lease answers). cmd.alerts is no endpoint:
         # every alerter answers it (no queue group), so a mute reaches them all.
         assert subscribers == {
             **{f"sniper.cmd.{n}": [QUEUES[f"sniper.cmd.{n}"]] for n in COMMANDS},
