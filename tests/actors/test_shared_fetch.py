@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from actors.shared_fetch import SharedCall
@@ -42,7 +43,7 @@ def process(bucket: KeyValue, clock: VirtualClock, holder: str) -> SharedCall:
 
 @pytest.fixture
 def flows() -> EtfFlows:
-    return decode(encode(samples.ETF), EtfFlows)
+    return msgspec.convert(samples.ETF, EtfFlows)
 
 
 class TestSharedCall:
