@@ -120,6 +120,7 @@ class Alerter(Actor):
         return [
             *subs_for(s.health_for(self.assets), Health, self.on_health),
             *subs_for(s.signals_for(self.assets), Signal, self.on_signal),
+            Sub(s.alert_all(), Alert, self.on_alert, pending=CONTROL_PENDING, max_rate=CONTROL_RATE),
             # No queue group: every alerter applies a mute; the requester takes the first answer.
             Sub(
                 s.command("alerts"),
@@ -151,6 +152,10 @@ class Alerter(Actor):
                 reasons.pop(module, None)
             elif status.reason and status.reason not in _NOT_CALLED:
                 reasons[module] = status.reason
+
+    async def on_alert(self, alert: Alert) -> None:
+        """Alerts of any alerter: their terms (a lease taken later is above every one of them)."""
+        self.leadership.observe(alert.fence)
 
     # -- the loop -------------------------------------------------------------------
     async def on_start(self) -> None:

@@ -201,6 +201,7 @@ class SignalAssembler(Actor):
 
     async def on_published(self, signal: Signal) -> None:
         """Remember the newest cycle another assembler published per asset, not to repeat it on a takeover."""
+        self.leadership.observe(signal.fence)
         if self.assets is not None and signal.asset not in self.assets:
             return
         if self.leadership.leading and signal.fence == self.leadership.term:

@@ -443,6 +443,7 @@ class CircuitSupervisor(Actor):
 
     async def on_leader_state(self, state: CircuitState) -> None:
         """A standby follows the leader's breakers, so it takes over with the states the fetchers hold."""
+        self.leadership.observe(state.fence)
         if self.leadership.leading or state.fence < self.leadership.term:
             return
         refusal = circuit_problem(

@@ -236,6 +236,7 @@ class DiscoveryActor(Actor):
 
     async def on_routes(self, routes: RouteMap) -> None:
         """A standby follows the leader's maps: a takeover goes on from the current one."""
+        self.leadership.observe(routes.fence)
         if self.leadership.leading or routes.fence < self.leadership.term or routes.ts > self.clock.now() + 1:
             return
         if self.current is None or routes.ts >= self.current.ts:

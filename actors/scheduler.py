@@ -193,6 +193,7 @@ class Scheduler(Actor):
 
     async def on_tick(self, tick: Tick) -> None:
         """Follow the leading scheduler's ticks (ours included): its epoch, and where each asset's count is."""
+        self.leadership.observe(tick.fence)
         if not self._ticks.admit(tick.fence) or tick.asset not in self.health:
             return
         if self.leadership.leading and tick.fence == self.leadership.term:

@@ -64,8 +64,9 @@ Holder = Annotated[
 class Lease(Message, frozen=True, kw_only=True):
     """Who may act as the singleton `role`, stored under key `role` in the leases bucket.
 
-    `term` is the fencing token: it grows by one each time the lease changes
-    hands (never on a renewal), and the holder puts it in what it publishes
+    `term` is the fencing token: it grows each time the lease changes hands
+    (by one; past any term of the role seen on the bus when the entry was
+    deleted), never on a renewal, and the holder puts it in what it publishes
     (`fence`), so receivers can ignore a deposed holder's late messages. The
     holder rewrites the entry every ttl/4 (`renewed`); any process may take it
     over once `renewed + ttl` has passed on its own clock, or at once when

@@ -11,7 +11,9 @@ write is a compare-and-set on the revision read, so two contenders cannot win
 the same term:
 
 * a free key, a released lease or one not renewed for `ttl` (on the reader's
-  clock) is taken with ``term + 1``: the term is the fencing token;
+  clock) is taken with ``term + 1``: the term is the fencing token (above any
+  term of the role this process saw in a message, too: `observe`, so a
+  deleted entry does not restart the count below what receivers know);
 * the holder renews every ttl/4, keeping its term;
 * a holder that could not renew for ttl/2 steps down on its own, before
   anyone may take over (so a partitioned leader stops acting before a new
@@ -76,6 +78,7 @@ class Leadership:
         self.leading = False
         self.term = 0
         self.elections = 0  # terms this process won
+        self.seen = 0  # the highest term of this role seen in a message (`observe`)
         self._changed = asyncio.Event()
         self._kv: KeyValue | None = None
         self._revision: int | None = None  # of our own entry, while we hold it
@@ -88,6 +91,11 @@ class Leadership:
     def fence(self) -> int:
         """The fencing token for what this process publishes now (its term; 0 without leases)."""
         return self.term
+
+    def observe(self, fence: int) -> None:
+        """A message of this role carried `fence`: a term someone held (the next one we take is higher)."""
+        if fence > self.seen:
+            self.seen = fence
 
     async def wait_leading(self) -> int:
         """Wait until this process leads; return its term."""
@@ -188,7 +196,9 @@ class Leadership:
         elif current is not None and not current.released and now <= current.renewed + current.ttl:
             self._step_down(actor, f"held_by {current.holder}")
             return
-        term = (current.term if current is not None else self.term) + 1
+        # Above every term this process knows of: the stored one, its own, and any it saw in messages
+        # (a deleted or overwritten entry must not restart the count: receivers would fence us off).
+        term = max(current.term if current is not None else 0, self.term, self.seen) + 1
         await self._write(actor, kv, Lease(role=self.role, holder=me, term=term, renewed=now, ttl=ttl), revision)
         self._lead(term)
         log.info("lease_won", role=self.role, term=term, previous=current.holder if current else "")

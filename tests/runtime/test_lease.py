@@ -188,6 +188,18 @@ class TestLeadership:
                 await wait_until(lambda: restarted.working)
                 assert vclock.now() - (await stored(memory_bus)).renewed < TTL and restarted.worked == [2]
 
+    async def test_a_deleted_lease_does_not_restart_the_count(
+        self, memory_bus: MemoryBus, vclock: VirtualClock
+    ) -> None:
+        """The next term is above every term seen in messages, so receivers do not fence the new holder off."""
+        async with processes(memory_bus, vclock, "a", "b") as (a, b):
+            await vclock.sleep(TTL)
+            b.actor.leadership.observe(5)  # b followed messages of term 5 (an earlier holder's)
+            a.kill()
+            await (await memory_bus.key_value("sniper_leases")).delete("solo")
+            await wait_until(lambda: b.actor.working)
+            assert b.actor.worked == [6]
+
     @pytest.mark.parametrize(
         "junk",
         [b"not json", b'{"type": "lease"}', encode(Lease(role="other", holder="x", term=9, renewed=0.0, ttl=1.0))],
