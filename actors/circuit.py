@@ -265,15 +265,7 @@ class CircuitSupervisor(Actor):
             except DecodeError as err:
                 self.log.warning("bad_stored_circuit", key=entry.key, reason=err.reason)
                 continue
-            refusal = circuit_problem(
-                state,
-                now=self.clock.now(),
-                skew=self.ctx.max_clock_skew,
-                max_hold=self.policy.max_hold,
-                modules=self.modules,
-                assets=self.assets,
-                live=False,
-            )
+            refusal = self._problem(state, live=False)
             if refusal is None and entry.key != kv_key(state.module, state.scope):
                 refusal = f"stored under {entry.key!r}, not {kv_key(state.module, state.scope)!r}"
             if refusal is not None:
@@ -284,6 +276,18 @@ class CircuitSupervisor(Actor):
                 self._arm(state)
             self._gauge(state)
         self.log.info("circuits_restored", count=len(self.breakers))
+
+    def _problem(self, state: CircuitState, *, live: bool) -> str | None:
+        """`circuit_problem` with this supervisor's clock, policy and configuration."""
+        return circuit_problem(
+            state,
+            now=self.clock.now(),
+            skew=self.ctx.max_clock_skew,
+            max_hold=self.policy.max_hold,
+            modules=self.modules,
+            assets=self.assets,
+            live=live,
+        )
 
     # -- outcomes ---------------------------------------------------------------
     def _breaker(self, module: str, scope: str) -> _Breaker:
@@ -446,16 +450,7 @@ class CircuitSupervisor(Actor):
         self.leadership.observe(state.fence)
         if self.leadership.leading or state.fence < self.leadership.term:
             return
-        refusal = circuit_problem(
-            state,
-            now=self.clock.now(),
-            skew=self.ctx.max_clock_skew,
-            max_hold=self.policy.max_hold,
-            modules=self.modules,
-            assets=self.assets,
-            live=True,
-        )
-        if refusal is not None:
+        if self._problem(state, live=True) is not None:
             return
         if state.scope == ALL and state.state == "closed" and state.cause in ("reset", "flag_changed"):
             await self.reset(state.module, state.cause)  # a standby's reset publishes nothing

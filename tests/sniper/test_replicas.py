@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from sniper.embedded import EmbeddedNats
 from .. import samples
 from ..harness import Harness
 
+ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ("SOL", "AVAX", "DOGE")
 ROLES = ("scheduler", "assembler", "circuits", "alerter")
 PER_TICK = ("whale", "heatmap", "spot_ob", "bias", "funding")  # every tick asks; ETF is cached (keyed by BTC/ETH)
@@ -132,3 +135,45 @@ class TestOverRealNats:
         calls = backend.sim.counters()
         assert calls["whale"]["requests"] == len(ticks.messages)
         assert calls["etf"]["requests"] <= 2
+
+    async def test_kill_9_of_the_leading_process_costs_at_most_two_cycles(self) -> None:
+        """Two `sniper run` processes; SIGKILL of the one holding the leases: the other goes on, nothing twice."""
+        async with EmbeddedNats() as nats, serve(port=0, seed=3) as backend:
+            observer = await NatsBus.connect(nats.url, name="observer")
+            signals = await Recorder[Signal](observer, "sniper.signal.*", Signal).start()
+            procs = []
+            try:
+                for _ in range(2):
+                    procs.append(await sniper_run(nats.url, backend.url))
+                    await signals.wait_count(len(procs) * 2, timeout=20)  # the first leads; both are up
+                leader = await holder_pid(observer, "scheduler")
+                victim = next(p for p in procs if p.pid == leader)
+                killed_at = len(signals.messages)
+                victim.kill()
+                await victim.wait()
+                await signals.wait_count(killed_at + 2 * 6, timeout=20)  # six more cycles of both assets
+            finally:
+                for proc in procs:
+                    if proc.returncode is None:
+                        proc.terminate()
+                        await proc.wait()
+                await observer.close()
+        got = signals.messages
+        assert set(per_cycle(got).values()) == {1} and len({s.epoch for s in got}) == 1
+        assert max(gaps(got).values()) <= 2 and len({s.fence for s in got}) >= 2  # a new term after the kill
+
+
+async def sniper_run(nats: str, backend: str) -> asyncio.subprocess.Process:
+    """A `sniper run` process with every actor, two assets, a 1 s interval (so a 1 s lease)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sniper", "run", "--nats", nats, "--backend", backend,
+        "--assets", "SOL,AVAX", "--interval", "1", "--window", "0.8", "--log-format", "json",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
+    )  # fmt: skip
+
+
+async def holder_pid(bus: NatsBus, role: str) -> int:
+    """The pid of the process holding `role`'s lease (the holder is ``<host>-<pid>-<random>``)."""
+    entry = await (await bus.key_value("sniper_leases")).get(role)
+    assert entry is not None and entry.value is not None
+    return int(decode(entry.value, Lease).holder.rsplit("-", 2)[1])
