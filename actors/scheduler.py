@@ -26,8 +26,10 @@ even if a backoff sleep begun before the outage had longer to run.
 
 Several processes may run a scheduler; one leads (`runtime.lease`), and its
 term is the `fence` of every tick and health verdict. The others follow its
-ticks, so a scheduler that takes over keeps the epoch and goes on counting
-each asset's cycles where the last leader stopped: (asset, epoch, cycle) stays
+ticks and verdicts, so a scheduler that takes over keeps the epoch, goes on
+counting each asset's cycles where the last leader stopped and keeps its
+backoff (the failure count; the followed count is also this process's
+``sniper_consecutive_failures``, so no process reports a stale one): (asset, epoch, cycle) stays
 unique, and every asset's next cycle is due one interval after its last tick
 (at once, spread over a tenth of the interval, when that has passed).
 
@@ -169,6 +171,7 @@ class Scheduler(Actor):
         return [
             *subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal),
             *subs_for(self.subjects.ticks_for(self.assets), Tick, self.on_tick),
+            *subs_for(self.subjects.health_for(self.assets), Health, self.on_health),
         ]
 
     async def run(self) -> None:
@@ -206,6 +209,16 @@ class Scheduler(Actor):
         state = self.health.get(signal.asset)
         if state and state.waiting and state.waiting[0] == signal.cycle and not state.waiting[1].done():
             state.waiting[1].set_result(signal)
+
+    async def on_health(self, health: Health) -> None:
+        """Follow the leading scheduler's verdicts: its failure counts (so a takeover keeps the backoff)."""
+        self.leadership.observe(health.fence)
+        state = self.health.get(health.asset)
+        if state is None or (self.leadership.leading and health.fence == self.leadership.term):
+            return  # not ours to follow, or our own
+        if health.fence >= self._ticks.highest:
+            state.consecutive_failures = health.consecutive_failures
+            metrics_of(self.ctx).consecutive_failures.labels(health.asset).set(health.consecutive_failures)
 
     def current_interval(self) -> float:
         inside = self.trading_hours.contains(self.clock.now())

@@ -33,6 +33,7 @@ from messages.alerts import AlertCommand, AlertReply
 from messages.errors import ContractError
 from runtime.actor import Actor
 from runtime.errors import BusError
+from runtime.lease import Leadership
 
 from .telegram import NETWORK_ERRORS, TelegramChat, TelegramNotifier, backoff_delay
 
@@ -106,11 +107,16 @@ class TelegramCommands(Actor):
         self.ignored = 0  # updates from anyone not allowed
         self.answered = 0
         self._started_at = 0.0
+        self.leadership: Leadership = Leadership(self.name)
 
     async def on_start(self) -> None:
         self._started_at = self.clock.now()
 
     async def run(self) -> None:
+        # Telegram lets one poller per bot token (a second one gets 409): of several processes, the lease holder.
+        await self.leadership.hold(self, self._poll_while_leading)
+
+    async def _poll_while_leading(self, term: int) -> None:
         failures = 0
         while True:
             try:

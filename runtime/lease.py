@@ -159,29 +159,40 @@ class Leadership:
         record = Lease(
             role=self.role, holder=actor.ctx.instance, term=self.term, renewed=actor.clock.now(), ttl=ttl, released=True
         )
-        with contextlib.suppress(BusError):
+        with contextlib.suppress(BusError, TimeoutError):  # not released: the next holder waits out the ttl
             await actor.clock.timeout(ttl * STEP_DOWN_FRACTION, kv.update(self.role, encode(record), last=revision))
 
     # -- the campaign -------------------------------------------------------------
     async def _campaign(self, actor: Actor, ttl: float) -> None:
-        """One round: read the entry, then renew ours, take a lapsed one, or stand by."""
+        """One round: read the entry, then renew ours, take a lapsed one, or stand by.
+
+        A holder's round must end by ttl/2 after its last renewal: a bucket that
+        does not answer (a partition, an election) then counts as unreachable in
+        time to step down before anyone may take over.
+        """
+        limit = ttl
+        if self.leading:
+            limit = max(0.0, self._renewed_at + ttl * STEP_DOWN_FRACTION - actor.clock.monotonic())
         try:
-            if self._kv is None:
-                self._kv = await actor.bucket(LEASES_BUCKET)
-            entry = await self._kv.get(self.role)
-            await self._decide(actor, self._kv, entry, ttl)
+            await actor.clock.timeout(limit, self._round(actor, ttl))
         except KVConflict:
             self._step_down(actor, "lost_race")  # someone wrote since we read: not ours (re-read next round)
-        except BusError as exc:
+        except (BusError, TimeoutError) as exc:
             if not actor.bus.keeps_state:
                 if not self.leading:  # no JetStream at all: no lease can exist, so this process acts alone
                     log.warning("leading_without_lease", role=self.role, why=str(exc))
                     self._lead(0)
                 return
-            if self.leading and actor.clock.monotonic() - self._renewed_at > ttl * STEP_DOWN_FRACTION:
+            if self.leading and actor.clock.monotonic() - self._renewed_at >= ttl * STEP_DOWN_FRACTION:
                 self._step_down(actor, f"lease_unreachable: {exc}")
             elif not self.leading:
                 self._unreachable(actor.clock.monotonic(), role=self.role, error=str(exc), acting="nobody here")
+
+    async def _round(self, actor: Actor, ttl: float) -> None:
+        if self._kv is None:
+            self._kv = await actor.bucket(LEASES_BUCKET)
+        entry = await self._kv.get(self.role)
+        await self._decide(actor, self._kv, entry, ttl)
 
     async def _decide(self, actor: Actor, kv: KeyValue, entry: KVEntry | None, ttl: float) -> None:
         me, now = actor.ctx.instance, actor.clock.now()

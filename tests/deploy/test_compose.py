@@ -2,11 +2,13 @@
 
 What `docker compose config` would catch about files, and what it would not about sniper: a bind
 mount of a file that does not exist, a scrape target on the wrong port, a SNIPER_ variable that
-sniper does not read, a broker version other than the one the tests run against.
+sniper does not read, a broker version other than the one the tests run against. The profile
+"cluster" (`TestClusterProfile`) is held to the node configs of deploy/nats-cluster/ it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -15,10 +17,15 @@ import pytest
 import yaml
 
 from sniper.cli import build_parser
-from sniper.config import OPTIONS, settings_from
+from sniper.config import OPTIONS, Settings, settings_from
+
+from .test_nats_cluster import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?[?-][^}]*)?\}")
+#: The profile "cluster" (docs/deployment.md): node N of deploy/nats-cluster/ and the sniper of "host" N.
+CLUSTER_NODES = [f"nats-{n}" for n in (1, 2, 3)]
+CLUSTER_SNIPERS = [f"sniper-{n}" for n in (1, 2, 3)]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +64,11 @@ def on_host(svc: Any, path: str) -> Path:
 
 
 def test_the_services(compose: Any) -> None:
-    assert set(compose["services"]) == {"nats", "backend", "sniper", "prometheus", "grafana"}
+    """`docker compose up` (no profile) runs these five; every other service belongs to the profile "cluster"."""
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert default == {"nats", "backend", "sniper", "prometheus", "grafana"}
+    profiled = {name: svc["profiles"] for name, svc in compose["services"].items() if svc.get("profiles")}
+    assert profiled == {name: ["cluster"] for name in CLUSTER_NODES + CLUSTER_SNIPERS}
 
 
 def test_the_broker_is_the_version_the_tests_run_against(compose: Any) -> None:
@@ -115,3 +126,89 @@ def test_every_bind_mount_exists_and_every_named_volume_is_declared(compose: Any
             source = entry.split(":")[0]
             if not source.startswith(("./", "/")):
                 assert source in declared, f"{name}: volume {source} is not declared"
+
+
+def _sniper_settings(compose: Any, name: str) -> Settings:
+    svc = service(compose, name)
+    return settings_from(build_parser().parse_args(svc["command"][1:]), environment(svc))
+
+
+def _seconds(text: str) -> float:
+    """A duration as compose and nats-server write it here: ``60s``, ``"10s"``."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(text))
+    assert match, f"not a duration in seconds: {text!r}"
+    return float(match.group(1))
+
+
+class TestClusterProfile:
+    """Profile "cluster": node N runs deploy/nats-cluster/nodeN.conf, sniper-N lists nats-N first, R3 everywhere."""
+
+    @pytest.mark.parametrize("n", [1, 2, 3])
+    def test_each_node_runs_its_own_config_from_deploy(self, compose: Any, n: int) -> None:
+        """nats-N starts from the mounted nodeN.conf (whose users.conf is mounted beside it), with the broker image
+        and passwords of the single `nats` service; its routes name the other two services, its store is on a
+        volume of its own, and its ports are published on loopback only."""
+        name, single = CLUSTER_NODES[n - 1], service(compose, "nats")
+        svc = service(compose, name)
+        assert svc["image"] == single["image"]
+        assert environment(svc) == environment(single)
+        (config,) = [svc["command"][i + 1] for i, arg in enumerate(svc["command"]) if arg == "-c"]
+        path = on_host(svc, config)
+        assert path == ROOT / "deploy" / "nats-cluster" / f"node{n}.conf" and path.is_file()
+        node = parse(path)
+        assert (path.parent / node["include"]).is_file(), "users.conf is not mounted next to the node config"
+        routes = {re.sub(r"^nats-route://([^:/]+):(\d+)$", r"\1", route) for route in node["cluster"]["routes"]}
+        assert routes == set(CLUSTER_NODES) - {name}
+        store = PurePosixPath(node["jetstream"]["store_dir"])
+        volumes = [entry.split(":")[:2] for entry in svc["volumes"] if not entry.startswith(("./", "/"))]
+        (source,) = [src for src, target in volumes if PurePosixPath(target) in store.parents]
+        assert source == f"{name}-data"
+        assert all(str(port).startswith("127.0.0.1:") for port in svc["ports"])
+
+    def test_a_planned_stop_of_a_node_is_a_lame_duck_stop(self, compose: Any) -> None:
+        """SIGUSR2 (what `nats-server --signal ldm` sends), and time for the node's grace period and duration."""
+        for n, name in enumerate(CLUSTER_NODES, start=1):
+            svc = service(compose, name)
+            node = parse(ROOT / "deploy" / "nats-cluster" / f"node{n}.conf")
+            lame_duck = _seconds(node["lame_duck_grace_period"]) + _seconds(node["lame_duck_duration"])
+            assert svc["stop_signal"] == "SIGUSR2"
+            assert _seconds(svc["stop_grace_period"]) > lame_duck, name
+
+    @pytest.mark.parametrize("n", [1, 2, 3])
+    def test_each_sniper_runs_everything_on_its_own_node_first(self, compose: Any, n: int) -> None:
+        """sniper-N: every actor, SNIPER_NATS with nats-N first and then the other two nodes (on their client port),
+        three replicas, the sniper user; it waits for all three nodes (an R3 bucket needs three)."""
+        name = CLUSTER_SNIPERS[n - 1]
+        svc = service(compose, name)
+        assert {k for k in environment(svc) if k.startswith("SNIPER_")} <= {option.var for option in OPTIONS}
+        settings = _sniper_settings(compose, name)
+        ports = {
+            node: parse(ROOT / "deploy" / "nats-cluster" / f"node{i}.conf")["listen"].rsplit(":", 1)[1]
+            for i, node in enumerate(CLUSTER_NODES, start=1)
+        }
+        assert settings.nats is not None
+        urls = settings.nats.split(",")
+        assert urls[0] == f"nats://{CLUSTER_NODES[n - 1]}:{ports[CLUSTER_NODES[n - 1]]}"
+        assert sorted(urls) == sorted(f"nats://{node}:{port}" for node, port in ports.items())
+        assert settings.replicas == 3 and settings.actors == ()
+        assert settings.nats_auth.user == "sniper" and settings.nats_auth.password == "<NATS_SNIPER_PASSWORD>"
+        depends = svc["depends_on"]
+        assert all(depends[node]["condition"] == "service_healthy" for node in CLUSTER_NODES)
+        assert str(settings.metrics_port) in [str(p) for p in svc.get("expose", [])]
+        assert svc["hostname"] == name
+        assert _seconds(svc["stop_grace_period"]) > 5.0  # sniper exits within 5 s of SIGTERM (sniper.app.EXIT_BOUND)
+
+    def test_the_three_snipers_run_the_same_pipeline(self, compose: Any) -> None:
+        """Apart from the order of the nodes, the three processes' settings are equal: assets, interval (the lease
+        ttl), window, backend, ... must not differ between processes that take over from one another."""
+        settings = [_sniper_settings(compose, name) for name in CLUSTER_SNIPERS]
+        assert len({frozenset((s.nats or "").split(",")) for s in settings}) == 1
+        first, *others = [dataclasses.replace(s, nats=None) for s in settings]
+        assert all(other == first for other in others)
+
+    def test_no_two_services_publish_the_same_host_port(self, compose: Any) -> None:
+        """`docker compose --profile cluster up` runs the default services too: their published ports must not clash."""
+        published = [
+            str(port).rsplit(":", 1)[0] for svc in compose["services"].values() for port in svc.get("ports", [])
+        ]
+        assert len(published) == len(set(published)), published

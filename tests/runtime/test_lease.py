@@ -88,33 +88,36 @@ class FlakyBucket(KeyValue):
     def __init__(self, inner: KeyValue) -> None:
         self.inner = inner
         self.down = False
+        self.silent = False  # no answer at all (a partition without a reset; an election)
 
-    def _check(self) -> None:
+    async def _check(self) -> None:
+        if self.silent:
+            await asyncio.get_running_loop().create_future()
         if self.down:
             raise KVUnavailable("partitioned (test)")
 
     async def get(self, key: str) -> KVEntry | None:
-        self._check()
+        await self._check()
         return await self.inner.get(key)
 
     async def put(self, key: str, value: bytes) -> int:
-        self._check()
+        await self._check()
         return await self.inner.put(key, value)
 
     async def update(self, key: str, value: bytes, *, last: int) -> int:
-        self._check()
+        await self._check()
         return await self.inner.update(key, value, last=last)
 
     async def delete(self, key: str) -> None:
-        self._check()
+        await self._check()
         await self.inner.delete(key)
 
     async def entries(self) -> dict[str, KVEntry]:
-        self._check()
+        await self._check()
         return await self.inner.entries()
 
     async def watch(self, handler: WatchHandler) -> Subscription:
-        self._check()
+        await self._check()
         return await self.inner.watch(handler)
 
 
@@ -156,22 +159,23 @@ class TestLeadership:
             assert renewed + TTL < took <= renewed + TTL * (1 + RENEW_FRACTION) + 0.01
             assert (await stored(memory_bus)).term == 2
 
+    @pytest.mark.parametrize("silent", [False, True], ids=["refused", "no-answer"])
     async def test_a_partitioned_holder_stops_working_before_anyone_takes_over(
-        self, memory_bus: MemoryBus, vclock: VirtualClock
+        self, memory_bus: MemoryBus, vclock: VirtualClock, silent: bool
     ) -> None:
-        """Cut from the bucket, the holder steps down after ttl/2; the standby starts only after the ttl."""
+        """Cut from the bucket (refused, or no answer at all), the holder steps down by ttl/2; the standby after ttl."""
         async with processes(memory_bus, vclock, "a", "b") as (a, b):
             await vclock.sleep(TTL)
             flaky = FlakyBucket(await memory_bus.key_value("sniper_leases"))
             a.actor.leadership._kv = flaky
             renewed = (await stored(memory_bus)).renewed
-            flaky.down = True
+            flaky.down, flaky.silent = True, silent
             await wait_until(lambda: not a.actor.working)
             stepped_down = a.actor.stopped[0]
-            assert stepped_down <= renewed + TTL * (STEP_DOWN_FRACTION + RENEW_FRACTION) + 0.01
+            assert stepped_down <= renewed + TTL * (STEP_DOWN_FRACTION + (0 if silent else RENEW_FRACTION)) + 0.01
             await wait_until(lambda: b.actor.working)
             assert b.actor.began[0] > renewed + TTL > stepped_down
-            flaky.down = False  # healed: the old holder sees the new term and stays a standby
+            flaky.down = flaky.silent = False  # healed: the old holder sees the new term and stays a standby
             await vclock.sleep(2 * TTL)
             assert not a.actor.leadership.leading and a.actor.worked == [1] and b.actor.worked == [2]
 

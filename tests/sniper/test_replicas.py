@@ -86,6 +86,20 @@ class TestTwoFullReplicas:
         assert max(gaps(signals).values()) <= 2
         assert {s.fence for s in signals} == {1, 2}
 
+    async def test_a_takeover_keeps_the_backoff(self, harness: Harness) -> None:
+        """Every core module failing: the new scheduler goes on counting hard failures where the old one was."""
+        for module in ("whale", "heatmap", "spot_ob"):
+            harness.backend.fail(samples.PATHS[module], 500)
+        async with contextlib.AsyncExitStack() as second_stack:
+            async with harness.run(assets=("SOL",)):
+                await second_stack.enter_async_context(harness.run(assets=("SOL",)))
+                await harness.health.wait_for(lambda hs: any(h.consecutive_failures >= 3 for h in hs))
+                before = harness.health.messages[-1]
+            await harness.health.wait_for(lambda hs: any(h.fence > before.fence for h in hs))
+        after = next(h for h in harness.health.messages if h.fence > before.fence)
+        assert after.state == "hard_fail" and after.consecutive_failures == before.consecutive_failures + 1
+        assert after.next_delay > 5.0  # still backing off
+
     async def test_a_deposed_schedulers_late_tick_is_refused(self, harness: Harness) -> None:
         """After a takeover, a tick fenced with the old term opens no window and gets no answer."""
         async with replicas(harness, 2) as (first, second):
