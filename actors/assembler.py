@@ -278,11 +278,13 @@ class SignalAssembler(Actor):
                 statuses[module] = ModuleStatus(status="missing", reason="no report inside the window")
             elif isinstance(report, Degraded):
                 status: ModuleStatusName = "disabled" if report.reason == "disabled" else "degraded"
-                statuses[module] = ModuleStatus(status=status, reason=report.reason)
+                statuses[module] = ModuleStatus(status=status, reason=report.reason, source=report.source)
             else:
                 try:
                     components[module] = round(sub_score(report.payload, self.scoring), 6)
-                    statuses[module] = ModuleStatus(status="ok", latency_ms=round(report.latency_ms, 3))
+                    statuses[module] = ModuleStatus(
+                        status="ok", latency_ms=round(report.latency_ms, 3), source=report.source
+                    )
                 except (ValueError, IndexError, ZeroDivisionError, TypeError, OverflowError) as exc:
                     self.log.warning("unscorable_payload", module=module, asset=win.asset, error=repr(exc))
                     statuses[module] = ModuleStatus(status="degraded", reason="bad_payload")

@@ -25,6 +25,7 @@ from ._base import (
     Seconds,
     Timestamp,
 )
+from .modules import Source
 from .modules._kit import UnitScore
 
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -76,6 +77,8 @@ class ModuleStatus(msgspec.Struct, frozen=True, kw_only=True):
     reason: Detail | None = None
     #: How long the fetcher's upstream call took (ok and degraded answers), for freshness and latency budgets.
     latency_ms: LatencyMs | None = None
+    #: Where the data (or the last failure) came from: ``backend``, or a venue the module fell back to.
+    source: Source = "backend"
 
 
 Direction = Literal["long", "short", "flat"]

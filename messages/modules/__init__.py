@@ -55,6 +55,10 @@ Reason = Literal[
     "disabled",  # a feature flag switched the module off
 ]
 REASONS: tuple[str, ...] = Reason.__args__  # type: ignore[attr-defined]
+#: Where a module's data came from: the market-data backend, or a venue's public API (the fallback, issue 16).
+Source = Literal["backend", "binance", "okx", "bybit"]
+SOURCES: tuple[str, ...] = Source.__args__  # type: ignore[attr-defined]
+VENUES: tuple[str, ...] = SOURCES[1:]
 
 
 def _load() -> dict[str, ModuleSpec]:
@@ -97,6 +101,8 @@ class ModuleData(Message, frozen=True, kw_only=True):
     ts: Timestamp
     latency_ms: LatencyMs = 0.0
     payload: ModulePayload
+    #: Who answered: the backend, or a venue the module fell back to.
+    source: Source = "backend"
 
     def __post_init__(self) -> None:
         MODULE_NAMES.check(self.module)
@@ -122,6 +128,8 @@ class Degraded(Message, frozen=True, kw_only=True):
     #: False when no upstream call was made (disabled, circuit open, no route,
     #: tick already late): the breaker must not read it as the backend's answer.
     called: bool = True
+    #: Whose answer `reason` is: the backend's, or (every source failing) the last venue's tried.
+    source: Source = "backend"
 
     def __post_init__(self) -> None:
         MODULE_NAMES.check(self.module)
