@@ -41,7 +41,7 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from messages import Degraded, ModuleData, ModuleStatus, Signal, Tick
+from messages import REGISTRY, Degraded, ModuleData, ModuleStatus, Signal, Tick
 from messages.cycle import ModuleStatusName
 from runtime.actor import Actor, Sub, subs_for
 from runtime.lease import Fencer, Leadership
@@ -186,6 +186,8 @@ class SignalAssembler(Actor):
         await self._maybe_complete(win)
 
     async def on_report(self, report: Report) -> None:
+        if isinstance(report, Degraded) and report.superseded:
+            return  # the backend's verdict for the breakers; a fallback source's report stands for the module
         key = (report.asset, report.cycle)
         if self._is_closed(*key) and key not in self._open:
             self.late += 1
@@ -289,7 +291,8 @@ class SignalAssembler(Actor):
                     self.log.warning("unscorable_payload", module=module, asset=win.asset, error=repr(exc))
                     statuses[module] = ModuleStatus(status="degraded", reason="bad_payload")
         expected = frozenset(m for m, st in statuses.items() if st.status != "disabled")
-        verdict = combine(components, expected, self.scoring)
+        trust = {m: REGISTRY[m].venue_trust for m, st in statuses.items() if st.source != "backend" and m in REGISTRY}
+        verdict = combine(components, expected, self.scoring, trust)
         return Signal(
             asset=win.asset,
             cycle=win.cycle,

@@ -299,6 +299,8 @@ class CircuitSupervisor(Actor):
     async def on_outcome(self, msg: ModuleData | Degraded) -> None:
         if isinstance(msg, Degraded) and not msg.called:
             return  # no upstream call was made (disabled, circuit open, no route): nothing to learn
+        if msg.source != "backend":
+            return  # a venue's answer says nothing about the backend (each source has its own breaker)
         now = self.clock.now()
         module = self._breaker(msg.module, ALL)
         asset = self._breaker(msg.module, msg.asset)

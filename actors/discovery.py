@@ -272,6 +272,8 @@ class DiscoveryActor(Actor):
         # Only a real HTTP answer says the route moved ("no route known" must not
         # loop), and only one newer than the last refresh: the rest of a flood
         # of 404s from the same moment was caused by the map just replaced.
+        if msg.source != "backend":
+            return  # a venue's 404 says nothing about the backend's routes
         if msg.reason == "not_found" and msg.status is not None and msg.ts >= self._refreshed_at:
             self._latest_trigger = max(self._latest_trigger, msg.ts)
             self.request_refresh(f"{msg.module} answered {msg.status}")

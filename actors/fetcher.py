@@ -41,7 +41,7 @@ Why the pieces:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -71,11 +71,13 @@ from runtime.kv import KVEntry
 from runtime.lease import Fencer
 
 from .circuit import CircuitPolicy, CircuitView, circuit_problem
+from .fallback import FallbackChain
 from .flags import flag_name
 from .metrics import metrics_of
 from .routing import RequestSettings, RouteError, build_request
 from .shared_fetch import SharedCall
 from .upstream import Outcome, UpstreamClient, bad_payload
+from .venues import VenueSource
 
 #: Largest encoded payload a fetcher publishes: the broker's limit less room for the ModuleData envelope.
 #: The caps keep real payloads far below it (tests/actors/test_hostile_upstream.py); this is the last guard.
@@ -126,6 +128,7 @@ class ModuleFetcher(Actor):
         assets: Iterable[str] | None = None,
         max_hold: float = CircuitPolicy().max_hold,
         proxy_asset: str | None = None,
+        fallback: Sequence[VenueSource] = (),
         name: str | None = None,
     ) -> None:
         super().__init__(name=name or f"fetch-{self.module.replace('_', '-')}")
@@ -160,6 +163,8 @@ class ModuleFetcher(Actor):
         self._routes_ts = 0.0
         self._fences = {"tick": Fencer(), "breaker state": Fencer(), "route map": Fencer()}
         self._cache_unreachable = RateLimitedWarning(self.log, "shared_cache_unavailable", burst=1, period=60.0)
+        #: The venues to try when the backend fails this module (`actors.fallback`; none: the backend only).
+        self.fallback = FallbackChain(self.module, fallback) if fallback else None
 
     # -- per-module hooks ------------------------------------------------------
     def key_for(self, asset: str) -> str:
@@ -262,6 +267,9 @@ class ModuleFetcher(Actor):
         self.circuit.update(state)
 
     async def on_flag_entry(self, entry: KVEntry) -> None:
+        if self.fallback is not None and entry.key in self.fallback.flags:
+            self._on_source_flag(entry)
+            return
         if entry.key != self.flag:
             return
         if entry.value is None:
@@ -278,6 +286,20 @@ class ModuleFetcher(Actor):
         if change.enabled != self.enabled:
             self.log.info("flag_applied", flag=self.flag, enabled=change.enabled, who=change.who, why=change.why)
         self.enabled = change.enabled
+
+    def _on_source_flag(self, entry: KVEntry) -> None:
+        """A fallback source's flag (``BINANCE``, ...): deleted means on, its default."""
+        assert self.fallback is not None
+        if entry.value is None:
+            self.fallback.switch(entry.key, True)
+            return
+        try:
+            change = decode(entry.value, FlagChanged)
+        except DecodeError as err:
+            self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
+            return
+        if change.flag == entry.key:
+            self.fallback.switch(entry.key, change.enabled)
 
     def admit(self, asset: str) -> Denial | None:
         """Whether this module may call upstream for `asset` now."""
@@ -310,12 +332,43 @@ class ModuleFetcher(Actor):
     async def _answer(self, tick: Tick) -> None:
         async with self._slots:
             msg = await self._fetch_for(tick)
+            if isinstance(msg, Degraded) and self.fallback is not None and msg.reason != "disabled":
+                fallen = await self._fall_back(tick)
+                if fallen is not None:  # the backend's verdict still goes out, for the breakers and discovery
+                    await self._report(tick, msgspec.structs.replace(msg, superseded=True))
+                    msg = fallen
+        await self._report(tick, msg)
+
+    async def _report(self, tick: Tick, msg: ModuleData | Degraded) -> None:
         if isinstance(msg, ModuleData):
             subject = self.subjects.data(self.module, tick.asset)
         else:
             subject = self.subjects.degraded(self.module, tick.asset)
-            metrics_of(self.ctx).degraded.labels(self.module, msg.reason).inc()
+            if not msg.superseded:
+                metrics_of(self.ctx).degraded.labels(self.module, msg.reason).inc()
         await self.publish(subject, msg)
+
+    async def _fall_back(self, tick: Tick) -> ModuleData | Degraded | None:
+        """The venues' answer for a tick the backend failed; None when no venue was asked (flags, breakers, time)."""
+        assert self.fallback is not None
+        deadline = self.clock.monotonic() + tick.deadline - self.clock.now() - self.margin
+        answer = await self.fallback.answer(tick.asset, deadline, self.clock)
+        if answer is None:
+            return None
+        metrics_of(self.ctx).fallback.labels(self.module, answer.source, answer.outcome.error_class).inc()
+        o = answer.outcome
+        if answer.payload is not None:
+            return ModuleData(
+                module=self.module,
+                asset=tick.asset,
+                cycle=tick.cycle,
+                ts=self.clock.now(),
+                latency_ms=min(o.latency_ms, 1e7),
+                payload=answer.payload,
+                source=answer.source,  # type: ignore[arg-type]
+            )
+        degraded = self._degraded(tick, o.reason, o.detail, status=o.status, retry_after=o.retry_after, called=o.called)
+        return msgspec.structs.replace(degraded, source=answer.source)
 
     async def _fetch_for(self, tick: Tick) -> ModuleData | Degraded:
         key = self.key_for(tick.asset)

@@ -124,6 +124,12 @@ class Metrics(RuntimeHooks):
             ["bucket"],
             registry=r,
         )
+        self.fallback = Counter(
+            "sniper_fallback",
+            "Answers a module took from a venue after the backend failed it, by source and class (ok: data)",
+            ["module", "source", "error_class"],
+            registry=r,
+        )
         self.leader = Gauge(
             "sniper_leader", "1 while this process holds the singleton's lease (runs it), else 0", ["role"], registry=r
         )

@@ -59,12 +59,22 @@ class Verdict:
     direction: str
 
 
-def combine(components: Mapping[str, float], expected: set[str] | frozenset[str], cfg: ScoringConfig) -> Verdict:
-    """Weighted mean of present sub-scores; confidence is the present share of expected weight."""
-    weights = cfg.weights
+def combine(
+    components: Mapping[str, float],
+    expected: set[str] | frozenset[str],
+    cfg: ScoringConfig,
+    trust: Mapping[str, float] | None = None,
+) -> Verdict:
+    """Weighted mean of present sub-scores; confidence is the present share of expected weight.
+
+    `trust` scales a present module's weight (a venue's answer: `ModuleSpec.venue_trust`; 1 if absent)
+    in the score and in the confidence; the expected weight stays whole.
+    """
+    trust = trust or {}
+    weights = {m: w * trust.get(m, 1.0) for m, w in cfg.weights.items()}
     present = {m: s for m, s in components.items() if weights.get(m, 0) > 0}
     w_present = sum(weights[m] for m in present)
-    w_expected = sum(weights.get(m, 0) for m in expected | set(present))
+    w_expected = sum(cfg.weights.get(m, 0) for m in expected | set(present))
     if w_present <= 0 or w_expected <= 0:
         return Verdict(0.0, 0.0, "flat")
     # Round first, so the reported numbers and the direction derived from them agree.

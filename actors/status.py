@@ -58,7 +58,7 @@ class StatusKeeper(Actor):
         max_hold: float | None = None,
         name: str | None = None,
     ) -> None:
-        """`flags` maps each module to its flag's default (`Settings.flags`), as the flag keeper takes them."""
+        """`flags` maps each module (and fallback venue) to its flag's default, as the flag keeper takes them."""
         super().__init__(name=name)
         self.assets = frozenset(assets)
         self.modules = frozenset(modules)

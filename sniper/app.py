@@ -50,6 +50,7 @@ from . import __version__
 from .alerting import Notifiers, open_notifiers
 from .config import MODULES, NatsAuth, Settings
 from .embedded import EmbeddedNats
+from .fallback import build_sources
 
 log = get_logger("app")
 
@@ -99,14 +100,20 @@ def build_actors(
     # else arrives on the bus is refused and counted, never stored.
     actors: list[Actor] = []
     policy = policy or CircuitPolicy(quarantine=settings.quarantine, probes=settings.circuit_probes)
+    flags = flag_defaults(settings)
+    sources = build_sources(
+        settings.fallback,
+        upstream.transport,
+        upstream.clock,
+        depth=settings.request.depth,
+        timeframe=settings.request.timeframe,
+    )
     if "flags" in wanted:
-        actors.append(FlagKeeper(settings.flags, source=settings.feature_source))
+        actors.append(FlagKeeper(flags, source=settings.feature_source))
     if "circuits" in wanted:
         actors.append(CircuitSupervisor(policy=policy, modules=MODULES, assets=settings.assets, rng=rng))
     if "status" in wanted:
-        actors.append(
-            StatusKeeper(assets=settings.assets, modules=MODULES, flags=settings.flags, max_hold=policy.max_hold)
-        )
+        actors.append(StatusKeeper(assets=settings.assets, modules=MODULES, flags=flags, max_hold=policy.max_hold))
     if "discovery" in wanted:
         actors.append(
             DiscoveryActor(
@@ -128,6 +135,7 @@ def build_actors(
                     enabled=settings.flags[module],
                     assets=settings.assets,
                     max_hold=policy.max_hold,
+                    fallback=sources.get(module, ()),
                     **kwargs,
                 )
             )
@@ -164,6 +172,11 @@ def build_actors(
             )
         )
     return actors
+
+
+def flag_defaults(settings: Settings) -> dict[str, bool]:
+    """Every flag's default: one per module (``FEATURE_*``), and one per venue the fallback uses (on)."""
+    return {**settings.flags, **{venue: True for venue in settings.fallback.venues}}
 
 
 def signal_stream(settings: Settings) -> StreamSpec | None:

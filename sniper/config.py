@@ -32,10 +32,13 @@ from actors.flags import FlagSource
 from actors.routing import RequestSettings
 from actors.scheduler import TradingHours
 from actors.upstream import DEFAULT_MAX_BODY
+from actors.venues import BINANCE_FUTURES_API, BINANCE_SPOT_API, BYBIT_API, OKX_API
 from messages import ConfigError, Subjects
 from messages.modules import DEFAULT_CORE, MAX_BOOK_LEVELS, REGISTRY
 from messages.modules import MODULES as REGISTERED_MODULES
 from runtime.nats_bus import redact_url
+
+from .fallback import FallbackSettings, fallback_problem, parse_fallback
 
 if TYPE_CHECKING:
     from .gateway.app import GatewayConfig
@@ -80,6 +83,8 @@ ALERT_REPEAT_BOUNDS: tuple[float, float] = (60.0, 7 * 86_400.0)
 STREAM_PER_SUBJECT_BOUNDS: tuple[int, int] = (1, 1_000_000)
 #: --replicas, copies JetStream keeps of each bucket and stream: 1 (a single server) to 5 (JetStream's most).
 REPLICAS_BOUNDS: tuple[int, int] = (1, 5)
+#: --venue-share: the part of each venue's documented rate limit one process uses.
+VENUE_SHARE_BOUNDS: tuple[float, float] = (0.01, 1.0)
 #: --window when none is given: this share of the interval, at most WINDOW_CAP seconds.
 WINDOW_SHARE, WINDOW_CAP = 0.6, 3.0
 #: sniper gateway --gateway-max-body, largest request body forwarded: none to 1 GiB.
@@ -549,12 +554,33 @@ OPTIONS: tuple[Option, ...] = (  # one option a line
     Option("quarantine", "how long a 402 silences a module", _number, _POLICY.quarantine, QUARANTINE_BOUNDS, "seconds"),
     Option("max_clock_skew", "how far a peer's clock may be off", _number, 30.0, MAX_CLOCK_SKEW_BOUNDS, "seconds"),
     Option("max_body_bytes", "largest upstream body read", _integer, DEFAULT_MAX_BODY, MAX_BODY_BYTES_BOUNDS, "bytes"),
+    Option(
+        "fallback",
+        "per module, the venues to try in order when the backend fails it, e.g. spot_ob=binance,okx;bias=okx",
+        parse_fallback,
+        {},
+        attr="fallback.plan",
+        group="fallback",
+        check=fallback_problem,
+        shown="off",
+        metavar="PLAN",
+    ),
+    Option("binance_api", "Binance spot API", default=BINANCE_SPOT_API, attr="fallback.binance_api", group="fallback",
+           check=_backend_problem, metavar="URL"),
+    Option("binance_futures_api", "Binance USD-M futures API", default=BINANCE_FUTURES_API,
+           attr="fallback.binance_futures_api", group="fallback", check=_backend_problem, metavar="URL"),
+    Option("okx_api", "OKX API", default=OKX_API, attr="fallback.okx_api", group="fallback", check=_backend_problem,
+           metavar="URL"),
+    Option("bybit_api", "Bybit API", default=BYBIT_API, attr="fallback.bybit_api", group="fallback",
+           check=_backend_problem, metavar="URL"),
+    Option("venue_share", "part of each venue's rate limit this process uses (split it between processes)",
+           _number, 0.5, VENUE_SHARE_BOUNDS, attr="fallback.venue_share", group="fallback"),
     Option("log_level", "log level", str.lower, "info", choices=("debug", "info", "warning", "error"), group="log"),
     Option("log_format", "log format", str.lower, "console", choices=("console", "json"), group="log"),
 )
 # fmt: on
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
-_SETTINGS_GROUPS = ("connection", "auth", "pipeline", "alert")
+_SETTINGS_GROUPS = ("connection", "auth", "pipeline", "alert", "fallback")
 
 #: `sniper gateway`'s own settings (group "gateway"; --backend, --nats and the NATS credentials are shared).
 #: A table of their own: they are no `Settings` field. Their variables are SNIPER_GATEWAY_*, and where the
@@ -666,6 +692,7 @@ class Settings:
     #: Largest upstream response body read (bytes).
     max_body_bytes: int = DEFAULTS["max_body_bytes"]
     alert: AlertSettings = field(default_factory=lambda: AlertSettings(**_nested(DEFAULTS, "alert")))
+    fallback: FallbackSettings = field(default_factory=lambda: FallbackSettings(**_nested(DEFAULTS, "fallback")))
 
     def __post_init__(self) -> None:
         for opt in OPTIONS:
@@ -736,6 +763,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by `sniper run` and `sniper demo` (defaults come from the environment)."""
     add_options(parser, "pipeline", title="pipeline")
     add_options(parser, "alert", title="alerts")
+    add_options(parser, "fallback", title="fallback to venues")
 
 
 def alert_settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AlertSettings:
@@ -788,6 +816,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     kwargs["nats_auth"] = NatsAuth(**_nested(values, "nats_auth"))
     kwargs["request"] = RequestSettings(**_nested(values, "request"))
     kwargs["alert"] = AlertSettings(**_nested(values, "alert"))
+    kwargs["fallback"] = FallbackSettings(**_nested(values, "fallback"))
     kwargs["flags"] = feature_defaults(env)
     kwargs.update(fixed)
     try:

@@ -130,6 +130,9 @@ class Degraded(Message, frozen=True, kw_only=True):
     called: bool = True
     #: Whose answer `reason` is: the backend's, or (every source failing) the last venue's tried.
     source: Source = "backend"
+    #: The backend's verdict, published for the breakers and discovery although a fallback source's
+    #: report (``data`` from a venue, or its own ``degraded``) stands for the module in the signal.
+    superseded: bool = False
 
     def __post_init__(self) -> None:
         MODULE_NAMES.check(self.module)

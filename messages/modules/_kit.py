@@ -115,6 +115,9 @@ class ModuleSpec:
     normalise: Callable[[Any, int], Any] = _unchanged
     #: Feature-flag name (``FEATURE_<FLAG>`` in the environment); default: the name in upper case.
     flag: str = field(default="")
+    #: How far a venue's answer (the fallback, `actors.venues`) counts against the backend's, in [0, 1]:
+    #: its weight is multiplied by this in score and confidence. 1: the same measure (an order book).
+    venue_trust: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.flag:
@@ -128,6 +131,8 @@ class ModuleSpec:
             raise ValueError(f"module {self.name!r}: keyed_by and proxy go together, and proxy is one of keyed_by")
         if not (0 <= self.weight <= 1):
             raise ValueError(f"module {self.name!r}: weight {self.weight} is not in [0, 1]")
+        if not (0 <= self.venue_trust <= 1):
+            raise ValueError(f"module {self.name!r}: venue_trust {self.venue_trust} is not in [0, 1]")
 
     def key_for(self, asset: str, proxy: str | None = None) -> str:
         """The upstream key for a traded asset: itself, or the proxy for modules keyed by a few assets."""

@@ -32,6 +32,8 @@ SPEC = ModuleSpec(
     summary="institutional bias (positioning) of the perpetual swap",
     core=False,
     weight=0.2,
+    # Venues publish the long/short ratio of all accounts (the crowd), not institutional positioning.
+    venue_trust=0.5,
     score=score,
     route=route("bias", "/institutional/bias", symbol("symbol", "okx_swap")),
     aliases=(

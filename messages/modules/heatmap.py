@@ -83,6 +83,8 @@ SPEC = ModuleSpec(
     summary="liquidation heatmap of the perpetual swap",
     core=True,
     weight=0.2,
+    # A venue publishes its own recent liquidation orders, not a model of resting liquidation levels.
+    venue_trust=0.5,
     score=score,
     check=check,
     normalise=normalise,

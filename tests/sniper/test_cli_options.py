@@ -64,7 +64,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 def every_flag() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    for group in ("connection", "auth", "pipeline", "alert", "log"):
+    for group in ("connection", "auth", "pipeline", "alert", "fallback", "log"):
         config.add_options(p, group)
     return p
 
