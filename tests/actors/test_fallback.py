@@ -10,9 +10,11 @@ import pytest
 from actors.fallback import FAILURES_TO_OPEN, OPEN_FOR, SourceBreaker
 from actors.upstream import MockTransport, Outcome, Response, Transport
 from messages import Degraded, Signal
-from runtime import VirtualClock
+from runtime import NatsBus, VirtualClock
 from runtime.testing import Recorder
+from sniper.app import run_pipeline
 from sniper.config import Settings
+from sniper.embedded import EmbeddedNats
 from sniper.fallback import FallbackSettings, fallback_problem, parse_fallback
 
 from .. import samples
@@ -232,3 +234,31 @@ class TestConfiguration:
         """Settings refuse it with the option's name."""
         with pytest.raises(ValueError, match="--fallback / SNIPER_FALLBACK: okx does not serve etf"):
             Settings(backend=BACKEND, fallback=FallbackSettings(plan={"etf": ("okx",)}))
+
+
+@pytest.mark.slow
+class TestOverRealNatsAndHttp:
+    async def test_the_order_book_comes_from_a_binance_on_loopback(self, nats_server: EmbeddedNats) -> None:
+        """Real NATS, the reference backend with spot_ob 404, a Binance fake on loopback: spot_ob ok from Binance."""
+        from marketsim import serve
+        from marketsim._faults import StatusFault
+
+        async with serve(port=0, seed=3) as backend, FakeBinance() as binance:
+            backend.sim.set_fault("spot_ob", StatusFault(status=404))
+            observer = await NatsBus.connect(nats_server.url, name="observer")
+            signals = await Recorder[Signal](observer, "sniper.signal.*", Signal).start()
+            settings = Settings(
+                nats=nats_server.url,
+                backend=backend.url,
+                interval=0.5,
+                window=0.4,
+                fallback=FallbackSettings(plan={"spot_ob": ("binance",)}, binance_api=binance.url),
+            )
+            async with run_pipeline(settings):
+                await signals.wait_count(2, timeout=20)
+            await observer.close()
+        assert [(s.modules["spot_ob"].status, s.modules["spot_ob"].source) for s in signals.messages[:2]] == [
+            ("ok", "binance"),
+            ("ok", "binance"),
+        ]
+        assert binance.on("/api/v3/depth") and backend.sim.counters()["spot_ob"]["requests"] >= 2
