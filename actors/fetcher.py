@@ -51,7 +51,6 @@ from messages import (
     MAX_MESSAGE_BYTES,
     CircuitState,
     Degraded,
-    FlagChanged,
     ModuleData,
     ModulePayload,
     ModuleSpec,
@@ -72,7 +71,7 @@ from runtime.lease import Fencer
 
 from .circuit import CircuitPolicy, CircuitView, circuit_problem
 from .fallback import FallbackChain
-from .flags import flag_name
+from .flags import flag_name, read_flag
 from .metrics import metrics_of
 from .routing import RequestSettings, RouteError, build_request
 from .shared_fetch import SharedCall
@@ -267,39 +266,23 @@ class ModuleFetcher(Actor):
         self.circuit.update(state)
 
     async def on_flag_entry(self, entry: KVEntry) -> None:
-        if self.fallback is not None and entry.key in self.fallback.flags:
-            self._on_source_flag(entry)
+        """This module's flag, or one of its fallback sources' (``BINANCE``, ...); a deleted one is its default."""
+        sources = self.fallback.flags if self.fallback is not None else frozenset()
+        if entry.key != self.flag and entry.key not in sources:
             return
-        if entry.key != self.flag:
+        change = read_flag(entry, (self.flag, *sources))
+        if isinstance(change, str):  # the flag keeper counts it; every reader ignores it alike
+            self.log.warning("bad_stored_flag", flag=entry.key, reason=change)
             return
-        if entry.value is None:
+        if self.fallback is not None and entry.key in sources:
+            self.fallback.switch(entry.key, True if change is None else change.enabled)
+            return
+        if change is None:
             self.enabled = self.enabled_default
-            return
-        try:
-            change = decode(entry.value, FlagChanged)
-        except DecodeError as err:
-            self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
-            return
-        if change.flag != entry.key:  # the flag keeper counts it; every reader ignores it alike
-            self.log.warning("bad_stored_flag", flag=entry.key, reason=f"holds flag {change.flag!r}")
             return
         if change.enabled != self.enabled:
             self.log.info("flag_applied", flag=self.flag, enabled=change.enabled, who=change.who, why=change.why)
         self.enabled = change.enabled
-
-    def _on_source_flag(self, entry: KVEntry) -> None:
-        """A fallback source's flag (``BINANCE``, ...): deleted means on, its default."""
-        assert self.fallback is not None
-        if entry.value is None:
-            self.fallback.switch(entry.key, True)
-            return
-        try:
-            change = decode(entry.value, FlagChanged)
-        except DecodeError as err:
-            self.log.warning("bad_stored_flag", flag=entry.key, reason=err.reason)
-            return
-        if change.flag == entry.key:
-            self.fallback.switch(entry.key, change.enabled)
 
     def admit(self, asset: str) -> Denial | None:
         """Whether this module may call upstream for `asset` now."""
