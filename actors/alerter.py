@@ -120,7 +120,6 @@ class Alerter(Actor):
         return [
             *subs_for(s.health_for(self.assets), Health, self.on_health),
             *subs_for(s.signals_for(self.assets), Signal, self.on_signal),
-            Sub(s.alert_all(), Alert, self.on_alert, pending=CONTROL_PENDING, max_rate=CONTROL_RATE),
             # No queue group: every alerter applies a mute; the requester takes the first answer.
             Sub(
                 s.command("alerts"),
@@ -163,7 +162,8 @@ class Alerter(Actor):
         await self._restore()
 
     async def run(self) -> None:
-        await self.leadership.hold(self, self._evaluate_while_leading)
+        leader = Sub(self.subjects.alert_all(), Alert, self.on_alert, pending=CONTROL_PENDING, max_rate=CONTROL_RATE)
+        await self.leadership.hold(self, self._evaluate_while_leading, follow=[leader])
 
     async def _evaluate_while_leading(self, term: int) -> None:
         if self.leadership.elections > 1:  # a takeover: the log says what the last leader told

@@ -112,11 +112,13 @@ class SignalAssembler(Actor):
             *subs_for(s.ticks_for(self.assets), Tick, self.on_tick, accept=self.accept_tick),
             *subs_for(s.data_for(self.assets, self.modules), ModuleData, self.on_report, accept=self.accept_report),
             *subs_for(s.degraded_for(self.assets, self.modules), Degraded, self.on_report, accept=self.accept_report),
-            *subs_for(s.signals_for(self.assets), Signal, self.on_published),
         ]
 
     async def run(self) -> None:
-        await self.leadership.hold(self)
+        # A standby reads the leader's signals (not to repeat them on a takeover); the leader does not.
+        await self.leadership.hold(
+            self, follow=subs_for(self.subjects.signals_for(self.assets), Signal, self.on_published)
+        )
 
     # -- what is accepted -----------------------------------------------------------
     def _unknown_asset(self, asset: str) -> str | None:

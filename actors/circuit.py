@@ -218,7 +218,6 @@ class CircuitSupervisor(Actor):
         return [
             *subs_for(s.data_for(self.assets, self.modules), ModuleData, self.on_outcome, accept=self.accept_outcome),
             *subs_for(s.degraded_for(self.assets, self.modules), Degraded, self.on_outcome, accept=self.accept_outcome),
-            Sub(s.circuit_all(), CircuitState, self.on_leader_state, pending=CONTROL_PENDING, max_rate=CONTROL_RATE),
             Sub(
                 self.subjects.command("circuit"),
                 CircuitCommand,
@@ -231,7 +230,14 @@ class CircuitSupervisor(Actor):
         ]
 
     async def run(self) -> None:
-        await self.leadership.hold(self)
+        leader = Sub(
+            self.subjects.circuit_all(),
+            CircuitState,
+            self.on_leader_state,
+            pending=CONTROL_PENDING,
+            max_rate=CONTROL_RATE,
+        )
+        await self.leadership.hold(self, follow=[leader])
 
     def _known_module(self, module: str) -> bool:
         """A configured module (any subject-safe name when none are configured)."""

@@ -231,7 +231,6 @@ class DiscoveryActor(Actor):
                 self.on_degraded,
                 accept=self.accept_degraded,
             ),
-            Sub(self.subjects.routes(), RouteMap, self.on_routes, pending=CONTROL_PENDING, max_rate=CONTROL_RATE),
         ]
 
     async def on_routes(self, routes: RouteMap) -> None:
@@ -284,7 +283,8 @@ class DiscoveryActor(Actor):
         self._wake.set()
 
     async def run(self) -> None:
-        await self.leadership.hold(self, self._keep_current)
+        leader = Sub(self.subjects.routes(), RouteMap, self.on_routes, pending=CONTROL_PENDING, max_rate=CONTROL_RATE)
+        await self.leadership.hold(self, self._keep_current, follow=[leader])
 
     async def _keep_current(self, term: int) -> None:
         """While leading: discover now if no map is known yet, then on schedule and on demand."""

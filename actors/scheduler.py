@@ -168,14 +168,17 @@ class Scheduler(Actor):
         self._last_tick: dict[str, float] = {}  # monotonic, the leader's last tick per asset (followed as standby)
 
     def subscriptions(self) -> Iterable[Sub]:
+        return subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal)
+
+    def following(self) -> list[Sub]:
+        """What a standby reads of the leading scheduler: its ticks and its verdicts."""
         return [
-            *subs_for(self.subjects.signals_for(self.assets), Signal, self.on_signal),
             *subs_for(self.subjects.ticks_for(self.assets), Tick, self.on_tick),
             *subs_for(self.subjects.health_for(self.assets), Health, self.on_health),
         ]
 
     async def run(self) -> None:
-        await self.leadership.hold(self, self._lead)
+        await self.leadership.hold(self, self._lead, follow=self.following())
 
     async def _lead(self, term: int) -> None:
         """Tick every asset for as long as this process holds the lease (cancelled when it is lost)."""

@@ -242,6 +242,25 @@ class Actor:
         self._owned.append(subscription)
         return subscription
 
+    async def subscribe_while(self, specs: Iterable[Sub]) -> list[Subscription]:
+        """Subscribe `specs` now, delivered like declared ones, until `unsubscribe_from` (or the run's end).
+
+        For what an actor needs only part of the time: a standby singleton follows
+        its leader's messages, which the leader itself need not read back.
+        """
+        made = []
+        for spec in specs:
+            sub = await self.bus.subscribe(spec.subject, self._deliverer(spec), queue=spec.queue, pending=spec.pending)
+            made.append(self.own(sub))
+        return made
+
+    async def unsubscribe_from(self, subs: Iterable[Subscription]) -> None:
+        """End subscriptions made by `subscribe_while`."""
+        for sub in subs:
+            if sub in self._owned:
+                self._owned.remove(sub)
+            await sub.unsubscribe()
+
     def spawn(self, aw: Awaitable[Any], *, name: str | None = None) -> asyncio.Task[Any]:
         """Run `aw` as a child task: an exception in it crashes this actor; a stop cancels it.
 

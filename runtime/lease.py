@@ -38,7 +38,7 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from messages import LeaderChanged, Lease, encode
@@ -52,7 +52,9 @@ from .kv import KeyValue, KVConflict, KVEntry
 from .logs import get_logger
 
 if TYPE_CHECKING:
+    from ._delivery import Sub
     from .actor import Actor
+    from .bus import Subscription
 
 log = get_logger("runtime.lease")
 
@@ -104,12 +106,21 @@ class Leadership:
             await self._changed.wait()
         return self.term
 
-    async def hold(self, actor: Actor, work: Callable[[int], Awaitable[Any]] | None = None) -> None:
+    async def hold(
+        self,
+        actor: Actor,
+        work: Callable[[int], Awaitable[Any]] | None = None,
+        *,
+        follow: Iterable[Sub] = (),
+    ) -> None:
         """Campaign for the lease for as long as `actor` runs; run `work(term)` while leading.
 
         `work` is cancelled when the lease is lost and started again on the next
-        win. Without a lease ttl in the actor's context this process leads at
-        once with term 0. Call it from the actor's `run`.
+        win. `follow` are subscriptions a standby keeps to follow the leader
+        (its ticks, its signals): made while not leading, ended on a win, so the
+        leader never reads its own messages back. Without a lease ttl in the
+        actor's context this process leads at once with term 0 (and follows
+        nothing). Call it from the actor's `run`.
         """
         ttl = actor.ctx.lease_ttl
         if ttl is None:
@@ -119,11 +130,18 @@ class Leadership:
                 await work(0)
             return
         self._ttl = ttl
+        specs = tuple(follow)
         task: asyncio.Task[Any] | None = None
+        following: list[Subscription] = []
         try:
             while True:
                 if self._ttl_renewal_due(actor, ttl):
                     await self._campaign(actor, ttl)
+                if self.leading and following:
+                    await actor.unsubscribe_from(following)
+                    following = []
+                elif not self.leading and specs and not following:
+                    following = await actor.subscribe_while(specs)
                 if self.leading and task is None and work is not None:
                     task = actor.spawn(work(self.term), name=f"{self.role}.lead")
                 elif not self.leading and task is not None:
