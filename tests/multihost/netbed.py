@@ -806,9 +806,10 @@ class NetBed:
     async def start_sniper(self, index: int, *args: str, env: Mapping[str, str] | None = None) -> BedProcess:
         """``python -m sniper run --nats <all nodes> --backend <backend> ARGS`` in host `index`, cwd the repo root.
 
-        The node URLs start with the host's own node (nats-py shuffles them
-        anyway: sniper's `NatsBus` does not pass ``dont_randomize``, so a sniper
-        may well use another host's node). `args` come last, so they
+        The node URLs start with the host's own node, and sniper's `NatsBus`
+        tries them in that order (``dont_randomize``), so a sniper talks to its
+        own host's node while it runs and moves to the next only when it is
+        gone (tests/multihost/test_failover.py relies on it). `args` come last, so they
         may override ``--nats`` or ``--backend`` (argparse keeps the last). No
         ``SNIPER_*`` variable of this process leaks in; `env` adds variables. On
         a bed with `users`, it logs in as user ``sniper`` (``SNIPER_NATS_USER``/``_PASSWORD``).

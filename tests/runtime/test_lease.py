@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from actors.metrics import Metrics
-from messages import LeaderChanged, Lease, decode, encode
+from messages import Heartbeat, LeaderChanged, Lease, decode, encode
 from runtime import Actor, Context, MemoryBus, NatsBus, SystemClock, VirtualClock
+from runtime.actor import Sub
 from runtime.bus import Subscription
 from runtime.kv import KeyValue, KVEntry, KVUnavailable, WatchHandler
 from runtime.lease import RENEW_FRACTION, STEP_DOWN_FRACTION, Fencer, Leadership
@@ -33,10 +34,14 @@ class Singleton(Actor):
         self.worked: list[int] = []
         self.began: list[float] = []  # when (wall) each term's work began
         self.stopped: list[float] = []  # ... and ended
+        self.news = 0  # messages read while following the leader
         self.working = False
 
     async def run(self) -> None:
-        await self.leadership.hold(self, self.work)
+        await self.leadership.hold(self, self.work, follow=[Sub("leader.news", Heartbeat, self.on_news)])
+
+    async def on_news(self, news: Heartbeat) -> None:
+        self.news += 1
 
     async def work(self, term: int) -> None:
         self.worked.append(term)
@@ -134,6 +139,20 @@ class TestLeadership:
             lease = await stored(memory_bus)
             assert lease.holder == leaders[0].ctx.instance and lease.term == 1 and not lease.released
             assert vclock.now() - lease.renewed <= TTL * RENEW_FRACTION
+
+    async def test_only_a_standby_follows_the_leader(self, memory_bus: MemoryBus, vclock: VirtualClock) -> None:
+        """The follow subscriptions exist while standing by and end on a win: a leader reads nothing back."""
+        news = encode(Heartbeat(actor="solo", ts=vclock.now(), state="running"))
+        async with processes(memory_bus, vclock, "a", "b") as (a, b):
+            await vclock.sleep(TTL)
+            await memory_bus.publish("leader.news", news)
+            await wait_until(lambda: b.actor.news == 1)
+            assert a.actor.news == 0
+            await a.supervisor.stop()
+            await wait_until(lambda: b.actor.working)
+            await memory_bus.publish("leader.news", news)
+            await vclock.sleep(TTL)
+            assert b.actor.news == 1
 
     async def test_a_clean_stop_hands_over_at_the_next_poll(self, memory_bus: MemoryBus, vclock: VirtualClock) -> None:
         """A stopping holder releases its lease: the standby works within a quarter ttl, with term 2."""
