@@ -236,7 +236,9 @@ class SignalAssembler(Actor):
                 await self.clock.timeout(win.closes_at - now, win.moved.wait())
 
     async def _maybe_complete(self, win: _Window) -> None:
-        if win.ticked and win.expected <= win.reports.keys():
+        # Only the leader closes a window early: a standby keeps it open to its deadline, so if it takes
+        # over meanwhile (schedulers often win a moment before assemblers) that cycle still goes out.
+        if win.ticked and win.expected <= win.reports.keys() and self.leadership.leading:
             await self._emit(win)
 
     async def _emit(self, win: _Window) -> None:

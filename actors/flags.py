@@ -94,6 +94,7 @@ class FlagKeeper(Actor):
         #: The last valid value of each flag, and the bucket revision it came from.
         self.flags: dict[str, bool] = dict(self.defaults)
         self._revisions: dict[str, int] = {}
+        self._following = False  # whether the bucket answered (on_start, or a retry in run)
 
     def subscriptions(self) -> Iterable[Sub]:
         return [
@@ -112,6 +113,21 @@ class FlagKeeper(Actor):
     async def on_start(self) -> None:
         for flag, enabled in self.flags.items():
             metrics_of(self.ctx).flag_enabled.labels(flag).set(1 if enabled else 0)
+        self._following = await self._follow_store()
+
+    async def run(self) -> None:
+        """Until the bucket has answered once, try again: a keeper that never follows it lists stale flags.
+
+        (Three processes starting together on a fresh cluster: the bucket may have no stream leader yet.)
+        """
+        delay = 1.0
+        while not self._following:
+            await self.clock.sleep(delay)
+            delay = min(2 * delay, 30.0)
+            self._following = await self._follow_store()
+
+    async def _follow_store(self) -> bool:
+        """Seed, read and watch the bucket; False (logged) if it cannot be reached now."""
         try:
             store = await self.bucket(FLAGS_BUCKET)
             stored = await store.entries()
@@ -120,8 +136,10 @@ class FlagKeeper(Actor):
             for entry in (await store.entries()).values():
                 self._take(entry)
             self.own(await store.watch(self.on_flag_entry))
-        except BusError as exc:  # commands will say so; fetchers run on their defaults
+        except BusError as exc:  # commands will say so; fetchers run on their defaults meanwhile
             self.log.warning("flag_store_unavailable", error=str(exc))
+            return False
+        return True
 
     async def _settle(self, store: KeyValue, flag: str, enabled: bool, entry: KVEntry | None) -> None:
         """Seed `flag` if nobody set it (or overwrite it when the environment wins), and say which source won."""

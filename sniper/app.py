@@ -404,7 +404,8 @@ async def wait_for_stop(seconds: float | None, *, supervisor: Supervisor | None 
 
 
 def _status(st: ModuleStatus) -> str:
-    return st.status if st.status == "ok" else f"{st.status}({st.reason})" if st.reason else st.status
+    shown = st.status if st.status == "ok" else f"{st.status}({st.reason})" if st.reason else st.status
+    return shown if st.source == "backend" else f"{shown}@{st.source}"  # a venue answered (the fallback)
 
 
 def format_signal(sig: Signal) -> str:

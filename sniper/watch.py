@@ -65,6 +65,9 @@ def _module(status: Mapping[str, Any] | None) -> Text:
     name = str(status["status"])
     reason = status.get("reason")
     shown = f"{name}({reason})" if reason and reason != name else name
+    source = status.get("source")
+    if source and source != "backend":  # a venue answered (the fallback)
+        shown += f"@{source}"
     return Text(shown, style=STATUS_STYLE.get(name, ""))
 
 

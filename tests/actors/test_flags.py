@@ -12,13 +12,16 @@ import pytest
 
 from actors.fetcher import ModuleFetcher
 from actors.flags import FlagKeeper
+from actors.metrics import Metrics
 from actors.status import StatusKeeper
 from actors.testing import FakeBackend
 from actors.upstream import MockTransport
 from messages import FlagChanged, FlagCommand, FlagReply, Signal, Subjects, decode, encode
 from messages.subjects import FLAGS_BUCKET
-from runtime import SystemClock
-from runtime.testing import Recorder
+from runtime import Context, MemoryBus, SystemClock, VirtualClock
+from runtime.kv import KeyValue, KVUnavailable
+from runtime.supervisor import Supervisor
+from runtime.testing import Recorder, wait_until
 from sniper.app import run_pipeline
 from sniper.config import Settings
 from sniper.embedded import EmbeddedNats
@@ -166,6 +169,32 @@ class TestPrecedence:
 
 
 @pytest.mark.nats
+class TestStartingWithoutTheBucket:
+    async def test_a_keeper_started_while_the_bucket_is_down_follows_it_once_it_answers(
+        self, vclock: VirtualClock
+    ) -> None:
+        """The flags bucket unreachable at start (a fresh cluster electing): it retries, then lists the truth."""
+
+        class Electing(MemoryBus):
+            refusals = 3
+
+            async def key_value(self, bucket: str) -> KeyValue:
+                if bucket.endswith("_flags") and self.refusals > 0:
+                    self.refusals -= 1
+                    raise KVUnavailable("no stream leader yet (test)")
+                return await super().key_value(bucket)
+
+        bus = Electing(clock=vclock)
+        store = await MemoryBus.key_value(bus, "sniper_flags")
+        await store.put("BIAS", encode(FlagChanged(flag="BIAS", enabled=False, ts=vclock.now(), who="op")))
+        keeper = FlagKeeper({m: True for m in samples.PATHS})
+        async with Supervisor(Context(bus=bus, clock=vclock, hooks=Metrics()), [keeper]):
+            assert keeper.flags["BIAS"] is True  # the default, while the bucket does not answer
+            await wait_until(lambda: keeper.flags["BIAS"] is False)
+        assert bus.refusals == 0
+        await bus.close()
+
+
 class TestOverRealNats:
     async def test_a_value_put_by_a_plain_nats_client_is_announced_and_applied(self, nats_server: EmbeddedNats) -> None:
         """nats-py's own KV client writes WHALE off; sniper announces it and the next signals show whale disabled."""

@@ -47,6 +47,9 @@ function moduleCell(asset, module, entry) {
   td.dataset.module = module;
   td.dataset.status = ms ? status : "absent";
   td.appendChild(el("span", ms ? status : "-"));
+  if (ms && ms.source && ms.source !== "backend") {
+    td.appendChild(el("span", "from " + ms.source, "source"));  // a venue answered (the fallback)
+  }
   if (ms && ms.reason && ms.reason !== status) {
     const reason = el("span", ms.reason, "reason");
     reason.title = ms.reason;

@@ -140,6 +140,7 @@ class TestCatchUp:
             "status": "degraded",
             "reason": "payment_required",
             "latency_ms": None,
+            "source": "backend",
         }
         assert snap["modules"] == ["etf", "whale"]
         assert snap["flags"] == {"ETF": False, "WHALE": True}
