@@ -57,6 +57,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/flood.py
 	$(BIN)/python bench/durable_signals.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/fallback.py
 
 # The Prometheus config, alerting rules and their unit tests (deploy/prometheus); promtool comes
 # from Debian's prometheus package (.ci/run installs it). `make test` runs the same checks.
