@@ -81,7 +81,6 @@ class Leadership:
         self.term = 0
         self.elections = 0  # terms this process won
         self.seen = 0  # the highest term of this role seen in a message (`observe`)
-        self._changed = asyncio.Event()
         self._kv: KeyValue | None = None
         self._revision: int | None = None  # of our own entry, while we hold it
         self._renewed_at = 0.0  # monotonic, last successful write of our entry
@@ -98,13 +97,6 @@ class Leadership:
         """A message of this role carried `fence`: a term someone held (the next one we take is higher)."""
         if fence > self.seen:
             self.seen = fence
-
-    async def wait_leading(self) -> int:
-        """Wait until this process leads; return its term."""
-        while not self.leading:
-            self._changed.clear()
-            await self._changed.wait()
-        return self.term
 
     async def hold(
         self,
@@ -260,14 +252,12 @@ class Leadership:
     def _lead(self, term: int) -> None:
         self.leading, self.term = True, term
         self.elections += 1
-        self._changed.set()
 
     def _step_down(self, actor: Actor, why: str) -> None:
         self._revision = None
         if not self.leading:
             return
         self.leading = False
-        self._changed.set()
         if why == "released":
             log.info("lease_released", role=self.role, term=self.term)
         else:
