@@ -161,6 +161,7 @@ class ModuleFetcher(Actor):
         self._slots = asyncio.Semaphore(max_concurrency)
         self._routes_ts = 0.0
         self._fences = {"tick": Fencer(), "breaker state": Fencer(), "route map": Fencer()}
+        self._shared_read = self._watching = False  # the shared state read, the flag watch made (on_start, run)
         self._cache_unreachable = RateLimitedWarning(self.log, "shared_cache_unavailable", burst=1, period=60.0)
         #: The venues to try when the backend fails this module (`actors.fallback`; none: the backend only).
         self.fallback = FallbackChain(self.module, fallback) if fallback else None
@@ -232,10 +233,24 @@ class ModuleFetcher(Actor):
     async def on_start(self) -> None:
         """Start from the shared state: breakers, flag, last route map (each best-effort).
 
-        Without the key-value store (JetStream down) the fetcher still runs: on
-        its environment default, the built-in routes and live events.
+        Without the key-value store (JetStream down, or electing in a cluster) the
+        fetcher still runs, on its environment default, the built-in routes and
+        live events, and `run` tries the store again until it answers (a fetcher
+        restarted meanwhile would otherwise miss a quarantine decided long ago).
         """
         self._inflight.clear()
+        self._watching = False
+        self._shared_read = await self._read_shared_state()
+
+    async def run(self) -> None:
+        delay = 1.0
+        while not self._shared_read:
+            await self.clock.sleep(delay)
+            delay = min(2 * delay, 30.0)
+            self._shared_read = await self._read_shared_state()
+
+    async def _read_shared_state(self) -> bool:
+        """Stored breakers, the flag watch, the stored route map; False (logged) if the store cannot be reached."""
         try:
             circuits = await self.bucket(CIRCUITS_BUCKET)
             for key, entry in (await circuits.entries()).items():
@@ -250,17 +265,20 @@ class ModuleFetcher(Actor):
                         self.circuit.update(state)
                     else:
                         self.log.warning("bad_stored_circuit", key=key, reason=refusal)
-            flags = await self.bucket(FLAGS_BUCKET)
-            self.own(await flags.watch(self.on_flag_entry))
+            if not self._watching:
+                flags = await self.bucket(FLAGS_BUCKET)
+                self.own(await flags.watch(self.on_flag_entry))
+                self._watching = True
             stored = await (await self.bucket(ROUTES_BUCKET)).get(ROUTES_KEY)
         except BusError as exc:
             self.log.warning("shared_state_unavailable", error=str(exc))
-            return
+            return False
         if stored is not None and stored.value:
             try:
                 await self.on_routes(decode(stored.value, RouteMap))
             except DecodeError as err:
                 self.log.warning("bad_stored_routes", reason=err.reason)
+        return True
 
     async def on_circuit(self, state: CircuitState) -> None:
         self.circuit.update(state)

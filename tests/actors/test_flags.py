@@ -11,12 +11,13 @@ import nats
 import pytest
 
 from actors.fetcher import ModuleFetcher
+from actors.fetchers import FETCHERS
 from actors.flags import FlagKeeper
 from actors.metrics import Metrics
 from actors.status import StatusKeeper
 from actors.testing import FakeBackend
-from actors.upstream import MockTransport
-from messages import FlagChanged, FlagCommand, FlagReply, Signal, Subjects, decode, encode
+from actors.upstream import MockTransport, UpstreamClient
+from messages import CircuitState, FlagChanged, FlagCommand, FlagReply, Signal, Subjects, decode, encode
 from messages.subjects import FLAGS_BUCKET
 from runtime import Context, MemoryBus, SystemClock, VirtualClock
 from runtime.kv import KeyValue, KVUnavailable
@@ -192,6 +193,34 @@ class TestStartingWithoutTheBucket:
             assert keeper.flags["BIAS"] is True  # the default, while the bucket does not answer
             await wait_until(lambda: keeper.flags["BIAS"] is False)
         assert bus.refusals == 0
+        await bus.close()
+
+
+class TestFetcherStartingWithoutTheStore:
+    async def test_a_fetcher_started_while_the_store_is_down_takes_up_a_stored_quarantine(
+        self, vclock: VirtualClock
+    ) -> None:
+        """The circuits bucket unreachable at start: the fetcher retries and then holds the stored quarantine."""
+
+        class Electing(MemoryBus):
+            refusals = 3
+
+            async def key_value(self, bucket: str) -> KeyValue:
+                if bucket.endswith("_circuits") and self.refusals > 0:
+                    self.refusals -= 1
+                    raise KVUnavailable("no stream leader yet (test)")
+                return await super().key_value(bucket)
+
+        bus = Electing(clock=vclock)
+        now = vclock.now()
+        quarantine = CircuitState(module="etf", scope="all", state="quarantined", ts=now, until=now + 3000)
+        await (await MemoryBus.key_value(bus, "sniper_circuits")).put("etf.all", encode(quarantine))
+        fetcher = FETCHERS["etf"](UpstreamClient(BACKEND, MockTransport(FakeBackend(vclock)), clock=vclock))
+        async with Supervisor(Context(bus=bus, clock=vclock, hooks=Metrics()), [fetcher]):
+            assert fetcher.admit("SOL") is None  # nothing known yet
+            await wait_until(lambda: fetcher.admit("SOL") is not None)
+        denial = fetcher.admit("SOL")
+        assert bus.refusals == 0 and denial is not None and denial.reason == "circuit_open"
         await bus.close()
 
 
